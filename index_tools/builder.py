@@ -1,0 +1,371 @@
+"""Build an infini-gram v4 index from corpus files, crash-safely and resumably.
+
+Phases: read+tokenize (documents streamed into shard files), suffix sort (one process per shard,
+up to --workers), manifest. Every file is written under a temporary name and renamed when
+complete; the manifest is written last, so a directory is an index only once everything is in place.
+A state file remembers finished shards so that a rerun after Ctrl+C or a crash resumes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from array import array
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import CorpusError, IndexFormatError, TokenizerError
+from .format import (
+    MANIFEST_NAME,
+    TMP_SUFFIX,
+    TOKEN_DTYPES,
+    TOKENIZER_NAME,
+    WIDTH_BY_NAME,
+    Manifest,
+    ShardInfo,
+    atomic_path,
+    fsync_dir,
+    pointer_width,
+    read_manifest,
+    separator_id,
+    shard_file,
+    width_for_vocab,
+    write_manifest,
+)
+from .progress import Progress
+from .readers import TextDoc, TokenDoc, list_sources, read_documents
+from .suffix_sort import sort_shard
+from .tokenizer import Tokenizer, load_tokenizer, train_bpe
+
+STATE_NAME = "build-state.json"
+SHARD_KINDS = ("tokenized", "table", "offset", "metadata", "metaoff", "unigram")
+#: Peak bytes of RAM per byte of token file during the suffix sort (data + int32 SA + kept entries).
+SORT_BYTES_PER_BYTE = 7.5
+BATCH_DOCS = 512
+TRAIN_SAMPLE_CHARS = 50_000_000
+
+
+@dataclass
+class BuildOptions:
+    tokenizer: str | None = None  # None = train a BPE, "bytes", or a tokenizer.json path
+    text_field: str = "text"
+    shards: int | None = None  # None = as many as --memory requires
+    workers: int = 1
+    memory_gb: float | None = None
+    eos_id: int | None = None
+    raw_dtype: str = "u16"
+    token_width: str | None = None  # force u8/u16/u32
+    vocab_size: int = 32000
+    progress: bool = True
+    force: bool = False
+
+
+def available_memory_bytes() -> int:
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 4 << 30
+
+
+def shard_capacity_bytes(memory_gb: float | None, workers: int) -> int:
+    """Largest token file one worker may sort within the memory budget (and int32 offsets)."""
+    budget = memory_gb * (1 << 30) if memory_gb else available_memory_bytes() * 0.6
+    per_worker = budget / max(1, workers)
+    return int(max(1 << 20, min(per_worker / SORT_BYTES_PER_BYTE, np.iinfo(np.int32).max - 16)))
+
+
+def _fingerprint(files: list[Path], opts: BuildOptions, capacity: int) -> str:
+    h = hashlib.sha256()
+    for f in files:
+        st = f.stat()
+        h.update(f"{f.resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    tok = opts.tokenizer
+    if tok and tok != "bytes":
+        p = Path(tok)
+        p = p / TOKENIZER_NAME if p.is_dir() else p
+        h.update(hashlib.sha256(p.read_bytes()).digest() if p.exists() else tok.encode())
+    params = {k: v for k, v in asdict(opts).items() if k not in ("progress", "force", "workers", "tokenizer")}
+    params["capacity"] = capacity if opts.shards is None else None
+    params["tokenizer_kind"] = "bytes" if tok == "bytes" else ("file" if tok else "trained")
+    h.update(json.dumps(params, sort_keys=True).encode())
+    return h.hexdigest()[:24]
+
+
+def _clean(directory: Path) -> None:
+    """Remove every file a build of ours may have written (and nothing else)."""
+    for p in directory.iterdir():
+        base = p.name[: -len(TMP_SUFFIX)] if p.name.endswith(TMP_SUFFIX) else p.name
+        kind = base.split(".")[0]
+        if kind in SHARD_KINDS or base in (MANIFEST_NAME, STATE_NAME, TOKENIZER_NAME):
+            p.unlink()
+
+
+def _load_state(directory: Path, fingerprint: str) -> dict[str, Any] | None:
+    path = directory / STATE_NAME
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return state if isinstance(state, dict) and state.get("fingerprint") == fingerprint else None
+
+
+def _save_state(directory: Path, state: dict[str, Any]) -> None:
+    with atomic_path(directory / STATE_NAME) as tmp:
+        tmp.write_text(json.dumps(state), encoding="utf-8")
+
+
+class _ShardWriter:
+    """Streams documents of one shard into `.partial` files; `finish` renames them into place."""
+
+    def __init__(self, directory: Path, shard: int, width: int, vocab_size: int) -> None:
+        self.directory, self.shard, self.width = directory, shard, width
+        self.dtype = TOKEN_DTYPES[width][0]
+        self.sep = np.array([separator_id(width)], dtype=self.dtype).tobytes()
+        self.tok_fh = open(self._tmp("tokenized"), "wb")
+        self.meta_fh = open(self._tmp("metadata"), "wb")
+        self.offsets = array("Q")
+        self.metaoffs = array("Q")
+        self.tok_bytes = 0
+        self.meta_bytes = 0
+        self.counts = np.zeros(min(vocab_size, separator_id(width)), dtype=np.int64)
+
+    def _tmp(self, kind: str) -> Path:
+        return shard_file(self.directory, kind, self.shard).with_name(f"{kind}.{self.shard}{TMP_SUFFIX}")
+
+    def add(self, ids: np.ndarray, meta: dict[str, Any]) -> None:
+        self.offsets.append(self.tok_bytes)
+        data = self.sep + ids.astype(self.dtype).tobytes()
+        self.tok_fh.write(data)
+        self.tok_bytes += len(data)
+        line = (json.dumps(meta, ensure_ascii=False) + "\n").encode("utf-8")
+        self.metaoffs.append(self.meta_bytes)
+        self.meta_fh.write(line)
+        self.meta_bytes += len(line)
+        if len(ids):
+            self.counts += np.bincount(ids, minlength=len(self.counts))[: len(self.counts)]
+
+    def abort(self) -> None:
+        for fh in (self.tok_fh, self.meta_fh):
+            fh.close()
+        for kind in ("tokenized", "metadata"):
+            self._tmp(kind).unlink(missing_ok=True)
+
+    def finish(self) -> dict[str, int]:
+        for fh in (self.tok_fh, self.meta_fh):
+            fh.flush()
+            os.fsync(fh.fileno())
+            fh.close()
+        with atomic_path(shard_file(self.directory, "offset", self.shard)) as tmp:
+            np.frombuffer(self.offsets, dtype="<u8").tofile(tmp)
+        with atomic_path(shard_file(self.directory, "metaoff", self.shard)) as tmp:
+            np.frombuffer(self.metaoffs, dtype="<u8").tofile(tmp)
+        with atomic_path(shard_file(self.directory, "unigram", self.shard)) as tmp:
+            # as infini-gram's builder: sparse "id count" lines, the separator included (last).
+            nz = np.flatnonzero(self.counts)
+            lines = "".join(f"{i} {self.counts[i]}\n" for i in nz)
+            lines += f"{separator_id(self.width)} {len(self.offsets)}\n"
+            tmp.write_text(lines, encoding="utf-8")
+        os.replace(self._tmp("metadata"), shard_file(self.directory, "metadata", self.shard))
+        # tokenized last: its final name marks the tokenize phase of this shard done.
+        os.replace(self._tmp("tokenized"), shard_file(self.directory, "tokenized", self.shard))
+        fsync_dir(self.directory)
+        return {"documents": len(self.offsets), "tokenized_bytes": self.tok_bytes}
+
+
+def _text_sample(docs: Iterable[TextDoc | TokenDoc], limit: int) -> Iterator[str]:
+    total = 0
+    for doc in docs:
+        if isinstance(doc, TokenDoc):
+            raise TokenizerError("pre-tokenized input needs --tokenizer (the tokenizer that made it)")
+        yield doc.text
+        total += len(doc.text)
+        if total >= limit:
+            return
+
+
+def _prepare_tokenizer(directory: Path, files: list[Path], opts: BuildOptions, resumed: bool) -> tuple[Tokenizer, str]:
+    if opts.tokenizer == "bytes":
+        return load_tokenizer("bytes"), "bytes"
+    target = directory / TOKENIZER_NAME
+    if opts.tokenizer:
+        tok = load_tokenizer(opts.tokenizer)
+        if not resumed or not target.exists():
+            with atomic_path(target) as tmp:
+                shutil.copyfile(tok.path, tmp)  # type: ignore[attr-defined]
+        return load_tokenizer(target), TOKENIZER_NAME
+    if resumed and target.exists():
+        return load_tokenizer(target), TOKENIZER_NAME
+    sample = _text_sample(read_documents(files, opts.text_field, opts.eos_id, opts.raw_dtype), TRAIN_SAMPLE_CHARS)
+    with atomic_path(target) as tmp:
+        train_bpe(sample, tmp, opts.vocab_size)
+    return load_tokenizer(target), TOKENIZER_NAME
+
+
+def _batches(docs: Iterator[TextDoc | TokenDoc], tokenizer: Tokenizer, size: int) -> Iterator[list[tuple[np.ndarray, dict[str, Any]]]]:
+    batch: list[TextDoc | TokenDoc] = []
+
+    def encode(b: list[TextDoc | TokenDoc]) -> list[tuple[np.ndarray, dict[str, Any]]]:
+        texts = [d.text for d in b if isinstance(d, TextDoc)]
+        encoded = iter(tokenizer.encode_batch(texts)) if texts else iter(())
+        return [(next(encoded) if isinstance(d, TextDoc) else d.ids, d.meta) for d in b]
+
+    for doc in docs:
+        batch.append(doc)
+        if len(batch) >= size:
+            yield encode(batch)
+            batch = []
+    if batch:
+        yield encode(batch)
+
+
+def build_index(sources: list[str | Path], output: str | Path, opts: BuildOptions | None = None,
+                on_phase: Callable[[str, float], None] | None = None) -> Manifest:
+    """Build (or resume building) an index in `output`; returns its manifest."""
+    opts = opts or BuildOptions()
+    directory = Path(output)
+    files = list_sources(list(sources))
+    if directory.exists() and not directory.is_dir():
+        raise IndexFormatError(f"{directory}: exists and is not a directory")
+    directory.mkdir(parents=True, exist_ok=True)
+    capacity = shard_capacity_bytes(opts.memory_gb, opts.workers)
+    fingerprint = _fingerprint(files, opts, capacity)
+
+    try:
+        existing = read_manifest(directory)
+    except IndexFormatError:
+        existing = None
+    if existing is not None:
+        if existing.build.get("fingerprint") == fingerprint and not opts.force:
+            return existing
+        if not opts.force:
+            raise IndexFormatError(f"{directory}: already holds a different index (use --force to replace it)")
+    # From here on the directory must not look like an index until we finish.
+    (directory / MANIFEST_NAME).unlink(missing_ok=True)
+    state = _load_state(directory, fingerprint)
+    if state is None or opts.force:
+        _clean(directory)
+        state = {"fingerprint": fingerprint, "shards": [], "docs_done": 0, "tokenized": False}
+        _save_state(directory, state)
+
+    tokenizer, tokenizer_name = _prepare_tokenizer(directory, files, opts, resumed=bool(state["shards"]))
+    width = WIDTH_BY_NAME[opts.token_width] if opts.token_width else width_for_vocab(tokenizer.vocab_size)
+    if tokenizer.vocab_size > separator_id(width):
+        raise TokenizerError(
+            f"{tokenizer.name}: vocabulary of {tokenizer.vocab_size} tokens does not fit in "
+            f"{opts.token_width} tokens (at most {separator_id(width)})"
+        )
+
+    if not state["tokenized"]:
+        _tokenize_phase(directory, files, opts, tokenizer, width, capacity, state)
+    _sort_phase(directory, state, width, opts)
+
+    shards = []
+    for n, s in enumerate(state["shards"]):
+        tb = s["tokenized_bytes"]
+        shards.append(ShardInfo(documents=s["documents"], tokens=tb // width, tokenized_bytes=tb,
+                                table_bytes=(tb // width) * pointer_width(tb), pointer_width=pointer_width(tb)))
+        assert shard_file(directory, "table", n).stat().st_size == shards[-1].table_bytes
+    manifest = Manifest(
+        token_width=width, tokenizer=tokenizer_name, shards=shards, vocab_size=tokenizer.vocab_size,
+        eos_id=opts.eos_id,
+        build={"fingerprint": fingerprint, "sources": [str(f) for f in files], "text_field": opts.text_field,
+               "shard_capacity_bytes": capacity if opts.shards is None else None, "shards_requested": opts.shards},
+    )
+    write_manifest(directory, manifest)
+    (directory / STATE_NAME).unlink(missing_ok=True)
+    return manifest
+
+
+def _tokenize_phase(directory: Path, files: list[Path], opts: BuildOptions, tokenizer: Tokenizer,
+                    width: int, capacity: int, state: dict[str, Any]) -> None:
+    progress = Progress("tokenize", None, "tok", opts.progress)
+    docs = read_documents(files, opts.text_field, opts.eos_id, opts.raw_dtype)
+    skip = state["docs_done"]
+    seen = 0
+    sep = separator_id(width)
+    writers: list[_ShardWriter] = []
+    round_robin = opts.shards is not None
+    try:
+        if round_robin:
+            writers = [_ShardWriter(directory, n, width, tokenizer.vocab_size) for n in range(opts.shards or 1)]
+        current = None
+        for batch in _batches(_skip(docs, skip), tokenizer, BATCH_DOCS):
+            for ids, meta in batch:
+                if len(ids) and int(ids.max()) >= sep:
+                    raise CorpusError(meta["path"], f"token id {int(ids.max())} does not fit the token width", meta["linenum"])
+                if round_robin:
+                    writers[(skip + seen) % len(writers)].add(ids, meta)
+                else:
+                    if current is None:
+                        current = _ShardWriter(directory, len(state["shards"]), width, tokenizer.vocab_size)
+                    current.add(ids, meta)
+                    if current.tok_bytes >= capacity:
+                        state["shards"].append(current.finish())
+                        state["docs_done"] = skip + seen + 1
+                        _save_state(directory, state)
+                        current = None
+                seen += 1
+                progress.update(len(ids) + 1)
+        if skip + seen == 0:
+            raise CorpusError(", ".join(str(f) for f in files), "corpus is empty: no documents")
+        if round_robin:
+            for w in writers:
+                state["shards"].append(w.finish())
+            writers = []
+        elif current is not None:
+            state["shards"].append(current.finish())
+            current = None
+        state["docs_done"] = skip + seen
+        state["tokenized"] = True
+        _save_state(directory, state)
+    except BaseException:
+        for w in writers:
+            w.abort()
+        if not round_robin and "current" in locals() and current is not None:
+            current.abort()
+        raise
+    finally:
+        progress.close()
+
+
+def _skip(docs: Iterator[TextDoc | TokenDoc], n: int) -> Iterator[TextDoc | TokenDoc]:
+    for i, d in enumerate(docs):
+        if i >= n:
+            yield d
+
+
+def _sort_one(directory: str, shard: int, width: int) -> int:
+    d = Path(directory)
+    final = shard_file(d, "table", shard)
+    with atomic_path(final) as tmp:
+        sort_shard(shard_file(d, "tokenized", shard), tmp, width)
+    return shard
+
+
+def _sort_phase(directory: Path, state: dict[str, Any], width: int, opts: BuildOptions) -> None:
+    todo = [n for n in range(len(state["shards"])) if not shard_file(directory, "table", n).exists()]
+    total = sum(state["shards"][n]["tokenized_bytes"] // width for n in todo)
+    progress = Progress("sort", total, "tok", opts.progress)
+    try:
+        if opts.workers > 1 and len(todo) > 1:
+            with ProcessPoolExecutor(max_workers=min(opts.workers, len(todo))) as pool:
+                for shard in pool.map(_sort_one, [str(directory)] * len(todo), todo, [width] * len(todo)):
+                    progress.update(state["shards"][shard]["tokenized_bytes"] // width)
+        else:
+            for shard in todo:
+                _sort_one(str(directory), shard, width)
+                progress.update(state["shards"][shard]["tokenized_bytes"] // width)
+    finally:
+        progress.close()
+    fsync_dir(directory)

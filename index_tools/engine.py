@@ -1,0 +1,450 @@
+"""Query engine over memory-mapped infini-gram v4 shards.
+
+All searches are lock-step binary searches over a *batch* of queries: every step gathers the
+probed suffix-array entries and compares their tokens with the queries in numpy, so the cost per
+step is a handful of vectorised operations, whatever the number of queries. Tokens are compared
+through their byte-swapped value (the file viewed big-endian), which orders exactly as memcmp
+of the little-endian bytes -- the order infini-gram sorts in.
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import IndexFormatError, TokenizerError
+from .format import (
+    TOKEN_DTYPES,
+    TOKENIZER_NAME,
+    Manifest,
+    pointer_width,
+    read_manifest,
+    separator_id,
+    shard_file,
+)
+from .tokenizer import Tokenizer, load_tokenizer
+
+QUERY_END = -1  # a query that runs out: compares as "prefix of the suffix"
+SUFFIX_END = -2  # a suffix that runs out at the end of the file: sorts before everything
+_FIRST_CHUNK = 8
+
+
+def _map(path: Path) -> np.ndarray:
+    """Read-only memory map (MADV_RANDOM: binary search touches scattered pages)."""
+    size = path.stat().st_size
+    if size == 0:
+        return np.zeros(0, dtype=np.uint8)
+    with open(path, "rb") as fh:
+        mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+    if hasattr(mm, "madvise") and hasattr(mmap, "MADV_RANDOM"):
+        mm.madvise(mmap.MADV_RANDOM)
+    return np.frombuffer(mm, dtype=np.uint8)
+
+
+@dataclass
+class Hit:
+    """One occurrence: where it is and what surrounds it."""
+
+    shard: int
+    rank: int
+    pointer: int  # byte offset in tokenized.N
+    doc: int  # document index within the shard
+    doc_start: int  # token index of the document's first token (after the separator)
+    doc_end: int  # token index one past its last token
+    token: int  # token index of the match start
+
+
+class Shard:
+    """One shard's files, memory-mapped; validated cheaply on open."""
+
+    def __init__(self, directory: Path, n: int, width: int, expected: Any | None = None) -> None:
+        self.directory, self.n, self.width = directory, n, width
+        paths = {k: shard_file(directory, k, n) for k in ("tokenized", "table", "offset")}
+        for kind, p in paths.items():
+            if not p.exists():
+                raise IndexFormatError(f"{p}: missing {kind} file")
+        raw = _map(paths["tokenized"])
+        if len(raw) % width:
+            raise IndexFormatError(f"{paths['tokenized']}: size {len(raw)} is not a multiple of {width}")
+        self.tokenized_bytes = len(raw)
+        self.n_tokens = len(raw) // width
+        self.keys = raw.view(TOKEN_DTYPES[width][1])  # sort keys (byte-swapped tokens)
+        self.ids = raw.view(TOKEN_DTYPES[width][0])  # token ids
+        table = _map(paths["table"])
+        if self.n_tokens == 0:
+            raise IndexFormatError(f"{paths['tokenized']}: empty token file")
+        if len(table) % self.n_tokens:
+            raise IndexFormatError(f"{paths['table']}: size {len(table)} does not match {self.n_tokens} tokens (truncated?)")
+        self.ptr_width = len(table) // self.n_tokens
+        if self.ptr_width != pointer_width(self.tokenized_bytes):
+            raise IndexFormatError(
+                f"{paths['table']}: {self.ptr_width}-byte entries, expected {pointer_width(self.tokenized_bytes)} "
+                f"for {self.tokenized_bytes} bytes of tokens (truncated or from another index?)")
+        if self.ptr_width in (1, 2, 4, 8):
+            self._table32 = table.view(f"<u{self.ptr_width}")
+        else:
+            self._table32 = None
+            self._table = table.reshape(-1, self.ptr_width)
+        off = _map(paths["offset"])
+        if len(off) % 8 or len(off) == 0:
+            raise IndexFormatError(f"{paths['offset']}: size {len(off)} is not a positive multiple of 8")
+        self.offsets = off.view("<u8")
+        self.n_docs = len(self.offsets)
+        if int(self.offsets[0]) != 0 or int(self.offsets[-1]) >= self.tokenized_bytes:
+            raise IndexFormatError(f"{paths['offset']}: offsets do not fit {paths['tokenized']}")
+        if expected is not None:
+            if (expected.tokenized_bytes, expected.documents, len(table)) != (self.tokenized_bytes, self.n_docs, expected.table_bytes):
+                raise IndexFormatError(f"{directory}: shard {n} files do not match the manifest (sizes differ)")
+        self.doc_token_starts = self.offsets.astype(np.int64) // width  # separator positions
+        meta, metaoff = shard_file(directory, "metadata", n), shard_file(directory, "metaoff", n)
+        self.metadata = _map(meta) if meta.exists() else None
+        self.metaoff = _map(metaoff).view("<u8") if metaoff.exists() and self.metadata is not None else None
+        if self.metaoff is not None and len(self.metaoff) != self.n_docs:
+            raise IndexFormatError(f"{metaoff}: {len(self.metaoff)} entries for {self.n_docs} documents")
+        self._first: np.ndarray | None = None
+
+    # -- suffix array access -------------------------------------------------------------
+    def sa_tokens(self, ranks: np.ndarray) -> np.ndarray:
+        """Token positions of the suffixes at `ranks`."""
+        if self._table32 is not None:
+            ptr = self._table32[ranks].astype(np.int64)
+        else:
+            rows = self._table[ranks].astype(np.int64)
+            ptr = np.zeros(len(ranks), dtype=np.int64)
+            for k in range(self.ptr_width):
+                ptr |= rows[:, k] << (8 * k)
+        return ptr // self.width
+
+    def _compare(self, pos: np.ndarray, qbuf: np.ndarray, qstart: np.ndarray, qlen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Compare suffixes at token positions `pos` with queries qbuf[qstart : qstart+qlen].
+
+        Returns (sign, lcp): sign is -1 if suffix < query, 0 if the query is a prefix of the
+        suffix, +1 otherwise; lcp is the common prefix length in tokens.
+        """
+        m = len(pos)
+        sign = np.zeros(m, dtype=np.int8)
+        lcp = np.zeros(m, dtype=np.int64)
+        active = np.arange(m)
+        j0 = 0
+        chunk = _FIRST_CHUNK
+        n_tok = self.n_tokens
+        while len(active):
+            j = np.arange(j0, j0 + chunk)
+            sp = pos[active, None] + j[None, :]
+            s = self.keys[np.minimum(sp, n_tok - 1)].astype(np.int64)
+            s[sp >= n_tok] = SUFFIX_END
+            qi = qstart[active, None] + j[None, :]
+            q = np.where(j[None, :] < qlen[active, None], qbuf[np.minimum(qi, len(qbuf) - 1)], QUERY_END)
+            stop = (s != q) | (q == QUERY_END)
+            any_stop = stop.any(axis=1)
+            first = stop.argmax(axis=1)
+            done = active[any_stop]
+            f = first[any_stop]
+            rows = np.flatnonzero(any_stop)
+            sv = s[rows, f]
+            qv = q[rows, f]
+            sign[done] = np.where(qv == QUERY_END, 0, np.where(sv < qv, -1, 1))
+            lcp[done] = j0 + f
+            active = active[~any_stop]
+            j0 += chunk
+            chunk = min(chunk * 4, 4096)
+        return sign, lcp
+
+    def _bound(self, qbuf: np.ndarray, qstart: np.ndarray, qlen: np.ndarray, lo: np.ndarray, hi: np.ndarray, upper: bool) -> np.ndarray:
+        """Lock-step binary search: first rank whose suffix compares >= (or >, if upper) the query."""
+        lo, hi = lo.copy(), hi.copy()
+        act = np.flatnonzero(lo < hi)
+        while len(act):
+            mid = (lo[act] + hi[act]) // 2
+            sign, _ = self._compare(self.sa_tokens(mid), qbuf, qstart[act], qlen[act])
+            go_right = sign <= 0 if upper else sign < 0
+            lo[act] = np.where(go_right, mid + 1, lo[act])
+            hi[act] = np.where(go_right, hi[act], mid)
+            act = act[lo[act] < hi[act]]
+        return lo
+
+    def first_token_ranges(self) -> np.ndarray | None:
+        """Rank bounds per first token (size vocab+1), computed once: narrows every search."""
+        if self._first is None:
+            vocab = 1 << (8 * self.width)
+            if vocab > (1 << 20):
+                return None
+            keys = np.arange(vocab + 1, dtype=np.int64)
+            keys[-1] = vocab  # sentinel larger than any key
+            qstart = np.arange(vocab + 1, dtype=np.int64)
+            qlen = np.ones(vocab + 1, dtype=np.int64)
+            lo = np.zeros(vocab + 1, dtype=np.int64)
+            hi = np.full(vocab + 1, self.n_tokens, dtype=np.int64)
+            self._first = self._bound(keys, qstart, qlen, lo, hi, upper=False)
+        return self._first
+
+    def _initial_bounds(self, qbuf: np.ndarray, qstart: np.ndarray, qlen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        first = self.first_token_ranges()
+        m = len(qstart)
+        if first is None or m < 64:
+            return np.zeros(m, dtype=np.int64), np.full(m, self.n_tokens, dtype=np.int64)
+        k = np.where(qlen > 0, qbuf[np.minimum(qstart, len(qbuf) - 1)], 0)
+        return first[k], first[k + 1]
+
+    def find_many(self, qbuf: np.ndarray, qstart: np.ndarray, qlen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """[lo, hi) suffix-array ranges of every query (key sequences in qbuf)."""
+        lo0, hi0 = self._initial_bounds(qbuf, qstart, qlen)
+        lo = self._bound(qbuf, qstart, qlen, lo0, hi0, upper=False)
+        hi = self._bound(qbuf, qstart, qlen, lo, hi0, upper=True)
+        return lo, hi
+
+    def longest_prefix(self, qbuf: np.ndarray, qstart: np.ndarray, qlen: np.ndarray) -> np.ndarray:
+        """Per query, the length of its longest prefix that occurs in this shard."""
+        lo0, hi0 = self._initial_bounds(qbuf, qstart, qlen)
+        rank = self._bound(qbuf, qstart, qlen, lo0, hi0, upper=False)
+        best = np.zeros(len(qstart), dtype=np.int64)
+        for nb in (rank - 1, rank):
+            ok = np.flatnonzero((nb >= 0) & (nb < self.n_tokens))
+            if len(ok):
+                _, lcp = self._compare(self.sa_tokens(nb[ok]), qbuf, qstart[ok], qlen[ok])
+                best[ok] = np.maximum(best[ok], lcp)
+        return best
+
+    # -- documents ----------------------------------------------------------------------------
+    def hit(self, rank: int) -> Hit:
+        tok = int(self.sa_tokens(np.array([rank], dtype=np.int64))[0])
+        doc = int(np.searchsorted(self.doc_token_starts, tok, side="right")) - 1
+        start = int(self.doc_token_starts[doc]) + 1
+        end = int(self.doc_token_starts[doc + 1]) if doc + 1 < self.n_docs else self.n_tokens
+        return Hit(self.n, rank, tok * self.width, doc, start, end, tok)
+
+    def doc_bounds(self, doc: int) -> tuple[int, int]:
+        start = int(self.doc_token_starts[doc]) + 1
+        end = int(self.doc_token_starts[doc + 1]) if doc + 1 < self.n_docs else self.n_tokens
+        return start, end
+
+    def doc_metadata(self, doc: int) -> dict[str, Any]:
+        if self.metadata is None or self.metaoff is None:
+            return {}
+        a = int(self.metaoff[doc])
+        b = int(self.metaoff[doc + 1]) if doc + 1 < self.n_docs else len(self.metadata)
+        raw = bytes(self.metadata[a:b]).rstrip(b"\n")
+        try:
+            data = json.loads(raw.decode("utf-8", errors="replace"))
+        except json.JSONDecodeError:
+            return {"raw": raw.decode("utf-8", errors="replace")}
+        return data if isinstance(data, dict) else {"value": data}
+
+    def token_ids(self, start: int, end: int) -> np.ndarray:
+        return np.asarray(self.ids[start:end], dtype=np.int64)
+
+
+@dataclass
+class Window:
+    """A stretch of a document around a match, with the match's place inside it."""
+
+    tokens: np.ndarray
+    match_start: int  # offsets of the match in `tokens`
+    match_end: int
+    doc_start: int  # token index in the shard of tokens[0]
+    truncated_left: bool
+    truncated_right: bool
+
+
+class Index:
+    """An index directory: manifest, tokenizer and shards. Open with `Index.open`."""
+
+    def __init__(self, directory: Path, manifest: Manifest, tokenizer: Tokenizer, shards: list[Shard]) -> None:
+        self.directory = directory
+        self.manifest = manifest
+        self.tokenizer = tokenizer
+        self.shards = shards
+        self.width = manifest.token_width
+        self.name = directory.name
+        self._doc_base = np.cumsum([0] + [s.n_docs for s in shards])
+        self._unigram: np.ndarray | None = None
+
+    @classmethod
+    def open(cls, directory: str | Path) -> Index:
+        d = Path(directory)
+        if not d.is_dir():
+            raise IndexFormatError(f"{d}: not a directory")
+        manifest = read_manifest(d)
+        if manifest is None:
+            hint = " (an infini-gram index? run `tracetui index adopt` on it first)" if (d / "table.0").exists() else ""
+            raise IndexFormatError(f"{d}: not a tracetui index: no valid manifest{hint}")
+        width = manifest.token_width
+        if manifest.tokenizer == "bytes":
+            tokenizer: Tokenizer = load_tokenizer("bytes")
+        else:
+            tpath = d / manifest.tokenizer
+            tokenizer = load_tokenizer(tpath)
+        if tokenizer.vocab_size != manifest.vocab_size:
+            raise TokenizerError(
+                f"{d}: tokenizer has {tokenizer.vocab_size} tokens but the index was built with {manifest.vocab_size}"
+            )
+        if tokenizer.vocab_size > separator_id(width):
+            raise TokenizerError(f"{d}: tokenizer vocabulary does not fit {8 * width}-bit tokens")
+        shards = [Shard(d, n, width, info) for n, info in enumerate(manifest.shards)]
+        if not shards:
+            raise IndexFormatError(f"{d}: manifest lists no shards")
+        return cls(d, manifest, tokenizer, shards)
+
+    # -- keys ---------------------------------------------------------------------------------
+    def keys_of(self, ids: np.ndarray) -> np.ndarray:
+        """Sort keys of token ids (byte-swapped to match memcmp order)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if self.width == 1:
+            return ids
+        return ids.astype(TOKEN_DTYPES[self.width][0]).byteswap().astype(np.int64)
+
+    def encode(self, text: str) -> np.ndarray:
+        return self.tokenizer.encode(text)
+
+    # -- queries ------------------------------------------------------------------------------
+    def find(self, ids: np.ndarray) -> list[tuple[int, int]]:
+        """Suffix-array range [lo, hi) per shard of the token sequence."""
+        return [tuple(r[0]) for r in self.find_many([ids])]  # type: ignore[misc]
+
+    def find_many(self, seqs: list[np.ndarray]) -> list[list[tuple[int, int]]]:
+        """Per shard, the [lo, hi) ranges of every sequence: result[shard][i]."""
+        qbuf, qstart, qlen = self._pack(seqs)
+        out = []
+        for shard in self.shards:
+            lo, hi = shard.find_many(qbuf, qstart, qlen)
+            out.append(list(zip(lo.tolist(), hi.tolist(), strict=True)))
+        return out
+
+    def count(self, ids: np.ndarray) -> int:
+        return int(self.count_many([ids])[0])
+
+    def count_many(self, seqs: list[np.ndarray]) -> np.ndarray:
+        qbuf, qstart, qlen = self._pack(seqs)
+        total = np.zeros(len(seqs), dtype=np.int64)
+        for shard in self.shards:
+            lo, hi = shard.find_many(qbuf, qstart, qlen)
+            total += hi - lo
+        return total
+
+    def longest_prefixes(self, ids: np.ndarray, positions: np.ndarray | None = None) -> np.ndarray:
+        """For each start position l, the longest n such that ids[l:l+n] occurs in the corpus.
+
+        One lock-step binary search over all positions at once, with the whole remaining
+        sequence as the query, then the LCP with the two neighbours at the insertion point.
+        """
+        ids = np.asarray(ids, dtype=np.int64)
+        L = len(ids)
+        if positions is None:
+            positions = np.arange(L, dtype=np.int64)
+        positions = np.asarray(positions, dtype=np.int64)
+        if L == 0 or len(positions) == 0:
+            return np.zeros(len(positions), dtype=np.int64)
+        qbuf = self.keys_of(ids)
+        qlen = L - positions
+        best = np.zeros(len(positions), dtype=np.int64)
+        for shard in self.shards:
+            best = np.maximum(best, shard.longest_prefix(qbuf, positions, qlen))
+        return best
+
+    def _pack(self, seqs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        lens = np.array([len(s) for s in seqs], dtype=np.int64)
+        starts = np.concatenate([[0], np.cumsum(lens)[:-1]]).astype(np.int64)
+        buf = np.concatenate([self.keys_of(np.asarray(s)) for s in seqs] + [np.zeros(1, dtype=np.int64)])
+        return buf, starts, lens
+
+    # -- unigrams -----------------------------------------------------------------------------
+    def unigram_counts(self) -> np.ndarray:
+        """Token counts over all shards (from unigram.N, or counted from the tokens)."""
+        if self._unigram is None:
+            vocab = self.tokenizer.vocab_size
+            counts = np.zeros(vocab, dtype=np.int64)
+            for shard in self.shards:
+                path = shard_file(self.directory, "unigram", shard.n)
+                if path.exists():
+                    try:
+                        table = np.loadtxt(path, dtype=np.int64, ndmin=2)
+                    except ValueError:
+                        raise IndexFormatError(f"{path}: not 'token count' lines") from None
+                    if len(table):
+                        ok = table[:, 0] < vocab
+                        np.add.at(counts, table[ok, 0], table[ok, 1])
+                else:
+                    ids = np.asarray(shard.ids)
+                    ids = ids[ids != separator_id(self.width)]
+                    counts += np.bincount(ids, minlength=vocab)[:vocab]
+            self._unigram = counts
+        return self._unigram
+
+    @property
+    def total_tokens(self) -> int:
+        """All token positions, separators included: the N of unigram probabilities (as infini-gram)."""
+        return int(self.manifest.tokens)
+
+    # -- documents ----------------------------------------------------------------------------
+    def global_doc_id(self, shard: int, doc: int) -> int:
+        return int(self._doc_base[shard] + doc)
+
+    def locate_doc(self, global_id: int) -> tuple[int, int]:
+        if not 0 <= global_id < int(self._doc_base[-1]):
+            raise IndexError(f"document {global_id} out of range (0..{int(self._doc_base[-1]) - 1})")
+        shard = int(np.searchsorted(self._doc_base, global_id, side="right")) - 1
+        return shard, global_id - int(self._doc_base[shard])
+
+    def hit(self, shard: int, rank: int) -> Hit:
+        return self.shards[shard].hit(rank)
+
+    def window(self, hit: Hit, length: int, context: int) -> Window:
+        """`context` tokens each side of a `length`-token match, clipped to the document."""
+        shard = self.shards[hit.shard]
+        a = max(hit.doc_start, hit.token - context)
+        b = min(hit.doc_end, hit.token + length + context)
+        return Window(shard.token_ids(a, b), hit.token - a, hit.token - a + length, a, a > hit.doc_start, b < hit.doc_end)
+
+    def document_tokens(self, shard: int, doc: int) -> np.ndarray:
+        a, b = self.shards[shard].doc_bounds(doc)
+        return self.shards[shard].token_ids(a, b)
+
+    def document_text(self, global_id: int) -> str:
+        shard, doc = self.locate_doc(global_id)
+        return self.tokenizer.decode(self.document_tokens(shard, doc))
+
+    def metadata(self, shard: int, doc: int) -> dict[str, Any]:
+        return self.shards[shard].doc_metadata(doc)
+
+    def sizes(self) -> dict[str, int]:
+        total = 0
+        out = {}
+        for p in sorted(self.directory.iterdir()):
+            if p.is_file():
+                out[p.name] = p.stat().st_size
+                total += out[p.name]
+        out["total"] = total
+        return out
+
+
+class IndexSet:
+    """Several indexes open at once (e.g. pre-training and fine-tuning data)."""
+
+    def __init__(self, indexes: list[Index]) -> None:
+        names = [i.name for i in indexes]
+        for k, idx in enumerate(indexes):  # make names unique
+            if names.count(idx.name) > 1:
+                idx.name = f"{idx.name}#{k}"
+        self.indexes = indexes
+
+    @classmethod
+    def open(cls, directories: list[str | Path]) -> IndexSet:
+        return cls([Index.open(d) for d in directories])
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self.indexes)
+
+    def __len__(self) -> int:
+        return len(self.indexes)
+
+
+def tokenizer_path(directory: Path) -> Path:
+    return directory / TOKENIZER_NAME
+
+
+__all__ = ["Index", "IndexSet", "Shard", "Hit", "Window"]

@@ -1,0 +1,25 @@
+"""Errors that end up as one line on the terminal: each says what and where."""
+
+from __future__ import annotations
+
+
+class IndexToolsError(Exception):
+    """Base class: the CLI prints str(error) on one line and exits non-zero."""
+
+
+class CorpusError(IndexToolsError):
+    """The input corpus cannot be read: names the file and, where known, the line."""
+
+    def __init__(self, path: object, message: str, line: int | None = None) -> None:
+        where = f"{path}:{line}" if line is not None else f"{path}"
+        super().__init__(f"{where}: {message}")
+        self.path = path
+        self.line = line
+
+
+class IndexFormatError(IndexToolsError):
+    """An index directory is missing, incomplete, corrupt or of another format."""
+
+
+class TokenizerError(IndexToolsError):
+    """A tokenizer cannot be loaded or does not fit the index."""
