@@ -1,0 +1,264 @@
+"""Command line: `tracetui` (the app), `tracetui index ...`, `count`, `search`, `trace`.
+
+Every failure the user can cause ends as one line on stderr and a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from index_tools.errors import IndexToolsError
+
+from .sanitize import inert
+
+EXIT_ERROR = 1
+EXIT_INTERRUPT = 130
+
+
+class CliError(Exception):
+    """A user-facing error raised by the CLI itself."""
+
+
+def _print_json(data: Any) -> None:
+    # ensure_ascii: every non-ASCII character is escaped, so nothing from a corpus reaches the terminal raw.
+    sys.stdout.write(json.dumps(data, ensure_ascii=True, indent=2) + "\n")
+
+
+def _color(enabled: bool, code: str, text: str) -> str:
+    return f"\x1b[{code}m{text}\x1b[0m" if enabled else text
+
+
+# -- index ------------------------------------------------------------------------------------
+def cmd_index_build(args: argparse.Namespace) -> int:
+    from index_tools.builder import BuildOptions, build_index
+
+    opts = BuildOptions(
+        tokenizer=args.tokenizer, text_field=args.text_field, shards=args.shards, workers=args.workers,
+        memory_gb=args.memory, eos_id=args.eos_id, raw_dtype=args.raw_dtype, token_width=args.token_width,
+        vocab_size=args.vocab_size, progress=not args.quiet, force=args.force,
+    )
+    manifest = build_index(args.sources, args.output, opts)
+    if args.json:
+        _print_json(json.loads(manifest.to_json()))
+    else:
+        print(f"built {args.output}: {manifest.documents} documents, {manifest.tokens} tokens, "
+              f"{len(manifest.shards)} shard(s), u{8 * manifest.token_width} tokens")
+    return 0
+
+
+def _info(directory: str) -> dict[str, Any]:
+    from index_tools.engine import Index
+
+    index = Index.open(directory)
+    m = index.manifest
+    sizes = index.sizes()
+    text_tokens = m.tokens - m.documents
+    return {
+        "directory": str(index.directory), "source": m.source, "tokenizer": m.tokenizer,
+        "vocab_size": m.vocab_size, "token_width": f"u{8 * m.token_width}",
+        "documents": m.documents, "tokens": m.tokens, "shards": [vars(s) for s in m.shards],
+        "bytes": sizes["total"], "index_bytes_per_token": round(sizes["total"] / max(1, text_tokens), 3),
+        "files": sizes,
+    }
+
+
+def cmd_index_info(args: argparse.Namespace) -> int:
+    info = _info(args.directory)
+    if args.json:
+        _print_json(info)
+        return 0
+    print(f"index      {inert(info['directory'])}  ({info['source']})")
+    print(f"tokenizer  {inert(info['tokenizer'])}  vocab {info['vocab_size']}  {info['token_width']}")
+    print(f"documents  {info['documents']:,}")
+    print(f"tokens     {info['tokens']:,} (separators included)")
+    print(f"size       {info['bytes']:,} bytes, {info['index_bytes_per_token']} bytes per token")
+    for n, s in enumerate(info["shards"]):
+        print(f"shard {n}    {s['documents']:,} docs  {s['tokens']:,} tokens  {s['pointer_width']}-byte pointers")
+    return 0
+
+
+def cmd_index_verify(args: argparse.Namespace) -> int:
+    from index_tools.verify import verify_index
+
+    faults = verify_index(args.directory, sample=args.sample, full=args.full)
+    if args.json:
+        _print_json({"directory": args.directory, "ok": not faults, "faults": faults})
+    else:
+        for f in faults:
+            print(f"FAULT {inert(f)}", file=sys.stderr)
+        if not faults:
+            print(f"{args.directory}: OK")
+    return 0 if not faults else EXIT_ERROR
+
+
+def cmd_index_adopt(args: argparse.Namespace) -> int:
+    from index_tools.adopt import adopt_index
+
+    manifest = adopt_index(args.directory, args.tokenizer, args.token_width, args.eos_id)
+    print(f"adopted {args.directory}: {manifest.documents} documents, {manifest.tokens} tokens")
+    return 0
+
+
+# -- queries ----------------------------------------------------------------------------------
+def _open_indexes(paths: list[str] | None) -> Any:
+    from index_tools.engine import IndexSet
+
+    if not paths:
+        from .defaults import default_index_dir
+
+        paths = [str(default_index_dir(build_if_missing=True))]
+    return IndexSet.open(paths)
+
+
+def cmd_count(args: argparse.Namespace) -> int:
+    indexes = _open_indexes(args.index)
+    results = []
+    for index in indexes:
+        ids = index.encode(args.text)
+        results.append({"index": index.name, "tokens": ids.tolist(), "count": index.count(ids)})
+    if args.json:
+        _print_json({"text": args.text, "results": results})
+    else:
+        for r in results:
+            print(f"{r['count']}\t{inert(r['index'])}")
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from .tracing.search import search_documents
+
+    indexes = _open_indexes(args.index)
+    found = search_documents(indexes, args.text, limit=args.limit, context=args.context)
+    if args.json:
+        _print_json({"text": args.text, **found})
+        return 0
+    color = sys.stdout.isatty()
+    for r in found["counts"]:
+        print(f"{r['count']} occurrence(s) in {inert(r['index'])}")
+    for d in found["documents"]:
+        src = d["metadata"].get("path", "") if isinstance(d["metadata"], dict) else ""
+        print(_color(color, "1", f"\n[{inert(d['index'])}] doc {d['doc_id']}  {inert(str(src))}:{d['metadata'].get('linenum', '')}"))
+        s, e = d["match"]
+        text = d["snippet"]
+        print(inert(text[:s]) + _color(color, "7", inert(text[s:e])) if color else inert(text[:s]) + "»" + inert(text[s:e]) + "«", end="")
+        print(inert(text[e:]))
+    return 0
+
+
+def cmd_trace(args: argparse.Namespace) -> int:
+    from .tracing.pipeline import TraceParams, Tracer
+    from .tracing.render import render_trace_text
+
+    if args.file in (None, "-"):
+        text = sys.stdin.read()
+    else:
+        try:
+            text = Path(args.file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CliError(f"{args.file}: cannot read as UTF-8 text ({exc})") from None
+    indexes = _open_indexes(args.index)
+    tracer = Tracer(indexes, TraceParams())
+    result = tracer.trace(text, prompt=args.prompt or "")
+    if args.json:
+        _print_json(result.to_json())
+    else:
+        sys.stdout.write(render_trace_text(result, color=sys.stdout.isatty()))
+    return 0
+
+
+def cmd_app(args: argparse.Namespace) -> int:
+    from .app.main import run_app
+
+    return run_app(model=args.model, indexes=args.index, config_path=args.config)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tracetui", description=__doc__)
+    p.add_argument("--model", help="GGUF model file (default: the embedded Gemma 3 270M)")
+    p.add_argument("--index", action="append", help="index directory (repeatable; default: the built-in index)")
+    p.add_argument("--config", help="configuration TOML file")
+    sub = p.add_subparsers(dest="command")
+
+    ix = sub.add_parser("index", help="build, inspect and verify indexes")
+    isub = ix.add_subparsers(dest="index_command", required=True)
+    b = isub.add_parser("build", help="build an index from corpus files or folders")
+    b.add_argument("sources", nargs="+", help=".jsonl[.gz|.zst], .json.gz, .parquet, .txt/.md, .npy/.u16/.u32 or folders")
+    b.add_argument("--output", "-o", required=True, help="index directory to write")
+    b.add_argument("--tokenizer", help="tokenizer.json path, or 'bytes' (default: train a BPE on the corpus)")
+    b.add_argument("--text-field", default="text", help="JSON/Parquet field holding the text (default: text)")
+    b.add_argument("--shards", type=int, help="number of shards (default: as many as --memory requires)")
+    b.add_argument("--workers", type=int, default=1, help="shards sorted in parallel")
+    b.add_argument("--memory", type=float, help="GB of RAM one build may use (default: 60%% of available)")
+    b.add_argument("--eos-id", type=int, help="end-of-text id separating documents in pre-tokenized arrays")
+    b.add_argument("--raw-dtype", choices=["u16", "u32"], default="u16", help="dtype of raw token files (.bin)")
+    b.add_argument("--token-width", choices=["u8", "u16", "u32"], help="force the token width")
+    b.add_argument("--vocab-size", type=int, default=32000, help="vocabulary of the trained BPE")
+    b.add_argument("--force", action="store_true", help="replace an existing index")
+    b.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=cmd_index_build)
+    i = isub.add_parser("info", help="sizes, shards, tokenizer, documents, tokens")
+    i.add_argument("directory")
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(func=cmd_index_info)
+    v = isub.add_parser("verify", help="check an index thoroughly; non-zero exit on any fault")
+    v.add_argument("directory")
+    v.add_argument("--sample", type=int, default=20000, help="adjacent suffix pairs checked for order")
+    v.add_argument("--full", action="store_true", help="check the order of every adjacent pair")
+    v.add_argument("--json", action="store_true")
+    v.set_defaults(func=cmd_index_verify)
+    a = isub.add_parser("adopt", help="write a manifest into an index built by infini-gram, after checking it")
+    a.add_argument("directory")
+    a.add_argument("--tokenizer", required=True, help="tokenizer.json it was built with, or 'bytes'")
+    a.add_argument("--token-width", choices=["u8", "u16", "u32"], default="u16")
+    a.add_argument("--eos-id", type=int)
+    a.set_defaults(func=cmd_index_adopt)
+
+    c = sub.add_parser("count", help="how often TEXT occurs in each index")
+    c.add_argument("text")
+    c.add_argument("--index", action="append")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=cmd_count)
+    s = sub.add_parser("search", help="documents containing TEXT, with the match in context")
+    s.add_argument("text")
+    s.add_argument("--index", action="append")
+    s.add_argument("--limit", type=int, default=10)
+    s.add_argument("--context", type=int, default=40, help="tokens of context each side")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_search)
+    t = sub.add_parser("trace", help="trace a response (FILE or stdin) against indexes, OLMoTrace-style")
+    t.add_argument("file", nargs="?", help="response text file, or - for stdin")
+    t.add_argument("--index", action="append")
+    t.add_argument("--prompt", help="the prompt that produced the response (used for ranking)")
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(func=cmd_trace)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command is None:
+            return cmd_app(args)
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        print("tracetui: interrupted (a rerun of the same build resumes where it stopped)", file=sys.stderr)
+        return EXIT_INTERRUPT
+    except (IndexToolsError, CliError) as exc:
+        print(f"tracetui: error: {inert(str(exc))}", file=sys.stderr)
+        return EXIT_ERROR
+    except MemoryError:
+        print("tracetui: error: out of memory (lower --memory or use more shards)", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as exc:
+        print(f"tracetui: error: {inert(str(exc))}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,303 @@
+"""The whole trace: spans -> top-K -> documents -> BM25 -> levels -> highlights.
+
+`Tracer.trace` is stateless from the caller's view, but it keeps content-keyed caches (longest
+prefixes per token position, counts, sampled documents), so tracing a growing reply only
+searches the tail again; the result always equals a from-scratch trace of the same text.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from index_tools.engine import Index, IndexSet
+
+from .merge import Highlight, merge_spans
+from .ranking import B, HIGH, K1, MEDIUM, NORMALISER, bm25_scores, level_of, relevance
+from .spans import find_spans
+
+LEVEL_RANK = {"high": 2, "medium": 1, "low": 0}
+
+
+@dataclass(frozen=True)
+class TraceParams:
+    """Every constant of the published pipeline, named."""
+
+    delimiters: tuple[str, ...] = (".", "\n")
+    min_len: int = 1
+    max_cnt: int = 1_000_000
+    span_density: float = 0.05  # K = ceil(density x response tokens)
+    docs_per_span: int = 10
+    seed: int = 42
+    long_context: int = 250  # tokens each side: document view and BM25 text
+    snippet_context: int = 40  # tokens each side: list snippet
+    bm25_k1: float = K1
+    bm25_b: float = B
+    normaliser: float = NORMALISER
+    high: float = HIGH
+    medium: float = MEDIUM
+
+
+@dataclass
+class Span:
+    index: str
+    start: int  # character offsets into the response, [start, end)
+    end: int
+    text: str
+    token_start: int
+    token_end: int
+    count: int
+    unigram_logprob: float
+    level: str = "low"
+    documents: list[str] = field(default_factory=list)
+
+
+@dataclass
+class DocHit:
+    span: int  # index into TraceResult.spans
+    snippet: str
+    snippet_match: tuple[int, int]
+    window: str
+    window_match: tuple[int, int]
+
+
+@dataclass
+class Document:
+    id: str  # "<index>:<global doc id>"
+    index: str
+    shard: int
+    doc: int
+    metadata: dict[str, Any]
+    hits: list[DocHit] = field(default_factory=list)
+    score: float = 0.0
+    relevance: float = 0.0
+    level: str = "low"
+
+    @property
+    def spans(self) -> list[int]:
+        return sorted({h.span for h in self.hits})
+
+    @property
+    def source(self) -> str:
+        meta = self.metadata
+        src = meta.get("path") or meta.get("metadata", {}).get("url") if isinstance(meta, dict) else None
+        line = meta.get("linenum") if isinstance(meta, dict) else None
+        return f"{src}:{line}" if src and line else str(src or f"doc {self.doc}")
+
+
+@dataclass
+class TraceResult:
+    text: str
+    prompt: str
+    spans: list[Span]
+    documents: list[Document]
+    highlights: list[Highlight]
+    timings_ms: dict[str, float]
+    params: TraceParams
+
+    def documents_for_span(self, span: int) -> list[Document]:
+        return [d for d in self.documents if span in d.spans]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema": "tracetui.trace/1",
+            "text": self.text,
+            "prompt": self.prompt,
+            "spans": [asdict(s) for s in self.spans],
+            "documents": [
+                {
+                    "id": d.id, "index": d.index, "shard": d.shard, "doc": d.doc, "source": d.source,
+                    "metadata": d.metadata, "score": d.score, "relevance": d.relevance, "level": d.level,
+                    "spans": d.spans,
+                    "hits": [
+                        {"span": h.span, "snippet": h.snippet, "snippet_match": list(h.snippet_match),
+                         "window": h.window, "window_match": list(h.window_match),
+                         "window_spans": _spans_in(h.window, self.spans)}
+                        for h in d.hits
+                    ],
+                }
+                for d in self.documents
+            ],
+            "highlights": [asdict(h) for h in self.highlights],
+            "timings_ms": self.timings_ms,
+            "params": asdict(self.params),
+        }
+
+
+def _spans_in(window: str, spans: list[Span]) -> list[dict[str, int]]:
+    """Offsets of every traced span's text inside a window."""
+    out = []
+    for i, s in enumerate(spans):
+        start = window.find(s.text) if s.text.strip() else -1
+        while start >= 0:
+            out.append({"span": i, "start": start, "end": start + len(s.text)})
+            start = window.find(s.text, start + 1)
+    return out
+
+
+@dataclass
+class _Fetched:
+    hits: list[tuple[int, int, dict[str, Any], str, tuple[int, int], str, tuple[int, int]]]
+
+
+class _IndexState:
+    """Per-index caches that make tracing a growing text cheap."""
+
+    def __init__(self) -> None:
+        self.ids = np.zeros(0, dtype=np.int64)
+        self.lengths = np.zeros(0, dtype=np.int64)  # longest prefix per position (-1: not computed)
+        self.counts: dict[bytes, int] = {}
+        self.fetched: dict[bytes, _Fetched] = {}
+
+
+class Tracer:
+    """Traces texts against one or more indexes with the published OLMoTrace pipeline."""
+
+    def __init__(self, indexes: IndexSet | list[Index], params: TraceParams | None = None) -> None:
+        self.indexes = list(indexes)
+        self.params = params or TraceParams()
+        self._state = {ix.name: _IndexState() for ix in self.indexes}
+
+    def reset(self) -> None:
+        self._state = {ix.name: _IndexState() for ix in self.indexes}
+
+    def _lengths(self, index: Index, ids: np.ndarray) -> np.ndarray:
+        """Longest prefixes at every position, reusing positions whose match ended before the
+        first changed token (their answer cannot change)."""
+        st = self._state[index.name]
+        old = st.ids
+        common = 0
+        m = min(len(old), len(ids))
+        if m:
+            diff = np.flatnonzero(old[:m] != ids[:m])
+            common = int(diff[0]) if len(diff) else m
+        lengths = np.full(len(ids), -1, dtype=np.int64)
+        if common:
+            prev = st.lengths[:common]
+            reuse = (prev >= 0) & (np.arange(common) + prev < common)
+            lengths[:common][reuse] = prev[reuse]
+        mask = index.tokenizer.word_start_mask()
+        bow = (ids < len(mask)) & mask[np.minimum(ids, len(mask) - 1)]
+        todo = np.flatnonzero((lengths < 0) & bow)
+        if len(todo):
+            lengths[todo] = index.longest_prefixes(ids, todo)
+        st.ids, st.lengths = ids, lengths
+        return np.maximum(lengths, 0)
+
+    def trace(self, text: str, prompt: str = "") -> TraceResult:
+        p = self.params
+        t0 = time.perf_counter()
+        timings = {"tokenize": 0.0, "spans": 0.0, "documents": 0.0, "rank": 0.0}
+        spans: list[Span] = []
+        fetched_by_span: list[_Fetched] = []
+        for index in self.indexes:
+            a = time.perf_counter()
+            ids, offsets = index.tokenizer.encode_with_offsets(text)
+            b = time.perf_counter()
+            timings["tokenize"] += (b - a) * 1000
+            st = self._state[index.name]
+            lengths = self._lengths(index, ids)
+            raw = find_spans(index, ids, delimiters=p.delimiters, min_len=p.min_len, max_cnt=p.max_cnt,
+                             lengths=lengths, count_cache=st.counts)
+            kept = top_k(raw, len(ids), p.span_density)
+            c = time.perf_counter()
+            timings["spans"] += (c - b) * 1000
+            for rs in kept:
+                start, end = _char_range(text, offsets, rs.l, rs.r)
+                spans.append(Span(index.name, start, end, text[start:end], rs.l, rs.r, rs.count, rs.logprob))
+                fetched_by_span.append(self._fetch(index, ids[rs.l : rs.r]))
+            timings["documents"] += (time.perf_counter() - c) * 1000
+        c = time.perf_counter()
+        documents = self._documents(spans, fetched_by_span)
+        self._rank(documents, spans, text, prompt)
+        highlights = merge_spans([(s.start, s.end) for s in spans])
+        timings["rank"] = (time.perf_counter() - c) * 1000
+        timings["total"] = (time.perf_counter() - t0) * 1000
+        timings = {k: round(v, 3) for k, v in timings.items()}
+        return TraceResult(text, prompt, spans, documents, highlights, timings, p)
+
+    def _fetch(self, index: Index, span_ids: np.ndarray) -> _Fetched:
+        """Sample up to docs_per_span occurrences (fixed seed) and cut their windows."""
+        st = self._state[index.name]
+        key = span_ids.tobytes()
+        if key in st.fetched:
+            return st.fetched[key]
+        p = self.params
+        ranges = index.find(span_ids)
+        sizes = np.array([hi - lo for lo, hi in ranges], dtype=np.int64)
+        total = int(sizes.sum())
+        rng = np.random.default_rng(p.seed)
+        picks = np.sort(rng.choice(total, size=min(p.docs_per_span, total), replace=False)) if total else []
+        bounds = np.cumsum(sizes)
+        hits = []
+        tok = index.tokenizer
+        n = len(span_ids)
+        for g in picks:
+            shard = int(np.searchsorted(bounds, g, side="right"))
+            rank = int(ranges[shard][0] + g - (bounds[shard] - sizes[shard]))
+            hit = index.hit(shard, rank)
+            texts = []
+            for ctx in (p.snippet_context, p.long_context):
+                w = index.window(hit, n, ctx)
+                before = tok.decode(w.tokens[: w.match_start])
+                match = tok.decode(w.tokens[w.match_start : w.match_end])
+                after = tok.decode(w.tokens[w.match_end :])
+                texts.append((before + match + after, (len(before), len(before) + len(match))))
+            hits.append((shard, index.global_doc_id(shard, hit.doc), index.metadata(shard, hit.doc),
+                         texts[0][0], texts[0][1], texts[1][0], texts[1][1]))
+        fetched = _Fetched(hits)
+        st.fetched[key] = fetched
+        return fetched
+
+    def _documents(self, spans: list[Span], fetched: list[_Fetched]) -> list[Document]:
+        docs: dict[str, Document] = {}
+        for si, (span, f) in enumerate(zip(spans, fetched, strict=True)):
+            for shard, gid, meta, snip, smatch, win, wmatch in f.hits:
+                did = f"{span.index}:{gid}"
+                doc = docs.get(did)
+                if doc is None:
+                    doc = docs[did] = Document(did, span.index, shard, gid, meta)
+                doc.hits.append(DocHit(si, snip, smatch, win, wmatch))
+                if did not in span.documents:
+                    span.documents.append(did)
+        return list(docs.values())
+
+    def _rank(self, documents: list[Document], spans: list[Span], text: str, prompt: str) -> None:
+        p = self.params
+        query = f"{prompt} {text}" if prompt else text
+        scores = bm25_scores([" ".join(h.window for h in d.hits) for d in documents], query, p.bm25_k1, p.bm25_b)
+        for d, s in zip(documents, scores, strict=True):
+            d.score = float(s)
+            d.relevance = min(1.0, d.score / max(1e-9, p.normaliser * len(text)))
+            d.level = "high" if d.relevance >= p.high else "medium" if d.relevance >= p.medium else "low"
+        by_id = {d.id: d for d in documents}
+        for s in spans:
+            levels = [by_id[i].level for i in s.documents]
+            s.level = max(levels, key=LEVEL_RANK.__getitem__) if levels else "low"
+        documents.sort(key=lambda d: (-LEVEL_RANK[d.level], -d.score, d.id))
+
+
+def top_k(spans: list, n_tokens: int, density: float) -> list:  # type: ignore[type-arg]
+    """Section 2: the ceil(density x L) spans with the lowest unigram log-probability, by position."""
+    k = math.ceil(density * n_tokens)
+    chosen = sorted(range(len(spans)), key=lambda i: (spans[i].logprob, spans[i].l))[:k]
+    return [spans[i] for i in sorted(chosen, key=lambda i: spans[i].l)]
+
+
+def _char_range(text: str, offsets: np.ndarray, l: int, r: int) -> tuple[int, int]:
+    """Characters covered by tokens [l, r), without leading/trailing whitespace."""
+    start = int(offsets[l][0])
+    end = int(offsets[r - 1][1])
+    end = min(max(end, start), len(text))
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return start, end
+
+
+__all__ = ["Tracer", "TraceParams", "TraceResult", "Span", "Document", "DocHit", "top_k", "level_of", "relevance"]

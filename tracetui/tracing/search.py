@@ -1,0 +1,40 @@
+"""`tracetui search`: documents containing a text, with the match in context."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from index_tools.engine import IndexSet
+
+
+def search_documents(indexes: IndexSet, text: str, limit: int = 10, context: int = 40) -> dict[str, Any]:
+    """Occurrence counts per index and up to `limit` distinct documents (in suffix-array order)."""
+    counts = []
+    documents: list[dict[str, Any]] = []
+    for index in indexes:
+        ids = index.encode(text)
+        ranges = index.find(ids) if len(ids) else [(0, 0)] * len(index.shards)
+        counts.append({"index": index.name, "count": int(sum(hi - lo for lo, hi in ranges))})
+        seen: set[int] = set()
+        tok = index.tokenizer
+        for shard, (lo, hi) in enumerate(ranges):
+            rank = lo
+            while rank < hi and len(documents) < limit:
+                hit = index.hit(shard, rank)
+                rank += 1
+                gid = index.global_doc_id(shard, hit.doc)
+                if gid in seen:
+                    continue
+                seen.add(gid)
+                w = index.window(hit, len(ids), context)
+                before = tok.decode(w.tokens[: w.match_start])
+                match = tok.decode(w.tokens[w.match_start : w.match_end])
+                after = tok.decode(w.tokens[w.match_end :])
+                documents.append({
+                    "index": index.name, "doc_id": gid, "shard": shard,
+                    "metadata": index.metadata(shard, hit.doc), "snippet": before + match + after,
+                    "match": [len(before), len(before) + len(match)],
+                })
+    return {"counts": counts, "documents": documents, "tokens": [np.asarray(i.encode(text)).tolist() for i in indexes][:1]}

@@ -1,0 +1,125 @@
+"""Span finding (OLMoTrace section 1): maximal, self-contained, whole-word verbatim matches.
+
+Every step is vectorised over all start positions; the only per-position work is inside the
+engine's lock-step binary search.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from index_tools.engine import Index
+
+
+@dataclass
+class RawSpan:
+    """A verbatim match: tokens [l, r) of the response."""
+
+    l: int
+    r: int
+    count: int
+    logprob: float  # sum of log(count(t)/N) over its tokens
+
+
+def delimiter_ids(index: Index, delimiters: tuple[str, ...]) -> np.ndarray:
+    """Token ids whose text is exactly one of the delimiters (e.g. "." and newline)."""
+    tok = index.tokenizer
+    found: set[int] = set()
+    for d in delimiters:
+        ids = tok.encode(d)
+        if len(ids) == 1:
+            found.add(int(ids[0]))
+    # Also tokens like "Ġ." are not delimiters; tokens that decode to exactly a delimiter are.
+    return np.array(sorted(found), dtype=np.int64)
+
+
+def candidate_spans(
+    lengths: np.ndarray, positions: np.ndarray, ids: np.ndarray, bow: np.ndarray, delim: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Steps 2-3: cut at the first inner delimiter, then shrink to whole words. Returns (l, r)."""
+    L = len(ids)
+    is_delim = np.isin(ids, delim)
+    # next_delim[i] = smallest p >= i with a delimiter at p (L if none)
+    idx = np.where(is_delim, np.arange(L), L)
+    next_delim = np.minimum.accumulate(idx[::-1])[::-1] if L else idx
+    next_delim = np.append(next_delim, L)
+    l = positions
+    r = l + lengths
+    has = lengths > 0
+    cut = np.where(has, np.minimum(r, next_delim[np.minimum(l, L)] + 1), l)
+    r = np.where(has, cut, l)
+    # whole words: the largest b <= r with b == L or bow at b
+    is_boundary = np.append(bow, True)  # position L counts as a boundary
+    bidx = np.where(is_boundary, np.arange(L + 1), -1)
+    prev_boundary = np.maximum.accumulate(bidx)
+    r = np.where(r > l, prev_boundary[r], l)
+    r = np.maximum(r, l)
+    return l, r
+
+
+def find_spans(
+    index: Index,
+    ids: np.ndarray,
+    *,
+    delimiters: tuple[str, ...] = (".", "\n"),
+    min_len: int = 1,
+    max_cnt: int = 1_000_000,
+    lengths: np.ndarray | None = None,
+    count_cache: dict[bytes, int] | None = None,
+) -> list[RawSpan]:
+    """Steps 1-7 of the reference. `lengths` (per position) may be passed in by incremental tracing."""
+    ids = np.asarray(ids, dtype=np.int64)
+    L = len(ids)
+    if L == 0:
+        return []
+    mask = index.tokenizer.word_start_mask()
+    bow = mask[np.minimum(ids, len(mask) - 1)] & (ids < len(mask))
+    positions = np.flatnonzero(bow)
+    if lengths is None:
+        lengths = index.longest_prefixes(ids, positions)
+    else:
+        lengths = lengths[positions]
+    l, r = candidate_spans(lengths, positions, ids, bow, delimiter_ids(index, delimiters))
+    keep = (r - l) >= max(1, min_len)
+    l, r = l[keep], r[keep]
+    counts = _counts(index, ids, l, r, count_cache)
+    keep = counts <= max_cnt
+    l, r, counts = l[keep], r[keep], counts[keep]
+    # maximal only: r beyond every earlier kept span's r (l is increasing already)
+    prev_max = np.maximum.accumulate(np.concatenate([[-1], r[:-1]])) if len(r) else r
+    keep = r > prev_max
+    l, r, counts = l[keep], r[keep], counts[keep]
+    logp = unigram_logprob(index, ids, l, r)
+    return [RawSpan(int(a), int(b), int(c), float(p)) for a, b, c, p in zip(l, r, counts, logp, strict=True)]
+
+
+def _counts(index: Index, ids: np.ndarray, l: np.ndarray, r: np.ndarray, cache: dict[bytes, int] | None) -> np.ndarray:
+    out = np.zeros(len(l), dtype=np.int64)
+    todo: list[int] = []
+    keys: list[bytes] = []
+    for i, (a, b) in enumerate(zip(l.tolist(), r.tolist(), strict=True)):
+        key = ids[a:b].tobytes()
+        keys.append(key)
+        if cache is not None and key in cache:
+            out[i] = cache[key]
+        else:
+            todo.append(i)
+    if todo:
+        counts = index.count_many([ids[l[i] : r[i]] for i in todo])
+        out[todo] = counts
+        if cache is not None:
+            for i, c in zip(todo, counts.tolist(), strict=True):
+                cache[keys[i]] = c
+    return out
+
+
+def unigram_logprob(index: Index, ids: np.ndarray, l: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """Sum of log(count(t)/N) over each span's tokens, via a prefix sum."""
+    counts = index.unigram_counts()
+    n = max(1, index.total_tokens)
+    c = counts[np.minimum(ids, len(counts) - 1)].astype(np.float64)
+    lp = np.log(np.maximum(c, 1.0) / n)
+    prefix = np.concatenate([[0.0], np.cumsum(lp)])
+    return prefix[r] - prefix[l]
