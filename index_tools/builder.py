@@ -320,8 +320,12 @@ def _tokenize_phase(directory: Path, files: list[Path], opts: BuildOptions, toke
         if skip + seen == 0:
             raise CorpusError(", ".join(str(f) for f in files), "corpus is empty: no documents")
         if round_robin:
+            # more shards than documents: the empty ones are dropped (an index has no empty shard)
             for w in writers:
-                state["shards"].append(w.finish())
+                if w.offsets:
+                    state["shards"].append(w.finish())
+                else:
+                    w.abort()
             writers = []
         elif current is not None:
             state["shards"].append(current.finish())

@@ -158,11 +158,15 @@ def read_token_file(path: Path, eos_id: int, raw_dtype: str = "u16") -> Iterator
             arr = np.memmap(path, dtype=dtype, mode="r") if size else np.zeros(0, dtype=dtype)
     except (OSError, ValueError) as exc:
         raise CorpusError(path, f"cannot read token array ({exc})") from None
-    ends = np.flatnonzero(np.asarray(arr) == eos_id)
+    # every eos-terminated segment is a document (even an empty one); a trailing segment too.
+    ends = np.flatnonzero(np.asarray(arr) == eos_id).tolist()
+    if not ends or ends[-1] != len(arr) - 1:
+        ends.append(len(arr))
     start = 0
-    for n, end in enumerate(list(ends) + [len(arr)]):
-        if end > start or end == len(arr) and start < len(arr):
-            yield TokenDoc(np.asarray(arr[start:end], dtype=np.int64), {"path": str(path), "linenum": n, "metadata": {}})
+    for n, end in enumerate(ends):
+        if end == len(arr) and start >= len(arr):
+            break
+        yield TokenDoc(np.asarray(arr[start:end], dtype=np.int64), {"path": str(path), "linenum": n, "metadata": {}})
         start = int(end) + 1
 
 
