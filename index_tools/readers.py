@@ -18,7 +18,7 @@ import numpy as np
 
 from .errors import CorpusError
 
-TEXT_SUFFIXES = (".txt", ".md")
+TEXT_SUFFIXES = (".txt", ".md", ".py", ".rst")
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".json.gz", ".ndjson")
 PARQUET_SUFFIXES = (".parquet",)
 TOKEN_SUFFIXES = (".npy", ".u16", ".u32", ".bin")

@@ -17,7 +17,7 @@ import numpy as np
 from index_tools.engine import Index, IndexSet
 
 from .merge import Highlight, merge_spans
-from .ranking import B, HIGH, K1, MEDIUM, NORMALISER, bm25_scores, level_of, relevance
+from .ranking import HIGH, K1, MEDIUM, NORMALISER, B, bm25_scores, level_of, relevance
 from .spans import find_spans
 
 LEVEL_RANK = {"high": 2, "medium": 1, "low": 0}

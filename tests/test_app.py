@@ -1,0 +1,132 @@
+"""Pilot tests of the app with a scripted model and a real index."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from index_tools.engine import IndexSet
+from tracetui.app.app import TraceApp
+from tracetui.app.screens.document import DocumentScreen
+from tracetui.app.screens.help import HelpScreen
+from tracetui.app.widgets.documents import DocumentPanel
+from tracetui.app.widgets.message import MessageView
+from tracetui.model import ScriptedBackend
+
+REPLY = ("Sure. The quick brown fox jumps over the lazy dog. A stitch in time saves nine.\n"
+         "To be, or not to be, that is the question.")
+
+
+async def wait_idle(app: TraceApp, pilot) -> None:  # type: ignore[no-untyped-def]
+    for _ in range(200):
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        if not app.generating and not any(w.is_running for w in app.workers):
+            return
+    raise AssertionError("app did not become idle")
+
+
+def make_app(text_index: Path, tmp_path: Path, reply: str = REPLY, **kw) -> TraceApp:  # type: ignore[no-untyped-def]
+    return TraceApp(IndexSet.open([text_index]), ScriptedBackend([reply], **kw), intro="test", export_dir=tmp_path)
+
+
+async def test_chat_trace_tab_documents_and_back(text_index: Path, tmp_path: Path) -> None:
+    app = make_app(text_index, tmp_path)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await pilot.click("#prompt")
+        await pilot.press(*"tell me a proverb")
+        await pilot.press("enter")
+        await wait_idle(app, pilot)
+        reply = app.messages[-1]
+        assert reply.text == REPLY
+        assert reply.trace is not None and reply.trace.text == REPLY
+        assert "spans" in app.last_status and "documents" in app.last_status and "ms" in app.last_status
+        highlights = reply.trace.highlights
+        assert len(highlights) >= 2
+        panel = app.query_one(DocumentPanel)
+        all_docs = len(panel.documents)
+        assert all_docs == len(reply.trace.documents) > 0
+        # Tab selects the first highlight; the panel follows it
+        await pilot.press("tab")
+        assert reply.selected == 0
+        first = highlights[0]
+        assert {s for d in panel.documents for s in d.spans} & set(first.spans)
+        assert all(set(d.spans) & set(first.spans) for d in panel.documents)
+        await pilot.press("tab")
+        assert reply.selected == 1
+        await pilot.press("shift+tab")
+        assert reply.selected == 0
+        await pilot.press("shift+tab")
+        assert reply.selected == len(highlights) - 1
+        # open the current document
+        await pilot.press("ctrl+o")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, DocumentScreen)
+        doc_screen = app.screen
+        assert doc_screen.marks, "the document shows the traced spans"
+        await pilot.press("n")
+        assert doc_screen.current == 1 % len(doc_screen.marks)
+        await pilot.press("N")
+        assert doc_screen.current == 0
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, DocumentScreen)
+        # Esc clears the selection and shows every document again
+        await pilot.press("escape")
+        assert reply.selected is None
+        assert len(panel.documents) == all_docs
+        # help
+        await pilot.press("f1")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        await pilot.pause()
+        # export
+        await pilot.press("ctrl+e")
+        exported = list(tmp_path.glob("tracetui-*.json"))
+        assert len(exported) == 1
+        data = json.loads(exported[0].read_text())
+        assert data["turns"][1]["trace"]["spans"]
+        assert (exported[0].with_suffix(".md")).read_text().count("occurs") >= 2
+
+
+async def test_escape_stops_streaming_and_ui_stays_responsive(text_index: Path, tmp_path: Path) -> None:
+    app = make_app(text_index, tmp_path, reply="word " * 400, delay=0.01, piece=5)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.click("#prompt")
+        await pilot.press(*"go", "enter")
+        await pilot.pause(0.3)
+        assert app.generating
+        await pilot.press("escape")
+        await wait_idle(app, pilot)
+        assert len(app.messages[-1].text) < len("word " * 400)
+        assert "stopped" in app.last_status or "spans" in app.last_status
+
+
+async def test_model_dying_mid_reply_is_reported(text_index: Path, tmp_path: Path) -> None:
+    app = make_app(text_index, tmp_path, fail_after=20)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.click("#prompt")
+        await pilot.press(*"hi", "enter")
+        await wait_idle(app, pilot)
+        assert not app.generating
+        assert app.messages[-1].text == REPLY[:20]
+        # the app still works: a second prompt goes through
+        app.backend = ScriptedBackend(["The quick brown fox."])
+        await pilot.press(*"again", "enter")
+        await wait_idle(app, pilot)
+        assert app.messages[-1].text == "The quick brown fox."
+
+
+async def test_untrusted_text_is_inert(text_index: Path, tmp_path: Path) -> None:
+    hostile = "[bold red]x[/] \x1b[31mred\x1b]52;c;AAAA\x07 \u202eevil [link=http://x]y[/link] The quick brown fox"
+    app = make_app(text_index, tmp_path, reply=hostile)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.click("#prompt")
+        await pilot.press(*"x", "enter")
+        await wait_idle(app, pilot)
+        view: MessageView = app.messages[-1]
+        plain = view.build_content().plain
+        assert "[bold red]x[/]" in plain and "[link=http://x]y[/link]" in plain  # shown, not interpreted
+        assert "\x1b" not in plain and "\x07" not in plain and "\u202e" not in plain

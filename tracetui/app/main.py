@@ -1,0 +1,66 @@
+"""Start the app: resolve the model and indexes (defaults if none), load the model, run."""
+
+from __future__ import annotations
+
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from index_tools.engine import IndexSet
+from index_tools.errors import IndexToolsError
+
+from ..defaults import config_dir, data_dir, default_index_dir, default_model_path
+from ..model import Backend, LlamaBackend, ModelError, ModelSettings
+
+
+def load_config(path: str | None) -> dict[str, Any]:
+    """The TOML config file (default: <user config dir>/config.toml); missing means defaults."""
+    p = Path(path) if path else config_dir() / "config.toml"
+    if not p.exists():
+        if path:
+            raise IndexToolsError(f"{p}: config file not found")
+        return {}
+    try:
+        return tomllib.loads(p.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise IndexToolsError(f"{p}: invalid TOML ({exc})") from None
+
+
+def intro_text(model: str, indexes: list[str], default_model: bool, default_index: bool) -> str:
+    parts = [f"Model: {model}" + (" (embedded default: Gemma 3 270M base, Q4_K_M)" if default_model else "")]
+    parts.append("Indexes: " + ", ".join(indexes) + (
+        " (default: this Python's standard library sources and pydoc topics)" if default_index else ""))
+    parts.append("Use your own: tracetui --model FILE.gguf --index DIR  ·  build one: tracetui index build DATA -o DIR")
+    parts.append("Type a prompt and press Enter. Tab / Shift+Tab walk the highlighted spans; F1 for help.")
+    return "\n".join(parts)
+
+
+def run_app(model: str | None, indexes: list[str] | None, config_path: str | None = None) -> int:
+    config = load_config(config_path)
+    settings = ModelSettings(**{k: v for k, v in config.get("model", {}).items() if k in ModelSettings.__dataclass_fields__})
+    model = model or config.get("model_path")
+    indexes = indexes or config.get("indexes")
+    default_index = not indexes
+    if default_index:
+        print("tracetui: checking the default index (the Python standard library)…", file=sys.stderr)
+        indexes = [str(default_index_dir(build_if_missing=True))]
+    index_set = IndexSet.open(indexes)
+    default_model = not model
+    backend: Backend | None = None
+    error = None
+    try:
+        if default_model:
+            print("tracetui: preparing the embedded model…", file=sys.stderr)
+            model = str(default_model_path())
+        # loaded before the UI owns the terminal: llama.cpp writes to fd 2 while loading
+        backend = LlamaBackend(model, settings)
+    except ModelError as exc:
+        error = str(exc)
+    from .app import TraceApp
+
+    app = TraceApp(index_set, backend, settings=settings, backend_error=error,
+                   intro=intro_text(str(model), [ix.name for ix in index_set], default_model, default_index),
+                   export_dir=data_dir() / "exports")
+    app.run()
+    return 0

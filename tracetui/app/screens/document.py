@@ -1,0 +1,105 @@
+"""The document screen: the long window with every traced span marked; n / N between them."""
+
+from __future__ import annotations
+
+import json
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.content import Content
+from textual.screen import Screen
+from textual.widgets import Footer, Static
+
+from ...sanitize import inert
+from ...tracing.pipeline import Document, TraceResult
+
+
+class DocumentScreen(Screen[int | None]):
+    """Dismisses with the span to locate in the reply (or None)."""
+
+    BINDINGS = [
+        Binding("escape,q", "back", "Back", id="doc.back"),
+        Binding("n", "next_mark", "Next span", id="doc.next"),
+        Binding("N", "prev_mark", "Previous span", id="doc.prev"),
+        Binding("l", "locate", "Locate in reply", id="doc.locate"),
+        Binding("w", "whole", "Whole document", id="doc.whole"),
+        Binding("y", "copy", "Copy", id="doc.copy"),
+    ]
+
+    def __init__(self, trace: TraceResult, document: Document, whole_text: str | None = None) -> None:
+        super().__init__()
+        self.trace = trace
+        self.document = document
+        self.whole_text = whole_text
+        self.show_whole = False
+        self.marks: list[tuple[int, int, int]] = []  # (start, end, span)
+        self.current = 0
+
+    def compose(self) -> ComposeResult:
+        d = self.document
+        yield Static(Content.styled(f"[{inert(d.index)}] {inert(d.source)} · {d.level} · score {d.score:.2f}", "bold"), id="doc-title")
+        meta = json.dumps(d.metadata, ensure_ascii=True)[:400]
+        yield Static(Content(inert(meta)), id="doc-meta")
+        with VerticalScroll(id="doc-scroll"):
+            yield Static(id="doc-body")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.render_body()
+
+    def _text_and_marks(self) -> tuple[str, list[tuple[int, int, int]]]:
+        if self.show_whole and self.whole_text is not None:
+            text = self.whole_text
+        else:
+            text = "\n[…]\n".join(h.window for h in self.document.hits)
+        marks = []
+        for i, s in enumerate(self.trace.spans):
+            if not s.text.strip():
+                continue
+            start = text.find(s.text)
+            while start >= 0:
+                marks.append((start, start + len(s.text), i))
+                start = text.find(s.text, start + 1)
+        return text, sorted(marks)
+
+    def render_body(self) -> None:
+        text, self.marks = self._text_and_marks()
+        content = Content(inert(text))
+        for k, (a, b, _) in enumerate(self.marks):
+            content = content.stylize("bold #ffffff on #2f81f7" if k == self.current else "on #1f3a5f", a, b)
+        self.query_one("#doc-body", Static).update(content)
+
+    def _jump(self, step: int) -> None:
+        if not self.marks:
+            self.notify("no traced span in this text", severity="warning")
+            return
+        self.current = (self.current + step) % len(self.marks)
+        self.render_body()
+        line = self._text_and_marks()[0][: self.marks[self.current][0]].count("\n")
+        self.query_one("#doc-scroll", VerticalScroll).scroll_to(y=max(0, line - 3), animate=False)
+
+    def action_next_mark(self) -> None:
+        self._jump(1)
+
+    def action_prev_mark(self) -> None:
+        self._jump(-1)
+
+    def action_whole(self) -> None:
+        if self.whole_text is None:
+            self.notify("whole document not available", severity="warning")
+            return
+        self.show_whole = not self.show_whole
+        self.current = 0
+        self.render_body()
+
+    def action_locate(self) -> None:
+        span = self.marks[self.current][2] if self.marks else (self.document.spans[0] if self.document.spans else None)
+        self.dismiss(span)
+
+    def action_copy(self) -> None:
+        self.app.copy_to_clipboard(self._text_and_marks()[0])
+        self.notify("document text copied")
+
+    def action_back(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,122 @@
+"""Model backends: llama.cpp through llama-cpp-python, and a scripted stand-in for UI tests.
+
+One backend instance is owned by one worker thread at a time (llama.cpp contexts are not
+thread-safe). `stream` yields text pieces; the caller stops early by setting `stop_event`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class ModelError(Exception):
+    """The model cannot be loaded or failed while generating; shown in the app, never a crash."""
+
+
+@dataclass
+class ModelSettings:
+    n_ctx: int = 4096
+    threads: int = max(1, (os.cpu_count() or 2))
+    temperature: float = 0.7
+    top_p: float = 0.95
+    max_tokens: int = 256
+    seed: int = 42
+    system_prompt: str = "The following is a conversation between a curious user and a knowledgeable assistant."
+    stop: list[str] = field(default_factory=lambda: ["\nUser:", "\nuser:", "\nUSER:", "<end_of_turn>"])
+
+
+@dataclass
+class Turn:
+    role: str  # "user" or "assistant"
+    text: str
+
+
+def plain_prompt(turns: list[Turn], system: str) -> str:
+    """A conversation a base model continues well: labelled turns, ending with 'Assistant:'."""
+    lines = [system.strip(), ""] if system.strip() else []
+    for t in turns:
+        lines.append(f"{'User' if t.role == 'user' else 'Assistant'}: {t.text.strip()}")
+        lines.append("")
+    lines.append("Assistant:")
+    return "\n".join(lines)
+
+
+class Backend:
+    name = "backend"
+
+    def stream(self, turns: list[Turn], settings: ModelSettings, stop_event: threading.Event) -> Iterator[str]:
+        raise NotImplementedError
+
+
+class LlamaBackend(Backend):
+    """A GGUF model through llama.cpp; uses the GGUF's chat template when it has one."""
+
+    def __init__(self, path: str | Path, settings: ModelSettings) -> None:
+        path = Path(path)
+        if not path.is_file():
+            raise ModelError(f"{path}: model file not found")
+        with open(path, "rb") as fh:
+            if fh.read(4) != b"GGUF":
+                raise ModelError(f"{path}: not a GGUF model file")
+        try:
+            from llama_cpp import Llama
+
+            self.llm = Llama(model_path=str(path), n_ctx=settings.n_ctx, n_threads=settings.threads,
+                             seed=settings.seed, verbose=False)
+        except ImportError as exc:
+            raise ModelError(f"llama-cpp-python is not installed ({exc})") from None
+        except (ValueError, RuntimeError, OSError, MemoryError) as exc:
+            raise ModelError(f"{path}: cannot load model ({exc})") from None
+        self.name = path.name
+        self.has_template = bool(self.llm.metadata.get("tokenizer.chat_template"))
+
+    def stream(self, turns: list[Turn], settings: ModelSettings, stop_event: threading.Event) -> Iterator[str]:
+        common = dict(max_tokens=settings.max_tokens, temperature=settings.temperature, top_p=settings.top_p,
+                      seed=settings.seed, stream=True)
+        try:
+            if self.has_template:
+                msgs = ([{"role": "system", "content": settings.system_prompt}] if settings.system_prompt else [])
+                msgs += [{"role": t.role, "content": t.text} for t in turns]
+                gen = self.llm.create_chat_completion(messages=msgs, **common)
+                pieces = (c["choices"][0]["delta"].get("content", "") for c in gen)
+            else:
+                gen = self.llm.create_completion(plain_prompt(turns, settings.system_prompt), stop=settings.stop, **common)
+                pieces = (c["choices"][0]["text"] for c in gen)
+            for piece in pieces:
+                if stop_event.is_set():
+                    break
+                if piece:
+                    yield piece
+            gen.close()
+        except (ValueError, RuntimeError) as exc:
+            raise ModelError(f"generation failed: {exc}") from None
+
+
+class ScriptedBackend(Backend):
+    """Replies with fixed text, piece by piece: a stand-in for llama.cpp in fast UI tests."""
+
+    name = "scripted"
+
+    def __init__(self, replies: list[str], delay: float = 0.0, piece: int = 4, fail_after: int | None = None) -> None:
+        self.replies = replies
+        self.delay = delay
+        self.piece = piece
+        self.fail_after = fail_after
+        self.calls = 0
+
+    def stream(self, turns: list[Turn], settings: ModelSettings, stop_event: threading.Event) -> Iterator[str]:
+        text = self.replies[self.calls % len(self.replies)]
+        self.calls += 1
+        for i in range(0, len(text), self.piece):
+            if stop_event.is_set():
+                return
+            if self.fail_after is not None and i >= self.fail_after:
+                raise ModelError("the model process died mid-reply")
+            if self.delay:
+                time.sleep(self.delay)
+            yield text[i : i + self.piece]
