@@ -1,0 +1,64 @@
+"""SVG snapshots of the main screen with highlights, the document screen and the help screen."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from index_tools.builder import BuildOptions, build_index
+from index_tools.engine import IndexSet
+from tracetui.app.app import TraceApp
+from tracetui.model import ScriptedBackend
+
+from .conftest import SAMPLE_TEXTS, write_jsonl
+from .test_app import REPLY, wait_idle
+
+
+@pytest.fixture(scope="module")
+def snap_index(tmp_path_factory: pytest.TempPathFactory, bpe_tokenizer: Path) -> Path:
+    d = tmp_path_factory.mktemp("snap")
+    old = os.getcwd()
+    os.chdir(d)  # relative source path: metadata (shown on screen) is the same on every machine
+    try:
+        write_jsonl(Path("corpus.jsonl"), SAMPLE_TEXTS)
+        build_index(["corpus.jsonl"], d / "index", BuildOptions(tokenizer=str(bpe_tokenizer), progress=False))
+    finally:
+        os.chdir(old)
+    return d / "index"
+
+
+def make(snap_index: Path) -> TraceApp:
+    return TraceApp(IndexSet.open([snap_index]), ScriptedBackend([REPLY]),
+                    intro="Model: scripted test model\nIndexes: index", export_dir=Path("/nonexistent"))
+
+
+async def _chat(pilot) -> None:  # type: ignore[no-untyped-def]
+    app = pilot.app
+    await pilot.click("#prompt")
+    await pilot.press(*"tell me a proverb", "enter")
+    await wait_idle(app, pilot)
+    app.set_status("fixed status for the snapshot")  # timings vary from run to run
+
+
+def test_main_screen_with_highlights(snap_compare, snap_index: Path) -> None:
+    async def run_before(pilot) -> None:  # type: ignore[no-untyped-def]
+        await _chat(pilot)
+        await pilot.press("tab")
+        pilot.app.set_status("fixed status for the snapshot")
+
+    assert snap_compare(make(snap_index), terminal_size=(120, 32), run_before=run_before)
+
+
+def test_document_screen(snap_compare, snap_index: Path) -> None:
+    async def run_before(pilot) -> None:  # type: ignore[no-untyped-def]
+        await _chat(pilot)
+        await pilot.press("tab", "ctrl+o", "enter")
+        await pilot.pause()
+
+    assert snap_compare(make(snap_index), terminal_size=(120, 32), run_before=run_before)
+
+
+def test_help_screen(snap_compare, snap_index: Path) -> None:
+    assert snap_compare(make(snap_index), terminal_size=(120, 32), press=["f1"])
