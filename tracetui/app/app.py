@@ -164,15 +164,16 @@ class TraceApp(App[None]):
         with self._trace_lock:
             if get_current_worker().is_cancelled and live:
                 return  # a newer trace superseded this one while it waited
-            if view.trace is not None and view.trace.text == text:
-                return
-            if len(text) < len(view.trace.text if view.trace else ""):
-                self._tracer.reset()  # type: ignore[union-attr]
-            try:
-                result = self._tracer.trace(text, prompt=prompt)  # type: ignore[union-attr]
-            except Exception as exc:  # an index that vanished or broke: say so, keep running
-                self.call_from_thread(self._trace_failed, str(exc))
-                return
+            if view.trace is not None and view.trace.text == text and view.trace.prompt == prompt:
+                result = view.trace  # already current (the last live trace saw the final text)
+            else:
+                if len(text) < len(view.trace.text if view.trace else ""):
+                    self._tracer.reset()  # type: ignore[union-attr]
+                try:
+                    result = self._tracer.trace(text, prompt=prompt)  # type: ignore[union-attr]
+                except Exception as exc:  # an index that vanished or broke: say so, keep running
+                    self.call_from_thread(self._trace_failed, str(exc))
+                    return
         self.call_from_thread(self._trace_done, view, result, live)
 
     def _trace_failed(self, message: str) -> None:

@@ -1,0 +1,183 @@
+"""Index build and query speed: ours (index_tools) vs the reference (infini-gram 2.6), side by side.
+
+For each corpus size (synthetic Zipf u16 tokens, see _common.py), on the very same tokenized.0:
+  (a) suffix sort: index_tools.suffix_sort.sort_shard vs infini-gram's builder (rust_indexing through
+      `python -m infini_gram.indexing`, --cpus 2 when its parts are large enough); both tables are
+      compared byte for byte;
+  (b) one count: median latency over ~200 random corpus n-grams of 1-10 tokens, Index.count vs
+      InfiniGramEngine.count (and our batched count_many, per query);
+  (c) longest matching prefix at every position of a 500-token sequence (half corpus passages,
+      half random): Index.longest_prefixes vs infini-gram attribute(ids, [], 1, max_cnt, False),
+      median over several sequences;
+  (d) index bytes per token (tokenized + table + offset: the same files for both);
+  (e) peak RSS per token of the sort (ru_maxrss of a child process, RUSAGE_CHILDREN).
+
+    python benchmarks/bench_index.py                 # 10M and 100M tokens
+    python benchmarks/bench_index.py --sizes 10M     # one size
+    python benchmarks/bench_index.py --quick         # 1M tokens, a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _common as C  # noqa: E402
+
+from index_tools.engine import Index  # noqa: E402
+
+
+def bench_size(n_tokens: int, args: argparse.Namespace) -> dict:
+    workdir: Path = args.workdir
+    c = C.ensure_corpus(workdir, n_tokens, args.seed)
+    tb = c.tokenized.stat().st_size
+    res: dict = {"n": n_tokens, "docs": (c.dir / "offset.0").stat().st_size // 8}
+
+    # (a) + (e): sort, each in a fresh child process (page cache warm for both: same file)
+    ours_table = c.dir / "table.0"
+    ours_table.unlink(missing_ok=True)
+    ours = C.run_our_sort(c, ours_table)
+    C.write_our_manifest(c)
+    cpus = C.infinigram_cpus(tb, args.ig_cpus)
+    ig_dir = workdir / f"ig-{C.size_label(n_tokens)}-s{args.seed}"
+    ig = C.run_infinigram_build(c, ig_dir, cpus, args.ig_mem)
+    res.update(sort_ours=ours.seconds, sort_ours_wall=ours.wall, sort_ig=ig.seconds, sort_ig_wall=ig.wall,
+               rss_ours=ours.peak_rss, rss_ig=ig.peak_rss, ig_cpus=cpus,
+               identical=C.files_equal(ours_table, ig_dir / "table.0"))
+
+    # (d) bytes per token
+    files = ("tokenized.0", "table.0", "offset.0")
+    res["bpt_ours"] = sum((c.dir / f).stat().st_size for f in files) / n_tokens
+    res["bpt_ig"] = sum((ig_dir / f).stat().st_size for f in files) / n_tokens
+    shutil.rmtree(ig_dir)
+    shutil.rmtree(workdir / f"{ig_dir.name}-nodata", ignore_errors=True)
+
+    index = Index.open(c.dir)
+    eng = C.open_infinigram(c.dir)
+    eng0 = C.open_infinigram(c.dir, prefetch=False)
+    rng = np.random.default_rng(args.seed + 7)
+
+    # (b) single count latency
+    queries = C.sample_ngrams(c, rng, args.counts)
+    for q in queries[:20]:  # warm all (page cache, lazy state)
+        index.count(q)
+        eng.count(q.tolist())
+        eng0.count(q.tolist())
+    t_ours, t_ig, t_ig0 = [], [], []
+    for q in queries:
+        a = time.perf_counter()
+        n1 = index.count(q)
+        b = time.perf_counter()
+        n2 = eng.count(q.tolist())["count"]
+        e = time.perf_counter()
+        eng0.count(q.tolist())
+        f = time.perf_counter()
+        if n1 != n2:
+            raise SystemExit(f"count mismatch on {q.tolist()}: ours {n1}, infini-gram {n2}")
+        t_ours.append(b - a)
+        t_ig.append(e - b)
+        t_ig0.append(f - e)
+    a = time.perf_counter()
+    index.count_many(queries)
+    res["count_batch"] = (time.perf_counter() - a) / len(queries)
+    res["count_ours"], res["count_ig"], res["count_ig0"] = C.median(t_ours), C.median(t_ig), C.median(t_ig0)
+
+    # (c) longest prefixes at all positions of a 500-token sequence
+    a = time.perf_counter()
+    index.longest_prefixes(C.make_response(c, rng, args.length))  # first call builds first-token ranges
+    res["lp_setup"] = time.perf_counter() - a
+    seqs = [C.make_response(c, rng, args.length) for _ in range(args.seqs)]
+    lp_ours, lp_ig, lp_ig_cap, lp_ig0 = [], [], [], []
+    for ids in seqs:
+        a = time.perf_counter()
+        lens = index.longest_prefixes(ids)
+        b = time.perf_counter()
+        spans = eng.attribute(ids.tolist(), [], 1, args.max_cnt, False)["spans"]
+        e = time.perf_counter()
+        eng.attribute(ids.tolist(), [], 1, 1000, False)
+        f = time.perf_counter()
+        eng0.attribute(ids.tolist(), [], 1, 1000, False)
+        g = time.perf_counter()
+        lp_ours.append(b - a)
+        lp_ig.append(e - b)
+        lp_ig_cap.append(f - e)
+        lp_ig0.append(g - f)
+        # same answer: the reference's maximal spans are (l, l + longest prefix at l)
+        ends = np.arange(len(ids)) + lens
+        best = np.maximum.accumulate(np.concatenate([[0], ends]))[:-1]
+        ours_spans = [(l, int(ends[l])) for l in range(len(ids)) if lens[l] >= 1 and ends[l] > best[l]]
+        theirs = [(s["l"], s["r"]) for s in spans]
+        if ours_spans != theirs:
+            diff = sorted(set(ours_spans) ^ set(theirs))[:5]
+            print(f"  note: maximal spans differ at {diff} (rank-0 off-by-one of the reference?)")
+    res["lp_ours"], res["lp_ig"], res["lp_ig_cap"] = C.median(lp_ours), C.median(lp_ig), C.median(lp_ig_cap)
+    res["lp_ig0"] = C.median(lp_ig0)
+    res["lp_ours_per_pos"] = res["lp_ours"] / args.length
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", default="10M,100M", help="corpus sizes in tokens, comma-separated (default 10M,100M)")
+    p.add_argument("--quick", action="store_true", help="one 1M-token corpus (smoke run)")
+    p.add_argument("--workdir", type=Path, default=C.default_workdir())
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--counts", type=int, default=200, help="n-grams for the count latency")
+    p.add_argument("--seqs", type=int, default=5, help="500-token sequences for the longest-prefix batch")
+    p.add_argument("--length", type=int, default=500)
+    p.add_argument("--max-cnt", type=int, default=2**62, help="attribute max_cnt for (c) (default: huge)")
+    p.add_argument("--ig-cpus", type=int, default=2)
+    p.add_argument("--ig-mem", type=int, default=None, help="infini-gram --mem GiB (default: one batch)")
+    args = p.parse_args(argv)
+    args.workdir = C.check_workdir(args.workdir)
+    sizes = [C.parse_size("1M")] if args.quick else [C.parse_size(s) for s in args.sizes.split(",") if s.strip()]
+
+    import platform
+
+    import infini_gram
+
+    print(f"bench_index: sizes {', '.join(C.size_label(s) for s in sizes)}; {platform.processor() or platform.machine()}, "
+          f"{__import__('os').cpu_count()} CPUs; infini-gram {getattr(infini_gram, '__version__', '2.6')}; workdir {args.workdir}")
+    results = []
+    for n in sizes:
+        t = time.perf_counter()
+        results.append(bench_size(n, args))
+        print(f"[{C.size_label(n)}] done in {time.perf_counter() - t:.1f} s")
+
+    rows = []
+    for r in results:
+        lab = C.size_label(r["n"])
+        rows += [
+            [f"{lab}  (a) suffix sort", C.fmt_s(r["sort_ours"]), C.fmt_s(r["sort_ig"]) + f" ({r['ig_cpus']} cpu)",
+             C.ratio(r["sort_ours"], r["sort_ig"])],
+            [f"{lab}      incl. process start", C.fmt_s(r["sort_ours_wall"]), C.fmt_s(r["sort_ig_wall"]),
+             C.ratio(r["sort_ours_wall"], r["sort_ig_wall"])],
+            [f"{lab}      tables byte-identical", "yes" if r["identical"] else "NO", "", ""],
+            [f"{lab}  (b) count, median of {args.counts}", C.fmt_s(r["count_ours"]), C.fmt_s(r["count_ig"]),
+             C.ratio(r["count_ours"], r["count_ig"])],
+            [f"{lab}      infini-gram without prefetch", "", C.fmt_s(r["count_ig0"]), C.ratio(r["count_ours"], r["count_ig0"])],
+            [f"{lab}      count_many, per query", C.fmt_s(r["count_batch"]), "-", C.ratio(r["count_batch"], r["count_ig"])],
+            [f"{lab}  (c) longest prefixes, {args.length} pos", C.fmt_s(r["lp_ours"]), C.fmt_s(r["lp_ig"]),
+             C.ratio(r["lp_ours"], r["lp_ig"])],
+            [f"{lab}      attribute max_cnt=1000", "", C.fmt_s(r["lp_ig_cap"]), C.ratio(r["lp_ours"], r["lp_ig_cap"])],
+            [f"{lab}      max_cnt=1000, no prefetch", "", C.fmt_s(r["lp_ig0"]), C.ratio(r["lp_ours"], r["lp_ig0"])],
+            [f"{lab}      our first call (setup)", C.fmt_s(r["lp_setup"]), "", ""],
+            [f"{lab}  (d) index bytes / token", f"{r['bpt_ours']:.3f}", f"{r['bpt_ig']:.3f}", C.ratio(r["bpt_ours"], r["bpt_ig"])],
+            [f"{lab}  (e) sort peak RSS / token", f"{r['rss_ours'] / r['n']:.1f} B", f"{r['rss_ig'] / r['n']:.1f} B",
+             C.ratio(r["rss_ours"], r["rss_ig"])],
+            [f"{lab}      sort peak RSS", f"{r['rss_ours'] / 2**20:.0f} MiB", f"{r['rss_ig'] / 2**20:.0f} MiB", ""],
+        ]
+    C.print_table("ours vs infini-gram (ratio = ours / infini-gram; < 1 means ours is faster/smaller)",
+                  ["measure", "ours", "infini-gram", "ratio"], rows)
+    return 0 if all(r["identical"] for r in results) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
