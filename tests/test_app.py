@@ -130,3 +130,57 @@ async def test_untrusted_text_is_inert(text_index: Path, tmp_path: Path) -> None
         plain = view.build_content().plain
         assert "[bold red]x[/]" in plain and "[link=http://x]y[/link]" in plain  # shown, not interpreted
         assert "\x1b" not in plain and "\x07" not in plain and "\u202e" not in plain
+
+
+async def test_click_on_highlight_selects_it_and_markdown_keeps_offsets(text_index: Path, tmp_path: Path) -> None:
+    reply = "# Title\n\nSome **bold** text: The quick brown fox jumps over the lazy dog.\n\n```\nimport numpy as np\n```\n"
+    app = make_app(text_index, tmp_path, reply=reply)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await pilot.click("#prompt")
+        await pilot.press(*"md", "enter")
+        await wait_idle(app, pilot)
+        view = app.messages[-1]
+        assert view.build_content().plain.endswith(reply)  # markdown styled, not re-flowed
+        assert view.trace is not None and len(view.trace.highlights) >= 1
+        code_span = [h for h in view.trace.highlights if "numpy" in reply[h.start : h.end]]
+        assert code_span, "a span inside the code block is highlighted"
+        target = len(view.trace.highlights) - 1
+        await pilot.pause()
+        app.action_pick_highlight(view.number, target)  # what the @click meta on the range calls
+        assert view.selected == target
+        h = view.trace.highlights[target]
+        # a real mouse click on the first highlighted cell selects the first highlight
+        first = view.trace.highlights[0]
+        line = reply[: first.start].count("\n") + 1  # +1 for the role label line
+        col = first.start - (reply.rfind("\n", 0, first.start) + 1)
+        await pilot.click(view, offset=(col + 2, line))
+        assert view.selected == 0, (h, first)
+
+
+async def test_conversations_persist_reopen_delete(text_index: Path, tmp_path: Path) -> None:
+    from tracetui.app.screens.conversations import ConversationsScreen
+    from tracetui.store import ConversationStore
+
+    store = ConversationStore(tmp_path / "c.sqlite3")
+    app = TraceApp(IndexSet.open([text_index]), ScriptedBackend([REPLY]), intro="t", export_dir=tmp_path, store=store)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await pilot.click("#prompt")
+        await pilot.press(*"first chat", "enter")
+        await wait_idle(app, pilot)
+        spans = [(s.start, s.end) for s in app.messages[-1].trace.spans]
+        assert store.list()[0].title == "first chat" and store.list()[0].messages == 2
+        await pilot.press("ctrl+n")
+        assert app.messages == []
+        await pilot.press("ctrl+r")
+        await pilot.pause()
+        assert isinstance(app.screen, ConversationsScreen)
+        await pilot.press("enter")
+        await wait_idle(app, pilot)
+        assert [m.text for m in app.messages] == ["first chat", REPLY]
+        assert [(s.start, s.end) for s in app.messages[-1].trace.spans] == spans
+        await pilot.press("ctrl+r")
+        await pilot.pause()
+        await pilot.press("d")
+        await pilot.pause()
+        assert store.list() == []
+        await pilot.press("escape")

@@ -20,7 +20,9 @@ from index_tools.engine import IndexSet
 
 from ..model import Backend, ModelError, ModelSettings, Turn
 from ..sanitize import inert
+from ..store import ConversationStore
 from ..tracing.pipeline import Tracer, TraceResult
+from .screens.conversations import ConversationsScreen
 from .screens.document import DocumentScreen
 from .screens.help import HelpScreen
 from .screens.trace_text import TraceTextScreen
@@ -44,13 +46,20 @@ class TraceApp(App[None]):
         Binding("ctrl+e", "export", "Export", id="export"),
         Binding("ctrl+y", "copy_span", "Copy span", id="copy.span"),
         Binding("ctrl+n", "new_chat", "New chat", id="chat.new"),
+        Binding("ctrl+r", "conversations", "Chats", id="chat.list"),
+        Binding("f2", "toggle_theme", "Light/dark", show=False, id="theme.toggle"),
         Binding("ctrl+l", "focus_prompt", "Prompt", show=False, id="prompt.focus"),
     ]
 
     def __init__(self, indexes: IndexSet | None, backend: Backend | None = None, *,
                  settings: ModelSettings | None = None, backend_error: str | None = None,
-                 intro: str = "", export_dir: Path | None = None) -> None:
+                 intro: str = "", export_dir: Path | None = None, store: ConversationStore | None = None,
+                 theme: str | None = None) -> None:
         super().__init__()
+        self.store = store
+        self.conversation: int | None = None
+        if theme:
+            self.theme = theme
         self.indexes = indexes
         self.backend = backend
         self.backend_error = backend_error
@@ -65,6 +74,7 @@ class TraceApp(App[None]):
         self._trace_lock = threading.Lock()
         self._tracer = Tracer(indexes) if indexes else None
         self.last_status = ""
+        self._focused: MessageView | None = None
 
     # -- layout ---------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -100,16 +110,19 @@ class TraceApp(App[None]):
             self.notify(self.backend_error or "no model loaded", severity="error")
             return
         event.input.value = ""
+        if self.store is not None and self.conversation is None:
+            self.conversation = self.store.create(text)
         self.turns.append(Turn("user", text))
         self._add_message("user", text)
         reply = self._add_message("assistant", "")
+        self._focused = None
         self.generating = True
         self.stop_event.clear()
         self.set_status("generating…")
         self.generate(reply, list(self.turns))
 
     def _add_message(self, role: str, text: str) -> MessageView:
-        view = MessageView(role, text, classes="message")
+        view = MessageView(role, text, number=len(self.messages), classes="message")
         self.messages.append(view)
         chat = self.query_one("#chat", VerticalScroll)
         chat.mount(view)
@@ -186,10 +199,16 @@ class TraceApp(App[None]):
             self.query_one(DocumentPanel).show(result)
         t = result.timings_ms.get("total", 0.0)
         state = "live" if live and self.generating else "done"
+        if state == "done":
+            self.save_conversation()
         self.set_status(f"{len(result.spans)} spans · {len(result.documents)} documents · {t:.0f} ms ({state})")
 
     # -- span navigation ----------------------------------------------------------------------------
     def _focused_reply(self) -> MessageView | None:
+        """The reply last clicked, else the latest reply with highlights."""
+        f = self._focused
+        if f is not None and f in self.messages and f.trace is not None and f.trace.highlights:
+            return f
         replies = [m for m in self.messages if m.role == "assistant" and m.trace and m.trace.highlights]
         return replies[-1] if replies else None
 
@@ -216,6 +235,17 @@ class TraceApp(App[None]):
         self.query_one("#chat", VerticalScroll).scroll_to(y=view.virtual_region.y + line - 2, animate=False)
         texts = "; ".join(inert(view.trace.spans[i].text)[:60] for i in h.spans)
         self.set_status(f"span {nxt + 1}/{len(view.trace.highlights)}: {texts}")
+
+    def action_pick_highlight(self, message: int, highlight: int) -> None:
+        """A click on a highlight: select it, as Tab would."""
+        if 0 <= message < len(self.messages):
+            view = self.messages[message]
+            for other in self.messages:
+                if other is not view and other.selected is not None:
+                    other.select(None)
+            if view.trace is not None and 0 <= highlight < len(view.trace.highlights):
+                self._focused = view
+                self.select_highlight(view, highlight)
 
     def action_next_span(self) -> None:
         if isinstance(self.screen, Screen) and self.screen is not self.screen_stack[0]:
@@ -302,10 +332,46 @@ class TraceApp(App[None]):
         for m in self.messages:
             m.remove()
         self.messages.clear()
+        self.conversation = None
+        self._focused = None
         if self._tracer:
             self._tracer.reset()
         self.query_one(DocumentPanel).show(None)
         self.set_status("new chat")
+
+    def save_conversation(self) -> None:
+        if self.store is None or self.conversation is None:
+            return
+        try:
+            self.store.save_messages(self.conversation, [
+                (m.role, m.text, m.trace.to_json() if m.trace else None) for m in self.messages])
+        except Exception as exc:  # a full disk must not end the chat
+            self.notify(f"could not save the conversation: {exc}", severity="warning")
+
+    def action_conversations(self) -> None:
+        if self.store is None:
+            self.notify("conversations are not saved in this session", severity="warning")
+            return
+        if self.generating:
+            self.notify("wait for the reply to finish (Esc stops it)", severity="warning")
+            return
+
+        def opened(cid: int | None) -> None:
+            if cid is None or self.store is None:
+                return
+            self.action_new_chat()
+            self.conversation = cid
+            for role, text, _ in self.store.load(cid):
+                view = self._add_message(role, text)
+                self.turns.append(Turn(role, text))
+                if role == "assistant":
+                    self.start_trace(view, text, live=False)
+            self.set_status(f"reopened conversation {cid}")
+
+        self.push_screen(ConversationsScreen(self.store), opened)
+
+    def action_toggle_theme(self) -> None:
+        self.theme = "textual-light" if self.theme != "textual-light" else "textual-dark"
 
     def export_data(self) -> dict[str, Any]:
         return {

@@ -57,10 +57,12 @@ def run_app(model: str | None, indexes: list[str] | None, config_path: str | Non
         backend = LlamaBackend(model, settings)
     except ModelError as exc:
         error = str(exc)
+    from ..store import ConversationStore
     from .app import TraceApp
 
     app = TraceApp(index_set, backend, settings=settings, backend_error=error,
                    intro=intro_text(str(model), [ix.name for ix in index_set], default_model, default_index),
-                   export_dir=data_dir() / "exports")
+                   export_dir=data_dir() / "exports", store=ConversationStore(data_dir() / "conversations.sqlite3"),
+                   theme=config.get("theme"))
     app.run()
     return 0

@@ -11,6 +11,7 @@ from textual.widgets import Static
 
 from ...sanitize import inert
 from ...tracing.pipeline import TraceResult
+from .markdown_style import markdown_styles
 
 # three strengths of one hue per index (reference: 50% / 25% / 10% background)
 HUES = ["#2f81f7", "#d29922", "#3fb950", "#db61a2"]
@@ -29,9 +30,10 @@ class MessageView(Static):
 
     DEFAULT_CSS = ""
 
-    def __init__(self, role: str, text: str = "", **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, role: str, text: str = "", number: int = 0, **kwargs) -> None:  # type: ignore[no-untyped-def]
         super().__init__("", **kwargs)
         self.role = role
+        self.number = number  # position in the conversation: clicks name it
         self.text = text
         self.trace: TraceResult | None = None
         self.selected: int | None = None  # index into trace.highlights
@@ -58,6 +60,9 @@ class MessageView(Static):
         label = "You" if self.role == "user" else "Model"
         text = inert(self.text)
         content = Content(text)
+        if self.role == "assistant":
+            for a, b, style in markdown_styles(text):
+                content = content.stylize(style, a, b)
         trace = self.trace
         if trace is not None and trace.text == self.text[: len(trace.text)]:
             for i, h in enumerate(trace.highlights):
@@ -68,6 +73,7 @@ class MessageView(Static):
                     style = f"bold #ffffff on {hue}"
                 else:
                     style = f"on {_mix(hue, STRENGTH[level])}"
+                style += f" @click=app.pick_highlight({self.number},{i})"
                 content = content.stylize(style, h.start, h.end)
         return Content.assemble((f"{label}\n", "bold"), content)
 
