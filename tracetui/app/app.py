@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -30,6 +31,14 @@ from .widgets.documents import DocumentPanel
 from .widgets.message import HUES, MessageView
 
 TRACE_INTERVAL = 0.15  # seconds between live traces while a reply streams
+
+
+def _lower_thread_priority() -> None:
+    """Tracing yields the CPU to llama.cpp: on Linux a thread has its own nice value."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    except (AttributeError, OSError):
+        pass
 
 
 class TraceApp(App[None]):
@@ -174,6 +183,7 @@ class TraceApp(App[None]):
 
     @work(thread=True, exclusive=True, group="trace")
     def trace_worker(self, view: MessageView, text: str, prompt: str, live: bool) -> None:
+        _lower_thread_priority()
         with self._trace_lock:
             if get_current_worker().is_cancelled and live:
                 return  # a newer trace superseded this one while it waited
@@ -194,9 +204,16 @@ class TraceApp(App[None]):
         self.set_status(f"tracing failed: {message}")
 
     def _trace_done(self, view: MessageView, result: TraceResult, live: bool) -> None:
-        view.set_trace(result, self.index_hue)
-        if view is self.messages[-1] and (view.selected is None):
-            self.query_one(DocumentPanel).show(result)
+        same_spans = view.trace is not None and [(x.start, x.end, x.level) for x in view.trace.spans] == [
+            (x.start, x.end, x.level) for x in result.spans]
+        view.trace = result if same_spans else view.trace
+        if not same_spans:
+            view.set_trace(result, self.index_hue)
+        panel = self.query_one(DocumentPanel)
+        doc_ids = [d.id for d in result.documents]
+        if view is self.messages[-1] and view.selected is None and (
+                not live or doc_ids != [d.id for d in panel.documents]):
+            panel.show(result)
         t = result.timings_ms.get("total", 0.0)
         state = "live" if live and self.generating else "done"
         if state == "done":
