@@ -34,6 +34,33 @@ import _common as C  # noqa: E402
 from index_tools.engine import Index  # noqa: E402
 
 
+def parallel_sort(c, out: Path, shards: int = 2) -> float:  # type: ignore[no-untyped-def]
+    """Split the corpus into `shards` shards at document boundaries, sort them in parallel.
+
+    This is what `tracetui index build --shards 2 --workers 2` does; queries answer the same
+    (counts are sums over shards), only the table is split in two.
+    """
+    from concurrent.futures import ProcessPoolExecutor
+
+    from index_tools.suffix_sort import sort_shard
+
+    out.mkdir(parents=True, exist_ok=True)
+    tokens = np.fromfile(c.tokenized, dtype=np.uint8)
+    offsets = np.fromfile(c.dir / "offset.0", dtype="<u8")
+    cut = int(offsets[len(offsets) // 2])
+    parts = [tokens[:cut], tokens[cut:]] if shards == 2 else [tokens]
+    for n, part in enumerate(parts):
+        part.tofile(out / f"tokenized.{n}")
+    del tokens, parts
+    t = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=shards) as pool:
+        list(pool.map(sort_shard, [out / f"tokenized.{n}" for n in range(shards)],
+                      [out / f"table.{n}" for n in range(shards)], [2] * shards))
+    elapsed = time.perf_counter() - t
+    shutil.rmtree(out)
+    return elapsed
+
+
 def bench_size(n_tokens: int, args: argparse.Namespace) -> dict:
     workdir: Path = args.workdir
     c = C.ensure_corpus(workdir, n_tokens, args.seed)
@@ -51,6 +78,9 @@ def bench_size(n_tokens: int, args: argparse.Namespace) -> dict:
     res.update(sort_ours=ours.seconds, sort_ours_wall=ours.wall, sort_ig=ig.seconds, sort_ig_wall=ig.wall,
                rss_ours=ours.peak_rss, rss_ig=ig.peak_rss, ig_cpus=cpus,
                identical=C.files_equal(ours_table, ig_dir / "table.0"))
+
+    # (a') the builder's answer for 2 cores: 2 shards (split by documents) sorted in parallel
+    res["sort_par"] = parallel_sort(c, workdir / f"par-{C.size_label(n_tokens)}")
 
     # (d) bytes per token
     files = ("tokenized.0", "table.0", "offset.0")
@@ -162,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
              C.ratio(r["sort_ours"], r["sort_ig"])],
             [f"{lab}      incl. process start", C.fmt_s(r["sort_ours_wall"]), C.fmt_s(r["sort_ig_wall"]),
              C.ratio(r["sort_ours_wall"], r["sort_ig_wall"])],
+            [f"{lab}      2 shards, 2 workers (build --workers 2)", C.fmt_s(r["sort_par"]), C.fmt_s(r["sort_ig"]),
+             C.ratio(r["sort_par"], r["sort_ig"])],
             [f"{lab}      tables byte-identical", "yes" if r["identical"] else "NO", "", ""],
             [f"{lab}  (b) open + first count", C.fmt_s(r["first_ours"]), C.fmt_s(r["first_ig"]),
              C.ratio(r["first_ours"], r["first_ig"])],

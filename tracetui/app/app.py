@@ -31,6 +31,7 @@ from .widgets.documents import DocumentPanel
 from .widgets.message import HUES, MessageView
 
 TRACE_INTERVAL = 0.15  # seconds between live traces while a reply streams
+PUMP_INTERVAL = 1 / 20  # how often streamed text reaches the screen
 
 
 def _lower_thread_priority() -> None:
@@ -84,6 +85,9 @@ class TraceApp(App[None]):
         self._tracer = Tracer(indexes) if indexes else None
         self.last_status = ""
         self._focused: MessageView | None = None
+        self._stream: tuple[MessageView, str] | None = None  # written by the generation thread
+        self._trace_busy = False
+        self._last_live_trace = 0.0
 
     # -- layout ---------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -98,6 +102,7 @@ class TraceApp(App[None]):
 
     def on_mount(self) -> None:
         self.query_one("#prompt", Input).focus()
+        self.set_interval(PUMP_INTERVAL, self._pump)
         if self.backend_error:
             self.notify(self.backend_error, title="Model not loaded", severity="error", timeout=10)
             self.set_status(f"model: {self.backend_error} — tracing pasted text (Ctrl+T) still works")
@@ -140,22 +145,20 @@ class TraceApp(App[None]):
 
     @work(thread=True, exclusive=True, group="generate")
     def generate(self, view: MessageView, turns: list[Turn]) -> None:
-        """Owns the model for one reply; pushes text to the UI and triggers live traces."""
+        """Owns the model for one reply. It never waits for the UI: it only publishes the text
+        so far, which the UI's pump picks up at its own pace (generation speed does not depend
+        on how long rendering or tracing takes)."""
         assert self.backend is not None
         text = ""
         start = time.perf_counter()
-        last_trace = 0.0
         n = 0
         error = None
+        self._stream = (view, "")
         try:
             for piece in self.backend.stream(turns, self.settings, self.stop_event):
                 text += piece
                 n += 1
-                self.call_from_thread(view.set_text, text)
-                now = time.perf_counter()
-                if now - last_trace > TRACE_INTERVAL:
-                    last_trace = now
-                    self.call_from_thread(self.start_trace, view, text, live=True)
+                self._stream = (view, text)  # one reference assignment: atomic
         except ModelError as exc:
             error = str(exc)
         except Exception as exc:  # a dying model must never take the app down
@@ -163,7 +166,25 @@ class TraceApp(App[None]):
         elapsed = time.perf_counter() - start
         self.call_from_thread(self._reply_done, view, text, n, elapsed, error)
 
+    def _pump(self) -> None:
+        """Runs on the event loop a few times a second while a reply streams: shows new text and
+        starts a live trace when the previous one has finished."""
+        stream = self._stream
+        if stream is None:
+            return
+        view, text = stream
+        if text != view.text:
+            view.set_text(text)
+            self.query_one("#chat", VerticalScroll).scroll_end(animate=False)
+        now = time.perf_counter()
+        if (text.strip() and now - self._last_live_trace > TRACE_INTERVAL and not self._trace_busy
+                and (view.trace is None or view.trace.text != text)):
+            self._last_live_trace = now
+            self.start_trace(view, text, live=True)
+
     def _reply_done(self, view: MessageView, text: str, n: int, elapsed: float, error: str | None) -> None:
+        self._stream = None
+        view.set_text(text)
         self.generating = False
         self.turns.append(Turn("assistant", text))
         if error:
@@ -184,6 +205,13 @@ class TraceApp(App[None]):
     @work(thread=True, exclusive=True, group="trace")
     def trace_worker(self, view: MessageView, text: str, prompt: str, live: bool) -> None:
         _lower_thread_priority()
+        self._trace_busy = True
+        try:
+            self._trace_body(view, text, prompt, live)
+        finally:
+            self._trace_busy = False
+
+    def _trace_body(self, view: MessageView, text: str, prompt: str, live: bool) -> None:
         with self._trace_lock:
             if get_current_worker().is_cancelled and live:
                 return  # a newer trace superseded this one while it waited
