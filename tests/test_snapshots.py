@@ -36,9 +36,13 @@ def make(snap_index: Path) -> TraceApp:
 
 async def _chat(pilot) -> None:  # type: ignore[no-untyped-def]
     app = pilot.app
-    await pilot.click("#prompt")
-    await pilot.press(*"tell me a proverb", "enter")
+    prompt = app.query_one("#prompt")
+    prompt.focus()
+    prompt.value = "tell me a proverb"
+    await pilot.pause()
+    await pilot.press("enter")
     await wait_idle(app, pilot)
+    assert [m.role for m in app.messages] == ["user", "assistant"]
     app.set_status("fixed status for the snapshot")  # timings vary from run to run
 
 
