@@ -8,11 +8,13 @@ from pathlib import Path
 from .errors import IndexFormatError
 from .format import (
     MANIFEST_NAME,
+    SHARD_KINDS,
     TOKENIZER_NAME,
     WIDTH_BY_NAME,
     Manifest,
     ShardInfo,
     pointer_width,
+    record_files,
     shard_file,
     write_manifest,
 )
@@ -50,4 +52,9 @@ def adopt_index(directory: str | Path, tokenizer: str, token_width: str = "u16",
     if faults:
         (d / MANIFEST_NAME).unlink(missing_ok=True)
         raise IndexFormatError(f"{d}: not adopted: {faults[0]}")
+    # record sizes and digests of the verified files: later changes are caught (open / verify)
+    names = [shard_file(d, kind, i).name for i in range(len(shards)) for kind in SHARD_KINDS
+             if shard_file(d, kind, i).exists()]
+    manifest.files = record_files(d, names + ([TOKENIZER_NAME] if name != "bytes" else []), 2)
+    write_manifest(d, manifest)
     return manifest

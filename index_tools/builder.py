@@ -21,9 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from .errors import CorpusError, IndexFormatError, TokenizerError
+from .errors import CorpusError, IndexFormatError, IndexWriteError, TokenizerError
 from .format import (
     MANIFEST_NAME,
+    SHARD_KINDS,
     TMP_SUFFIX,
     TOKEN_DTYPES,
     TOKENIZER_NAME,
@@ -34,6 +35,7 @@ from .format import (
     fsync_dir,
     pointer_width,
     read_manifest,
+    record_files,
     separator_id,
     shard_file,
     width_for_vocab,
@@ -45,7 +47,6 @@ from .suffix_sort import sort_shard
 from .tokenizer import Tokenizer, load_tokenizer, train_bpe
 
 STATE_NAME = "build-state.json"
-SHARD_KINDS = ("tokenized", "table", "offset", "metadata", "metaoff", "unigram")
 #: Peak bytes of RAM per byte of token file during the suffix sort (data + int32 SA + kept entries).
 SORT_BYTES_PER_BYTE = 7.5
 BATCH_DOCS = 512
@@ -156,20 +157,28 @@ class _ShardWriter:
             self.counts += np.bincount(ids, minlength=len(self.counts))[: len(self.counts)]
 
     def abort(self) -> None:
+        """Drop the partial files; never raises (it runs while another error propagates)."""
         for fh in (self.tok_fh, self.meta_fh):
-            fh.close()
+            try:
+                fh.close()  # flushes: fails again on a full disk
+            except OSError:
+                pass
         for kind in ("tokenized", "metadata"):
-            self._tmp(kind).unlink(missing_ok=True)
+            try:
+                self._tmp(kind).unlink(missing_ok=True)
+            except OSError:
+                pass
 
     def finish(self) -> dict[str, int]:
         for fh in (self.tok_fh, self.meta_fh):
             fh.flush()
             os.fsync(fh.fileno())
             fh.close()
+        # write_bytes, not ndarray.tofile: a failed write raises OSError with its errno.
         with atomic_path(shard_file(self.directory, "offset", self.shard)) as tmp:
-            np.frombuffer(self.offsets, dtype="<u8").tofile(tmp)
+            tmp.write_bytes(np.frombuffer(self.offsets, dtype="<u8").tobytes())
         with atomic_path(shard_file(self.directory, "metaoff", self.shard)) as tmp:
-            np.frombuffer(self.metaoffs, dtype="<u8").tofile(tmp)
+            tmp.write_bytes(np.frombuffer(self.metaoffs, dtype="<u8").tobytes())
         with atomic_path(shard_file(self.directory, "unigram", self.shard)) as tmp:
             # as infini-gram's builder: sparse "id count" lines, the separator included (last).
             nz = np.flatnonzero(self.counts)
@@ -231,10 +240,26 @@ def _batches(docs: Iterator[TextDoc | TokenDoc], tokenizer: Tokenizer, size: int
 
 def build_index(sources: list[str | Path], output: str | Path, opts: BuildOptions | None = None,
                 on_phase: Callable[[str, float], None] | None = None) -> Manifest:
-    """Build (or resume building) an index in `output`; returns its manifest."""
+    """Build (or resume building) an index in `output`; returns its manifest.
+
+    An OSError while building (disk full, file-size limit, permissions) becomes one
+    IndexWriteError naming the directory; finished work is kept, so a rerun resumes.
+    """
     opts = opts or BuildOptions()
     directory = Path(output)
     files = list_sources(list(sources))
+    try:
+        return _build(files, directory, opts)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise IndexWriteError(
+            f"{directory}: cannot write the index{where}: {reason}; no index was written "
+            "(fix the cause, e.g. free disk space, and rerun the same command to resume)"
+        ) from None
+
+
+def _build(files: list[Path], directory: Path, opts: BuildOptions) -> Manifest:
     if directory.exists() and not directory.is_dir():
         raise IndexFormatError(f"{directory}: exists and is not a directory")
     directory.mkdir(parents=True, exist_ok=True)
@@ -247,6 +272,8 @@ def build_index(sources: list[str | Path], output: str | Path, opts: BuildOption
         existing = None
     if existing is not None:
         if existing.build.get("fingerprint") == fingerprint and not opts.force:
+            # a build killed between writing the manifest and removing its state file is complete
+            (directory / STATE_NAME).unlink(missing_ok=True)
             return existing
         if not opts.force:
             raise IndexFormatError(f"{directory}: already holds a different index (use --force to replace it)")
@@ -276,11 +303,14 @@ def build_index(sources: list[str | Path], output: str | Path, opts: BuildOption
         shards.append(ShardInfo(documents=s["documents"], tokens=tb // width, tokenized_bytes=tb,
                                 table_bytes=(tb // width) * pointer_width(tb), pointer_width=pointer_width(tb)))
         assert shard_file(directory, "table", n).stat().st_size == shards[-1].table_bytes
+    names = [f"{kind}.{n}" for n in range(len(shards)) for kind in SHARD_KINDS]
+    names += [tokenizer_name] if tokenizer_name != "bytes" else []
     manifest = Manifest(
         token_width=width, tokenizer=tokenizer_name, shards=shards, vocab_size=tokenizer.vocab_size,
         eos_id=opts.eos_id,
         build={"fingerprint": fingerprint, "sources": [str(f) for f in files], "text_field": opts.text_field,
                "shard_capacity_bytes": capacity if opts.shards is None else None, "shards_requested": opts.shards},
+        files=record_files(directory, names, max(2, opts.workers)),
     )
     write_manifest(directory, manifest)
     (directory / STATE_NAME).unlink(missing_ok=True)
@@ -335,7 +365,7 @@ def _tokenize_phase(directory: Path, files: list[Path], opts: BuildOptions, toke
         _save_state(directory, state)
     except BaseException:
         for w in writers:
-            w.abort()
+            w.abort()  # never raises: the original error is the one reported
         if not round_robin and "current" in locals() and current is not None:
             current.abort()
         raise

@@ -19,6 +19,7 @@ import numpy as np
 
 from .errors import IndexFormatError, TokenizerError
 from .format import (
+    MANIFEST_NAME,
     TOKEN_DTYPES,
     TOKENIZER_NAME,
     Manifest,
@@ -32,6 +33,7 @@ from .tokenizer import Tokenizer, load_tokenizer
 QUERY_END = -1  # a query that runs out: compares as "prefix of the suffix"
 SUFFIX_END = -2  # a suffix that runs out at the end of the file: sorts before everything
 _FIRST_CHUNK = 8
+_MAX_CELLS = 1 << 21  # elements per temporary array in _compare (16 MB of int64)
 
 
 def _map(path: Path) -> np.ndarray:
@@ -44,6 +46,14 @@ def _map(path: Path) -> np.ndarray:
     if hasattr(mm, "madvise") and hasattr(mmap, "MADV_RANDOM"):
         mm.madvise(mmap.MADV_RANDOM)
     return np.frombuffer(mm, dtype=np.uint8)
+
+
+def _buffer(arr: np.ndarray) -> mmap.mmap | bytes:
+    """The mmap behind an array from `_map` (slicing it yields bytes), or a copy if there is none."""
+    base = arr.base
+    while base is not None and not isinstance(base, mmap.mmap):
+        base = base.obj if isinstance(base, memoryview) else getattr(base, "base", None)
+    return base if isinstance(base, mmap.mmap) else arr.tobytes()
 
 
 @dataclass
@@ -76,6 +86,9 @@ class Shard:
         self.keys = raw.view(TOKEN_DTYPES[width][1])  # sort keys (byte-swapped tokens)
         self.ids = raw.view(TOKEN_DTYPES[width][0])  # token ids
         table = _map(paths["table"])
+        # the raw buffers (mmap objects) for the scalar search path
+        self._tok_buf = _buffer(raw)
+        self._table_buf = _buffer(table)
         if self.n_tokens == 0:
             raise IndexFormatError(f"{paths['tokenized']}: empty token file")
         if len(table) % self.n_tokens:
@@ -98,8 +111,17 @@ class Shard:
         if int(self.offsets[0]) != 0 or int(self.offsets[-1]) >= self.tokenized_bytes:
             raise IndexFormatError(f"{paths['offset']}: offsets do not fit {paths['tokenized']}")
         if expected is not None:
-            if (expected.tokenized_bytes, expected.documents, len(table)) != (self.tokenized_bytes, self.n_docs, expected.table_bytes):
-                raise IndexFormatError(f"{directory}: shard {n} files do not match the manifest (sizes differ)")
+            for path, what, got, want in (
+                (paths["tokenized"], "bytes", self.tokenized_bytes, expected.tokenized_bytes),
+                (paths["tokenized"], "tokens", self.n_tokens, expected.tokens),
+                (paths["table"], "bytes", len(table), expected.table_bytes),
+                (paths["table"], "-byte pointers", self.ptr_width, expected.pointer_width),
+                (paths["offset"], "documents", self.n_docs, expected.documents),
+            ):
+                if got != want:
+                    raise IndexFormatError(
+                        f"{path}: {got}{'' if what.startswith('-') else ' '}{what}, but {MANIFEST_NAME} records "
+                        f"{want} (truncated, extended or replaced?)")
         self.doc_token_starts = self.offsets.astype(np.int64) // width  # separator positions
         meta, metaoff = shard_file(directory, "metadata", n), shard_file(directory, "metaoff", n)
         self.metadata = _map(meta) if meta.exists() else None
@@ -152,7 +174,9 @@ class Shard:
             lcp[done] = j0 + f
             active = active[~any_stop]
             j0 += chunk
-            chunk = min(chunk * 4, 4096)
+            # widen the window, but keep rows x window bounded: long matches over many rows
+            # (a repetitive text) would otherwise allocate gigabytes of temporaries
+            chunk = max(_FIRST_CHUNK, min(chunk * 4, 4096, _MAX_CELLS // max(1, len(active))))
         return sign, lcp
 
     def _bound(self, qbuf: np.ndarray, qstart: np.ndarray, qlen: np.ndarray, lo: np.ndarray, hi: np.ndarray, upper: bool) -> np.ndarray:
@@ -184,12 +208,41 @@ class Shard:
         return self._first
 
     def _initial_bounds(self, qbuf: np.ndarray, qstart: np.ndarray, qlen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        first = self.first_token_ranges()
         m = len(qstart)
-        if first is None or m < 64:
+        # the first-token table costs one batched search over the vocabulary: only worth it
+        # for large batches (it is then computed once per shard and reused)
+        first = self.first_token_ranges() if m >= 64 else None
+        if first is None:
             return np.zeros(m, dtype=np.int64), np.full(m, self.n_tokens, dtype=np.int64)
         k = np.where(qlen > 0, qbuf[np.minimum(qstart, len(qbuf) - 1)], 0)
         return first[k], first[k + 1]
+
+    def find_one(self, query: bytes) -> tuple[int, int]:
+        """[lo, hi) of one query given as little-endian token bytes.
+
+        A scalar binary search: each step is one C-level memcmp of a slice of the memory map
+        (bytes comparison is exactly the index order), which beats numpy's per-call overhead
+        when there is only one query.
+        """
+        tok, table, pw = self._tok_buf, self._table_buf, self.ptr_width
+        n, L = self.n_tokens, len(query)
+        lo, hi = 0, n
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            p = int.from_bytes(table[mid * pw : mid * pw + pw], "little")
+            if tok[p : p + L] < query:
+                lo = mid + 1
+            else:
+                hi = mid
+        start, hi = lo, n
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            p = int.from_bytes(table[mid * pw : mid * pw + pw], "little")
+            if tok[p : p + L] <= query:
+                lo = mid + 1
+            else:
+                hi = mid
+        return start, lo
 
     def find_many(self, qbuf: np.ndarray, qstart: np.ndarray, qlen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """[lo, hi) suffix-array ranges of every query (key sequences in qbuf)."""
@@ -274,6 +327,7 @@ class Index:
             hint = " (an infini-gram index? run `tracetui index adopt` on it first)" if (d / "table.0").exists() else ""
             raise IndexFormatError(f"{d}: not a tracetui index: no valid manifest{hint}")
         width = manifest.token_width
+        _check_sizes(d, manifest)
         if manifest.tokenizer == "bytes":
             tokenizer: Tokenizer = load_tokenizer("bytes")
         else:
@@ -304,7 +358,11 @@ class Index:
     # -- queries ------------------------------------------------------------------------------
     def find(self, ids: np.ndarray) -> list[tuple[int, int]]:
         """Suffix-array range [lo, hi) per shard of the token sequence."""
-        return [tuple(r[0]) for r in self.find_many([ids])]  # type: ignore[misc]
+        ids = np.asarray(ids, dtype=np.int64)
+        if len(ids) == 0:
+            return [(0, s.n_tokens) for s in self.shards]
+        q = ids.astype(TOKEN_DTYPES[self.width][0]).tobytes()
+        return [s.find_one(q) for s in self.shards]
 
     def find_many(self, seqs: list[np.ndarray]) -> list[list[tuple[int, int]]]:
         """Per shard, the [lo, hi) ranges of every sequence: result[shard][i]."""
@@ -316,7 +374,11 @@ class Index:
         return out
 
     def count(self, ids: np.ndarray) -> int:
-        return int(self.count_many([ids])[0])
+        ids = np.asarray(ids, dtype=np.int64)
+        if len(ids) == 0:
+            return int(sum(s.n_tokens for s in self.shards))
+        q = ids.astype(TOKEN_DTYPES[self.width][0]).tobytes()
+        return sum(hi - lo for lo, hi in (s.find_one(q) for s in self.shards))
 
     def count_many(self, seqs: list[np.ndarray]) -> np.ndarray:
         qbuf, qstart, qlen = self._pack(seqs)
@@ -420,6 +482,19 @@ class Index:
                 total += out[p.name]
         out["total"] = total
         return out
+
+
+def _check_sizes(directory: Path, manifest: Manifest) -> None:
+    """Every file the manifest records exists with the recorded size: one stat per file."""
+    for name, rec in manifest.files.items():
+        path = directory / name
+        try:
+            size = path.stat().st_size
+        except OSError:
+            raise IndexFormatError(f"{path}: missing ({MANIFEST_NAME} lists it)") from None
+        if size != rec["bytes"]:
+            raise IndexFormatError(
+                f"{path}: {size} bytes, but {MANIFEST_NAME} records {rec['bytes']} (truncated, extended or replaced?)")
 
 
 class IndexSet:

@@ -6,6 +6,10 @@ from __future__ import annotations
 class IndexToolsError(Exception):
     """Base class: the CLI prints str(error) on one line and exits non-zero."""
 
+    def __str__(self) -> str:
+        # one line, whatever the message quotes (a file name may hold a newline): ␊ instead
+        return super().__str__().replace("\r\n", "\u240a").replace("\n", "\u240a")
+
 
 class CorpusError(IndexToolsError):
     """The input corpus cannot be read: names the file and, where known, the line."""
@@ -23,3 +27,7 @@ class IndexFormatError(IndexToolsError):
 
 class TokenizerError(IndexToolsError):
     """A tokenizer cannot be loaded or does not fit the index."""
+
+
+class IndexWriteError(IndexToolsError):
+    """Writing an index failed (disk full, file-size limit, permissions): the build can be resumed."""

@@ -6,6 +6,7 @@ engine and `verify` cannot disagree about the format.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ FORMAT_VERSION = 4
 MANIFEST_NAME = "tracetui-index.json"
 TOKENIZER_NAME = "tokenizer.json"
 TMP_SUFFIX = ".partial"
+SHARD_KINDS = ("tokenized", "table", "offset", "metadata", "metaoff", "unigram")
 
 #: token width in bytes -> numpy dtype of the little-endian file and of the sort key.
 TOKEN_DTYPES = {1: ("u1", "u1"), 2: ("<u2", ">u2"), 4: ("<u4", ">u4")}
@@ -75,6 +77,10 @@ class Manifest:
     format_version: int = FORMAT_VERSION
     build: dict[str, Any] = field(default_factory=dict)
     source: str = "tracetui"
+    #: file name -> {"bytes": size, "sha256": hex digest} of every index file (shard files and the
+    #: tokenizer). Sizes are checked when the index opens (cheap); digests by `verify`. Empty for
+    #: manifests written by older versions: both checks are then skipped.
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def documents(self) -> int:
@@ -91,6 +97,14 @@ class Manifest:
     def from_dict(cls, data: dict[str, Any]) -> Manifest:
         try:
             shards = [ShardInfo(**s) for s in data["shards"]]
+            for s in shards:
+                for value in vars(s).values():
+                    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                        raise ValueError(f"shard field {value!r} is not a non-negative integer")
+            files = _files_from_json(data.get("files", {}))
+            tokenizer = data["tokenizer"]
+            if not isinstance(tokenizer, str) or not tokenizer or "/" in tokenizer or tokenizer.startswith("."):
+                raise ValueError(f"tokenizer {tokenizer!r} is not 'bytes' or a file of the index")
             return cls(
                 token_width=int(data["token_width"]),
                 tokenizer=str(data["tokenizer"]),
@@ -100,9 +114,40 @@ class Manifest:
                 format_version=int(data.get("format_version", FORMAT_VERSION)),
                 build=dict(data.get("build", {})),
                 source=str(data.get("source", "tracetui")),
+                files=files,
             )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise IndexFormatError(f"manifest is malformed: {exc}") from None
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise IndexFormatError(f"{MANIFEST_NAME}: manifest is malformed: {exc}") from None
+
+
+def _files_from_json(files: Any) -> dict[str, dict[str, Any]]:
+    if not isinstance(files, dict):
+        raise ValueError("'files' is not an object")
+    out = {}
+    for name, rec in files.items():
+        if not isinstance(name, str) or not name or "/" in name or "\\" in name or name.startswith("."):
+            raise ValueError(f"'files' names {name!r}, not a file of the index")
+        if (not isinstance(rec, dict) or not isinstance(rec.get("bytes"), int) or rec["bytes"] < 0
+                or not isinstance(rec.get("sha256"), str)):
+            raise ValueError(f"'files' entry of {name} is not {{bytes, sha256}}")
+        out[name] = {"bytes": rec["bytes"], "sha256": rec["sha256"]}
+    return out
+
+
+def file_record(path: Path) -> dict[str, Any]:
+    """What the manifest records of one index file: its size and SHA-256."""
+    with open(path, "rb") as fh:
+        digest = hashlib.file_digest(fh, "sha256").hexdigest()
+    return {"bytes": path.stat().st_size, "sha256": digest}
+
+
+def record_files(directory: Path, names: list[str], workers: int = 1) -> dict[str, dict[str, Any]]:
+    """`file_record` of each named file of `directory` (hashed in parallel threads)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(names) or 1))) as pool:
+        records = list(pool.map(lambda name: file_record(directory / name), names))
+    return dict(zip(names, records, strict=True))
 
 
 def read_manifest(directory: Path) -> Manifest | None:

@@ -90,8 +90,12 @@ def read_jsonl(path: Path, text_field: str) -> Iterator[TextDoc]:
                     record = json.loads(decoded)
                 except json.JSONDecodeError as exc:
                     raise CorpusError(path, f"invalid JSON ({exc.msg})", lineno) from None
+                except RecursionError:
+                    raise CorpusError(path, "invalid JSON (nested too deeply)", lineno) from None
                 if not isinstance(record, dict):
                     raise CorpusError(path, "record is not a JSON object", lineno)
+                if "\\u" in decoded:  # only \uXXXX escapes can smuggle in a lone surrogate
+                    _check_surrogates(path, record, lineno)
                 if text_field not in record:
                     raise CorpusError(path, f"record has no field {text_field!r}", lineno)
                 text = record.pop(text_field)
@@ -105,6 +109,17 @@ def read_jsonl(path: Path, text_field: str) -> Iterator[TextDoc]:
             raise
         # zstandard raises its own ZstdError on corrupt frames
         raise CorpusError(path, f"cannot decompress ({exc})") from None
+
+
+def _check_surrogates(path: Path, record: dict[str, Any], lineno: int) -> None:
+    """JSON escapes such as "\\ud800" decode to lone surrogates, which no UTF-8 tokenizer can
+    encode: reject them as invalid UTF-8 is rejected, naming the line."""
+    try:
+        json.dumps(record, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        code = ord(exc.object[exc.start])
+        raise CorpusError(path, f"invalid Unicode: lone surrogate \\u{code:04x} (a \\u escape without its pair)",
+                          lineno) from None
 
 
 def read_text_file(path: Path) -> Iterator[TextDoc]:

@@ -43,10 +43,11 @@ def write_table(sa: np.ndarray, tokenized_bytes: int, path: Path) -> int:
     with open(path, "wb") as fh:
         for start in range(0, len(sa), _CHUNK):
             part = sa[start : start + _CHUNK]
+            # fh.write, not ndarray.tofile: a failed write (disk full) raises OSError with its errno.
             if pw in (1, 2, 4, 8):
-                part.astype(f"<u{pw}").tofile(fh)
+                fh.write(np.ascontiguousarray(part.astype(f"<u{pw}")).data)
             else:
-                part.astype("<u8").view(np.uint8).reshape(-1, 8)[:, :pw].tofile(fh)
+                fh.write(np.ascontiguousarray(part.astype("<u8").view(np.uint8).reshape(-1, 8)[:, :pw]).reshape(-1).data)
     return pw
 
 

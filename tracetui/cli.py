@@ -45,7 +45,7 @@ def cmd_index_build(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(json.loads(manifest.to_json()))
     else:
-        print(f"built {args.output}: {manifest.documents} documents, {manifest.tokens} tokens, "
+        print(f"built {inert(str(args.output))}: {manifest.documents} documents, {manifest.tokens} tokens, "
               f"{len(manifest.shards)} shard(s), u{8 * manifest.token_width} tokens")
     return 0
 
@@ -86,12 +86,12 @@ def cmd_index_verify(args: argparse.Namespace) -> int:
 
     faults = verify_index(args.directory, sample=args.sample, full=args.full)
     if args.json:
-        _print_json({"directory": args.directory, "ok": not faults, "faults": faults})
+        _print_json({"directory": str(args.directory), "ok": not faults, "faults": faults})
     else:
         for f in faults:
             print(f"FAULT {inert(f)}", file=sys.stderr)
         if not faults:
-            print(f"{args.directory}: OK")
+            print(f"{inert(args.directory)}: OK")
     return 0 if not faults else EXIT_ERROR
 
 
@@ -99,7 +99,7 @@ def cmd_index_adopt(args: argparse.Namespace) -> int:
     from index_tools.adopt import adopt_index
 
     manifest = adopt_index(args.directory, args.tokenizer, args.token_width, args.eos_id)
-    print(f"adopted {args.directory}: {manifest.documents} documents, {manifest.tokens} tokens")
+    print(f"adopted {inert(args.directory)}: {manifest.documents} documents, {manifest.tokens} tokens")
     return 0
 
 

@@ -13,6 +13,7 @@ from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, OptionList, Static
 from textual.worker import Worker, WorkerState, get_current_worker
@@ -104,12 +105,12 @@ class TraceApp(App[None]):
         self.query_one("#prompt", Input).focus()
         self.set_interval(PUMP_INTERVAL, self._pump)
         if self.backend_error:
-            self.notify(self.backend_error, title="Model not loaded", severity="error", timeout=10)
+            self.notify(self.backend_error, title="Model not loaded", severity="error", timeout=10, markup=False)
             self.set_status(f"model: {self.backend_error} — tracing pasted text (Ctrl+T) still works")
 
     def set_status(self, text: str) -> None:
         self.last_status = text
-        self.query_one("#status", Static).update(inert(text))
+        self.query_one("#status", Static).update(Content(inert(text)))
 
     # -- chat -------------------------------------------------------------------------------------
     @on(Input.Submitted, "#prompt")
@@ -121,7 +122,7 @@ class TraceApp(App[None]):
             self.notify("a reply is still streaming (Esc stops it)", severity="warning")
             return
         if self.backend is None:
-            self.notify(self.backend_error or "no model loaded", severity="error")
+            self.notify(self.backend_error or "no model loaded", severity="error", markup=False)
             return
         event.input.value = ""
         if self.store is not None and self.conversation is None:
@@ -188,7 +189,7 @@ class TraceApp(App[None]):
         self.generating = False
         self.turns.append(Turn("assistant", text))
         if error:
-            self.notify(error, title="Model error", severity="error")
+            self.notify(error, title="Model error", severity="error", markup=False)
         stopped = " (stopped)" if self.stop_event.is_set() else ""
         self.set_status(f"reply: {n} pieces in {elapsed:.1f}s{stopped} · tracing…")
         self.start_trace(view, text, live=False)
@@ -228,7 +229,7 @@ class TraceApp(App[None]):
         self.call_from_thread(self._trace_done, view, result, live)
 
     def _trace_failed(self, message: str) -> None:
-        self.notify(f"tracing failed: {message}", severity="error")
+        self.notify(f"tracing failed: {message}", severity="error", markup=False)
         self.set_status(f"tracing failed: {message}")
 
     def _trace_done(self, view: MessageView, result: TraceResult, live: bool) -> None:
@@ -391,7 +392,7 @@ class TraceApp(App[None]):
             self.store.save_messages(self.conversation, [
                 (m.role, m.text, m.trace.to_json() if m.trace else None) for m in self.messages])
         except Exception as exc:  # a full disk must not end the chat
-            self.notify(f"could not save the conversation: {exc}", severity="warning")
+            self.notify(f"could not save the conversation: {exc}", severity="warning", markup=False)
 
     def action_conversations(self) -> None:
         if self.store is None:
@@ -441,7 +442,7 @@ class TraceApp(App[None]):
                     md.append(f"- `{s['text']}` — {s['level']}, occurs {s['count']}×, in {', '.join(s['documents'])}")
                 md.append("")
         base.with_suffix(".md").write_text("\n".join(md), encoding="utf-8")
-        self.notify(f"exported to {base}.md and .json")
+        self.notify(f"exported to {base}.md and .json", markup=False)
         return base
 
     def get_system_commands(self, screen: Screen):  # type: ignore[no-untyped-def]
@@ -454,4 +455,4 @@ class TraceApp(App[None]):
     def worker_failed(self, event: Worker.StateChanged) -> None:
         if event.state == WorkerState.ERROR:
             self.generating = False
-            self.notify(f"{event.worker.name} failed: {event.worker.error}", severity="error")
+            self.notify(f"{event.worker.name} failed: {event.worker.error}", severity="error", markup=False)

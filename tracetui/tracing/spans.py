@@ -84,12 +84,15 @@ def find_spans(
     l, r = candidate_spans(lengths, positions, ids, bow, delimiter_ids(index, delimiters))
     keep = (r - l) >= max(1, min_len)
     l, r = l[keep], r[keep]
-    counts = _counts(index, ids, l, r, count_cache)
-    keep = counts <= max_cnt
-    l, r, counts = l[keep], r[keep], counts[keep]
-    # maximal only: r beyond every earlier kept span's r (l is increasing already)
+    # Maximal only (step 6), applied before counting: a candidate whose r does not pass every
+    # earlier candidate's r lies inside an earlier one, which was either kept (so this one is
+    # not maximal) or dropped for its count (and a sub-span occurs at least as often, so this
+    # one would be dropped too). Same result as the reference order, far fewer counts.
     prev_max = np.maximum.accumulate(np.concatenate([[-1], r[:-1]])) if len(r) else r
     keep = r > prev_max
+    l, r = l[keep], r[keep]
+    counts = _counts(index, ids, l, r, count_cache)
+    keep = counts <= max_cnt
     l, r, counts = l[keep], r[keep], counts[keep]
     logp = unigram_logprob(index, ids, l, r)
     return [RawSpan(int(a), int(b), int(c), float(p)) for a, b, c, p in zip(l, r, counts, logp, strict=True)]

@@ -29,7 +29,7 @@ class TraceTextScreen(ModalScreen[str | None]):
             try:
                 self.dismiss(Path(path).expanduser().read_text(encoding="utf-8"))
             except (OSError, UnicodeDecodeError) as exc:
-                self.notify(f"cannot read {path}: {exc}", severity="error")
+                self.notify(f"cannot read {path}: {exc}", severity="error", markup=False)
             return
         text = self.query_one("#trace-area", TextArea).text
         self.dismiss(text if text.strip() else None)
