@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from index_tools.engine import Index, IndexSet
+from index_tools.engine import Hit, Index, IndexSet
 
 from .merge import Highlight, merge_spans
 from .ranking import HIGH, K1, MEDIUM, NORMALISER, B, bm25_scores, level_of, relevance
@@ -234,19 +234,12 @@ class Tracer:
         picks = np.sort(rng.choice(total, size=min(p.docs_per_span, total), replace=False)) if total else []
         bounds = np.cumsum(sizes)
         hits = []
-        tok = index.tokenizer
         n = len(span_ids)
         for g in picks:
             shard = int(np.searchsorted(bounds, g, side="right"))
             rank = int(ranges[shard][0] + g - (bounds[shard] - sizes[shard]))
             hit = index.hit(shard, rank)
-            texts = []
-            for ctx in (p.snippet_context, p.long_context):
-                w = index.window(hit, n, ctx)
-                before = tok.decode(w.tokens[: w.match_start])
-                match = tok.decode(w.tokens[w.match_start : w.match_end])
-                after = tok.decode(w.tokens[w.match_end :])
-                texts.append((before + match + after, (len(before), len(before) + len(match))))
+            texts = [window_text(index, hit, n, ctx) for ctx in (p.snippet_context, p.long_context)]
             hits.append((shard, index.global_doc_id(shard, hit.doc), index.metadata(shard, hit.doc),
                          texts[0][0], texts[0][1], texts[1][0], texts[1][1]))
         fetched = _Fetched(hits)
@@ -279,6 +272,24 @@ class Tracer:
             levels = [by_id[i].level for i in s.documents]
             s.level = max(levels, key=LEVEL_RANK.__getitem__) if levels else "low"
         documents.sort(key=lambda d: (-LEVEL_RANK[d.level], -d.score, d.id))
+
+
+def window_text(index: Index, hit: Hit, length: int, context: int) -> tuple[str, tuple[int, int]]:
+    """Text of `context` tokens around a match and the match's character range in it.
+
+    Decoding the three parts separately gives exact offsets whatever the tokenizer.
+    """
+    w = index.window(hit, length, context)
+    tok = index.tokenizer
+    before = tok.decode(w.tokens[: w.match_start])
+    match = tok.decode(w.tokens[w.match_start : w.match_end])
+    after = tok.decode(w.tokens[w.match_end :])
+    # the marked range excludes the whitespace a word-start token carries
+    start, end = len(before), len(before) + len(match)
+    text = before + match + after
+    while start < end and text[start].isspace():
+        start += 1
+    return text, (start, end)
 
 
 def top_k(spans: list, n_tokens: int, density: float) -> list:  # type: ignore[type-arg]

@@ -8,6 +8,8 @@ import numpy as np
 
 from index_tools.engine import IndexSet
 
+from .pipeline import window_text
+
 
 def search_documents(indexes: IndexSet, text: str, limit: int = 10, context: int = 40) -> dict[str, Any]:
     """Occurrence counts per index and up to `limit` distinct documents (in suffix-array order)."""
@@ -18,7 +20,6 @@ def search_documents(indexes: IndexSet, text: str, limit: int = 10, context: int
         ranges = index.find(ids) if len(ids) else [(0, 0)] * len(index.shards)
         counts.append({"index": index.name, "count": int(sum(hi - lo for lo, hi in ranges))})
         seen: set[int] = set()
-        tok = index.tokenizer
         for shard, (lo, hi) in enumerate(ranges):
             rank = lo
             while rank < hi and len(documents) < limit:
@@ -28,13 +29,9 @@ def search_documents(indexes: IndexSet, text: str, limit: int = 10, context: int
                 if gid in seen:
                     continue
                 seen.add(gid)
-                w = index.window(hit, len(ids), context)
-                before = tok.decode(w.tokens[: w.match_start])
-                match = tok.decode(w.tokens[w.match_start : w.match_end])
-                after = tok.decode(w.tokens[w.match_end :])
+                text, (start, end) = window_text(index, hit, len(ids), context)
                 documents.append({
                     "index": index.name, "doc_id": gid, "shard": shard,
-                    "metadata": index.metadata(shard, hit.doc), "snippet": before + match + after,
-                    "match": [len(before), len(before) + len(match)],
+                    "metadata": index.metadata(shard, hit.doc), "snippet": text, "match": [start, end],
                 })
     return {"counts": counts, "documents": documents, "tokens": [np.asarray(i.encode(text)).tolist() for i in indexes][:1]}
