@@ -406,7 +406,8 @@ def main(argv: list[str] | None = None) -> int:
             C.fmt_s(r["first"]), C.fmt_s(r["count"]), C.fmt_s(r["lp"]), C.fmt_s(r["trace"]),
         ])
     C.print_table(
-        "our builder end to end (raw .u16 + eos, --workers 2, default --memory) and queries on the warm index",
+        f"our builder end to end (raw .u16 + eos, --workers {args.workers}, --memory {args.memory or 'default'}) "
+        "and queries on the page-cache-warm index",
         ["size", "docs", "shards", "build wall", "tokenize", "sort", "other", "peak PSS tree", "peak anon tree",
          "ru_maxrss", "B/tok all", "B/tok core", "open+1st", "count med", f"lp{args.length} med", "trace med"],
         rows)

@@ -198,6 +198,10 @@ class Shard:
             vocab = 1 << (8 * self.width)
             if vocab > (1 << 20):
                 return None
+            from_unigrams = self._first_from_unigrams(vocab)
+            if from_unigrams is not None:
+                self._first = from_unigrams
+                return self._first
             keys = np.arange(vocab + 1, dtype=np.int64)
             keys[-1] = vocab  # sentinel larger than any key
             qstart = np.arange(vocab + 1, dtype=np.int64)
@@ -206,6 +210,33 @@ class Shard:
             hi = np.full(vocab + 1, self.n_tokens, dtype=np.int64)
             self._first = self._bound(keys, qstart, qlen, lo, hi, upper=False)
         return self._first
+
+    def _first_from_unigrams(self, vocab: int) -> np.ndarray | None:
+        """The same table from unigram.N in O(vocabulary): suffixes sort by their first token,
+        so the bucket of key k starts at the count of all tokens with smaller keys. Every bucket
+        boundary is then checked against the suffix array itself, so a wrong file is never used."""
+        path = shard_file(self.directory, "unigram", self.n)
+        try:
+            table = np.array(path.read_bytes().split(), dtype=np.int64).reshape(-1, 2)
+        except (OSError, ValueError):
+            return None
+        if len(table) == 0 or table[:, 0].min() < 0 or table[:, 0].max() >= vocab or table[:, 1].min() <= 0:
+            return None
+        ids = table[:, 0]
+        keys = ids if self.width == 1 else ids.astype(TOKEN_DTYPES[self.width][0]).byteswap().astype(np.int64)
+        by_key = np.zeros(vocab, dtype=np.int64)
+        np.add.at(by_key, keys, table[:, 1])
+        first = np.concatenate([[0], np.cumsum(by_key)])
+        if first[-1] != self.n_tokens:
+            return None
+        present = np.flatnonzero(by_key)
+        starts = first[present]
+        if np.any(self.keys[self.sa_tokens(starts)] != present):
+            return None
+        inner = starts > 0
+        if np.any(self.keys[self.sa_tokens(starts[inner] - 1)] >= present[inner]):
+            return None
+        return first
 
     def _initial_bounds(self, qbuf: np.ndarray, qstart: np.ndarray, qlen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         m = len(qstart)
