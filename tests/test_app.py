@@ -184,3 +184,28 @@ async def test_conversations_persist_reopen_delete(text_index: Path, tmp_path: P
         await pilot.pause()
         assert store.list() == []
         await pilot.press("escape")
+
+
+async def test_index_removed_and_tiny_terminal_keep_working(text_index: Path, tmp_path: Path) -> None:
+    import shutil
+
+    moved = tmp_path / "index-copy"
+    shutil.copytree(text_index, moved)
+    app = TraceApp(IndexSet.open([moved]), ScriptedBackend([REPLY]), intro="t", export_dir=tmp_path)
+    async with app.run_test(size=(120, 36)) as pilot:
+        shutil.rmtree(moved)  # the index vanishes while the app runs
+        await pilot.resize_terminal(40, 12)
+        await pilot.pause()
+        assert app.screen.has_class("-narrow") or app.has_class("-narrow")
+        app.query_one("#prompt").focus()
+        await pilot.press(*"hi", "enter")
+        await wait_idle(app, pilot)
+        reply = app.messages[-1]
+        assert reply.text == REPLY and reply.trace is not None and reply.trace.spans
+        assert "moved" not in app.last_status
+        assert any("disappeared" in str(n.message) for n in app._notifications)
+        await pilot.press("tab")
+        assert reply.selected == 0
+        await pilot.resize_terminal(120, 36)
+        await pilot.pause()
+        assert app.has_class("-wide") or app.screen.has_class("-wide")

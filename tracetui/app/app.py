@@ -46,6 +46,8 @@ def _lower_thread_priority() -> None:
 class TraceApp(App[None]):
     CSS_PATH = "tracetui.tcss"
     TITLE = "tracetui"
+    # below 90 columns the document panel moves under the chat (see tracetui.tcss)
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (90, "-wide")]
 
     BINDINGS = [
         Binding("tab", "next_span", "Next span", priority=True, id="span.next"),
@@ -88,6 +90,7 @@ class TraceApp(App[None]):
         self._focused: MessageView | None = None
         self._stream: tuple[MessageView, str] | None = None  # written by the generation thread
         self._trace_busy = False
+        self._missing: set[str] = set()
         self._last_live_trace = 0.0
 
     # -- layout ---------------------------------------------------------------------------------
@@ -212,7 +215,18 @@ class TraceApp(App[None]):
         finally:
             self._trace_busy = False
 
+    def _check_indexes(self) -> None:
+        """An index directory removed or moved while we run: its memory maps stay readable
+        (Linux keeps unlinked files alive while mapped), so tracing goes on; say so once."""
+        for ix in self.indexes or []:
+            if ix.name not in self._missing and not (ix.directory / "tracetui-index.json").exists():
+                self._missing.add(ix.name)
+                self.call_from_thread(
+                    self.notify, f"index {ix.name} disappeared from {ix.directory}; tracing continues on the "
+                    "copy still open, reopen the app after restoring it", severity="warning", markup=False)
+
     def _trace_body(self, view: MessageView, text: str, prompt: str, live: bool) -> None:
+        self._check_indexes()
         with self._trace_lock:
             if get_current_worker().is_cancelled and live:
                 return  # a newer trace superseded this one while it waited
