@@ -31,7 +31,7 @@ from .screens.trace_text import TraceTextScreen
 from .widgets.documents import DocumentPanel
 from .widgets.message import HUES, MessageView
 
-TRACE_INTERVAL = 0.15  # seconds between live traces while a reply streams
+TRACE_INTERVAL = 0.3  # seconds between live traces while a reply streams (CPU shared with llama.cpp)
 PUMP_INTERVAL = 1 / 20  # how often streamed text reaches the screen
 
 
