@@ -13,7 +13,7 @@ import json
 import os
 import shutil
 from array import array
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -238,8 +238,7 @@ def _batches(docs: Iterator[TextDoc | TokenDoc], tokenizer: Tokenizer, size: int
         yield encode(batch)
 
 
-def build_index(sources: list[str | Path], output: str | Path, opts: BuildOptions | None = None,
-                on_phase: Callable[[str, float], None] | None = None) -> Manifest:
+def build_index(sources: list[str | Path], output: str | Path, opts: BuildOptions | None = None) -> Manifest:
     """Build (or resume building) an index in `output`; returns its manifest.
 
     An OSError while building (disk full, file-size limit, permissions) becomes one
