@@ -209,3 +209,42 @@ async def test_index_removed_and_tiny_terminal_keep_working(text_index: Path, tm
         await pilot.resize_terminal(120, 36)
         await pilot.pause()
         assert app.has_class("-wide") or app.screen.has_class("-wide")
+
+
+async def test_index_built_behind_a_progress_screen(text_index: Path, tmp_path: Path) -> None:
+    import threading
+
+    from tracetui.app.screens.indexing import IndexingScreen
+
+    release = threading.Event()
+
+    def loader() -> IndexSet:
+        release.wait(5)  # stands for a build in progress
+        return IndexSet.open([text_index])
+
+    app = TraceApp(None, ScriptedBackend([REPLY]), intro="t", export_dir=tmp_path, index_loader=loader)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await pilot.pause()
+        assert isinstance(app.screen, IndexingScreen)
+        release.set()
+        await wait_idle(app, pilot)
+        assert not isinstance(app.screen, IndexingScreen)
+        assert "index ready" in app.last_status
+        app.query_one("#prompt").focus()
+        await pilot.press(*"hi", "enter")
+        await wait_idle(app, pilot)
+        assert app.messages[-1].trace is not None and app.messages[-1].trace.spans
+
+
+async def test_failing_index_loader_is_reported(tmp_path: Path) -> None:
+    def loader() -> IndexSet:
+        raise OSError("No space left on device")
+
+    app = TraceApp(None, ScriptedBackend([REPLY]), intro="t", export_dir=tmp_path, index_loader=loader)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await wait_idle(app, pilot)
+        assert "no index" in app.last_status
+        app.query_one("#prompt").focus()
+        await pilot.press(*"hi", "enter")
+        await wait_idle(app, pilot)
+        assert app.messages[-1].text == REPLY  # chatting still works

@@ -6,6 +6,7 @@ import json
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from ..tracing.pipeline import Tracer, TraceResult
 from .screens.conversations import ConversationsScreen
 from .screens.document import DocumentScreen
 from .screens.help import HelpScreen
+from .screens.indexing import IndexingScreen
 from .screens.trace_text import TraceTextScreen
 from .widgets.documents import DocumentPanel
 from .widgets.message import HUES, MessageView
@@ -67,8 +69,9 @@ class TraceApp(App[None]):
     def __init__(self, indexes: IndexSet | None, backend: Backend | None = None, *,
                  settings: ModelSettings | None = None, backend_error: str | None = None,
                  intro: str = "", export_dir: Path | None = None, store: ConversationStore | None = None,
-                 theme: str | None = None) -> None:
+                 theme: str | None = None, index_loader: Callable[[], IndexSet] | None = None) -> None:
         super().__init__()
+        self.index_loader = index_loader
         self.store = store
         self.conversation: int | None = None
         if theme:
@@ -107,6 +110,9 @@ class TraceApp(App[None]):
     def on_mount(self) -> None:
         self.query_one("#prompt", Input).focus()
         self.set_interval(PUMP_INTERVAL, self._pump)
+        if self.index_loader is not None:
+            self.push_screen(IndexingScreen())
+            self.load_indexes()
         if self.backend_error:
             self.notify(self.backend_error, title="Model not loaded", severity="error", timeout=10, markup=False)
             self.set_status(f"model: {self.backend_error} — tracing pasted text (Ctrl+T) still works")
@@ -114,6 +120,33 @@ class TraceApp(App[None]):
     def set_status(self, text: str) -> None:
         self.last_status = text
         self.query_one("#status", Static).update(Content(inert(text)))
+
+    @work(thread=True, exclusive=True, group="indexes")
+    def load_indexes(self) -> None:
+        """Check or build the default index off the event loop, behind the indexing screen."""
+        assert self.index_loader is not None
+        start = time.perf_counter()
+        try:
+            indexes = self.index_loader()
+        except Exception as exc:  # a broken cache or a full disk: say so, the model still chats
+            self.call_from_thread(self._indexes_failed, str(exc))
+            return
+        self.call_from_thread(self._indexes_ready, indexes, time.perf_counter() - start)
+
+    def _indexes_ready(self, indexes: IndexSet, seconds: float) -> None:
+        self.indexes = indexes
+        self.index_hue = {ix.name: HUES[i % len(HUES)] for i, ix in enumerate(indexes)}
+        self._tracer = Tracer(indexes)
+        if isinstance(self.screen, IndexingScreen):
+            self.pop_screen()
+        tokens = sum(ix.manifest.tokens for ix in indexes)
+        self.set_status(f"index ready: {tokens:,} tokens ({seconds:.1f} s)")
+
+    def _indexes_failed(self, message: str) -> None:
+        if isinstance(self.screen, IndexingScreen):
+            self.pop_screen()
+        self.notify(f"default index unavailable: {message}", severity="error", markup=False)
+        self.set_status("no index: replies are not traced")
 
     # -- chat -------------------------------------------------------------------------------------
     @on(Input.Submitted, "#prompt")

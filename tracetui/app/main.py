@@ -42,10 +42,9 @@ def run_app(model: str | None, indexes: list[str] | None, config_path: str | Non
     model = model or config.get("model_path")
     indexes = indexes or config.get("indexes")
     default_index = not indexes
-    if default_index:
-        print("tracetui: checking the default index (the Python standard library)…", file=sys.stderr)
-        indexes = [str(default_index_dir(build_if_missing=True))]
-    index_set = IndexSet.open(indexes)
+    # the default index is checked (or built, the first time) by the app behind a progress screen
+    index_set = None if default_index else IndexSet.open(indexes)
+    names = ["python-stdlib"] if index_set is None else [ix.name for ix in index_set]
     default_model = not model
     backend: Backend | None = None
     error = None
@@ -60,8 +59,12 @@ def run_app(model: str | None, indexes: list[str] | None, config_path: str | Non
     from ..store import ConversationStore
     from .app import TraceApp
 
+    def load_default() -> IndexSet:
+        return IndexSet.open([default_index_dir(build_if_missing=True, progress=False)])
+
     app = TraceApp(index_set, backend, settings=settings, backend_error=error,
-                   intro=intro_text(str(model), [ix.name for ix in index_set], default_model, default_index),
+                   intro=intro_text(str(model), names, default_model, default_index),
+                   index_loader=load_default if default_index else None,
                    export_dir=data_dir() / "exports", store=ConversationStore(data_dir() / "conversations.sqlite3"),
                    theme=config.get("theme"))
     app.run()
