@@ -51,6 +51,7 @@ STATE_NAME = "build-state.json"
 SORT_BYTES_PER_BYTE = 7.5
 BATCH_DOCS = 512
 TRAIN_SAMPLE_CHARS = 50_000_000
+PARALLEL_SORT_MIN_BYTES = 32 << 20
 
 
 @dataclass
@@ -84,6 +85,26 @@ def shard_capacity_bytes(memory_gb: float | None, workers: int) -> int:
     budget = memory_gb * (1 << 30) if memory_gb else available_memory_bytes() * 0.6
     per_worker = budget / max(1, workers)
     return int(max(1 << 20, min(per_worker / SORT_BYTES_PER_BYTE, np.iinfo(np.int32).max - 16)))
+
+
+def planned_shards(files: list[Path], opts: BuildOptions, capacity: int) -> int | None:
+    """How many equal (round-robin) shards to write, or None to fill shards up to `capacity`.
+
+    With uncompressed inputs the file sizes bound the token file sizes from above (text is at
+    least one byte per token byte for u8 and more for BPE; token arrays are exact), so the corpus
+    is split into equal shards that each fit the memory budget -- and into at least --workers
+    shards when it is large enough for a parallel sort to pay. Compressed inputs give no bound:
+    they fill shards up to the capacity as they stream.
+    """
+    if opts.shards is not None:
+        return opts.shards
+    if any(f.name.lower().endswith((".gz", ".zst")) for f in files):
+        return None
+    estimate = sum(f.stat().st_size for f in files)
+    n = -(-estimate // capacity)
+    if opts.workers > 1 and estimate >= PARALLEL_SORT_MIN_BYTES:
+        n = max(n, opts.workers)
+    return n if n > 1 else None
 
 
 def _fingerprint(files: list[Path], opts: BuildOptions, capacity: int) -> str:
@@ -293,7 +314,8 @@ def _build(files: list[Path], directory: Path, opts: BuildOptions) -> Manifest:
         )
 
     if not state["tokenized"]:
-        _tokenize_phase(directory, files, opts, tokenizer, width, capacity, state)
+        _tokenize_phase(directory, files, opts, tokenizer, width, capacity, state,
+                        planned_shards(files, opts, capacity))
     _sort_phase(directory, state, width, opts)
 
     shards = []
@@ -317,17 +339,17 @@ def _build(files: list[Path], directory: Path, opts: BuildOptions) -> Manifest:
 
 
 def _tokenize_phase(directory: Path, files: list[Path], opts: BuildOptions, tokenizer: Tokenizer,
-                    width: int, capacity: int, state: dict[str, Any]) -> None:
+                    width: int, capacity: int, state: dict[str, Any], shards: int | None) -> None:
     progress = Progress("tokenize", None, "tok", opts.progress)
     docs = read_documents(files, opts.text_field, opts.eos_id, opts.raw_dtype)
     skip = state["docs_done"]
     seen = 0
     sep = separator_id(width)
     writers: list[_ShardWriter] = []
-    round_robin = opts.shards is not None
+    round_robin = shards is not None
     try:
         if round_robin:
-            writers = [_ShardWriter(directory, n, width, tokenizer.vocab_size) for n in range(opts.shards or 1)]
+            writers = [_ShardWriter(directory, n, width, tokenizer.vocab_size) for n in range(shards or 1)]
         current = None
         for batch in _batches(_skip(docs, skip), tokenizer, BATCH_DOCS):
             for ids, meta in batch:

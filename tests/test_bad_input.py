@@ -159,3 +159,23 @@ def test_rebuild_refuses_to_clobber_other_index(good_index, tmp_path, capsys) ->
     code, _, err = run(capsys, "index", "build", str(other), "-o", str(good_index), "--tokenizer", "bytes", "-q")
     assert_one_line_error(code, err, "--force")
     shutil.rmtree(good_index)
+
+
+def test_shard_plan_fits_memory_and_uses_workers(tmp_path) -> None:
+    from index_tools.builder import BuildOptions, planned_shards
+
+    def sized(name: str, mib: int) -> Path:
+        p = tmp_path / name
+        with open(p, "wb") as fh:
+            fh.truncate(mib << 20)  # sparse: only the size matters to the plan
+        return p
+
+    big = [sized("a.jsonl", 40), sized("b.jsonl", 60)]
+    assert planned_shards(big, BuildOptions(workers=1), capacity=30 << 20) == 4  # ceil(100 / 30)
+    assert planned_shards(big, BuildOptions(workers=2), capacity=1 << 30) == 2  # one shard per worker
+    assert planned_shards(big, BuildOptions(workers=1), capacity=1 << 30) is None  # fits: one shard
+    assert planned_shards(big, BuildOptions(shards=3), capacity=1 << 20) == 3  # explicit wins
+    small = [sized("c.jsonl", 1)]
+    assert planned_shards(small, BuildOptions(workers=2), capacity=1 << 30) is None  # too small to split
+    packed = big + [sized("d.jsonl.gz", 1)]
+    assert planned_shards(packed, BuildOptions(workers=2), capacity=30 << 20) is None  # no size bound
