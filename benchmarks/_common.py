@@ -367,22 +367,36 @@ def sample_ngrams(c: Corpus, rng: np.random.Generator, n: int, min_len: int = 1,
 
 def make_response(c: Corpus, rng: np.random.Generator, length: int = 500, copied: float = 0.5) -> np.ndarray:
     """About `copied` of the tokens copied from corpus passages (8-80 tokens each), the rest Zipf-random."""
-    toks = c.tokens()
-    zipf = Zipf(seed=c.seed)
+    return mixed_response(c.tokens(), Zipf(seed=c.seed), rng, SEP, length, copied)
+
+
+def mixed_response(tokens: np.ndarray, zipf: Zipf, rng: np.random.Generator, drop: int, length: int = 500,
+                   copied: float = 0.5) -> np.ndarray:
+    """Passages of `tokens` (with the `drop` id removed) mixed with Zipf-random pieces."""
     parts: list[np.ndarray] = []
     n_copied = n_random = 0
     while n_copied + n_random < length:
         if n_copied < copied * length and (n_random >= (1 - copied) * length or rng.random() < 0.5):
             ln = int(rng.integers(8, 80))
-            p = int(rng.integers(0, len(toks) - ln))
-            piece = np.asarray(toks[p : p + ln], dtype=np.int64)
-            piece = piece[piece != SEP]
+            p = int(rng.integers(0, len(tokens) - ln))
+            piece = np.asarray(tokens[p : p + ln], dtype=np.int64)
+            piece = piece[piece != drop]
             n_copied += len(piece)
         else:
             piece = zipf.sample(rng, int(rng.integers(4, 40))).astype(np.int64)
             n_random += len(piece)
         parts.append(piece)
     return np.concatenate(parts)[:length]
+
+
+def run_sizes(sizes: list[int], bench_size, args) -> list[dict]:  # type: ignore[no-untyped-def]
+    """Run one benchmark per corpus size, saying how long each took."""
+    results = []
+    for n in sizes:
+        t = time.perf_counter()
+        results.append(bench_size(n, args))
+        print(f"[{size_label(n)}] done in {time.perf_counter() - t:.1f} s")
+    return results
 
 
 def decode(c: Corpus, ids: np.ndarray) -> str:

@@ -178,11 +178,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"bench_index: sizes {', '.join(C.size_label(s) for s in sizes)}; {platform.processor() or platform.machine()}, "
           f"{__import__('os').cpu_count()} CPUs; infini-gram {getattr(infini_gram, '__version__', '2.6')}; workdir {args.workdir}")
-    results = []
-    for n in sizes:
-        t = time.perf_counter()
-        results.append(bench_size(n, args))
-        print(f"[{C.size_label(n)}] done in {time.perf_counter() - t:.1f} s")
+    results = C.run_sizes(sizes, bench_size, args)
 
     rows = []
     for r in results:

@@ -122,24 +122,6 @@ def sample_ngrams(tokens: np.ndarray, rng: np.random.Generator, n: int, lo: int 
     return out
 
 
-def make_response(tokens: np.ndarray, zipf: C.Zipf, rng: np.random.Generator, length: int = 500) -> np.ndarray:
-    """Half corpus passages (8-80 tokens, eos dropped), half Zipf-random pieces (as _common.make_response)."""
-    parts: list[np.ndarray] = []
-    n_copied = n_random = 0
-    while n_copied + n_random < length:
-        if n_copied < length / 2 and (n_random >= length / 2 or rng.random() < 0.5):
-            ln = int(rng.integers(8, 80))
-            p = int(rng.integers(0, len(tokens) - ln))
-            piece = np.asarray(tokens[p : p + ln], dtype=np.int64)
-            piece = piece[piece != EOS]
-            n_copied += len(piece)
-        else:
-            piece = zipf.sample(rng, int(rng.integers(4, 40))).astype(np.int64)
-            n_random += len(piece)
-        parts.append(piece)
-    return np.concatenate(parts)[:length]
-
-
 # -- the build, in a child process ------------------------------------------------------------
 def child_build(argv: list[str]) -> int:
     """--child-build INPUT OUT TOKENIZER EOS WORKERS MEMORY_GB|-: build, print one JSON line."""
@@ -355,7 +337,7 @@ def bench_size(n: int, args: argparse.Namespace) -> dict:
         res[f"count_p95_{tag}"] = C.pct(lat, 95)
 
     zipf = C.Zipf(seed=args.seed)
-    seqs = [make_response(tokens, zipf, rng, args.length) for _ in range(args.seqs)]
+    seqs = [C.mixed_response(tokens, zipf, rng, EOS, args.length) for _ in range(args.seqs)]
     for tag in ("1st", "rep"):
         lat = []
         for ids in seqs:
@@ -366,7 +348,7 @@ def bench_size(n: int, args: argparse.Namespace) -> dict:
 
     strings = C.token_strings(seed=args.seed)
     lat1, lat2, n_spans = [], [], []
-    for ids in [make_response(tokens, zipf, rng, args.length) for _ in range(args.traces)]:
+    for ids in [C.mixed_response(tokens, zipf, rng, EOS, args.length) for _ in range(args.traces)]:
         text = " ".join(strings[int(i)] for i in ids)
         assert np.array_equal(index.encode(text), ids), "tokenizer round trip broken"
         for lat in (lat1, lat2):  # a fresh Tracer each time: its caches are always cold

@@ -137,11 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         sizes = [C.parse_size(s) for s in args.sizes.split(",") if s.strip()]
     print(f"bench_trace: sizes {', '.join(C.size_label(s) for s in sizes)}; {args.responses} responses of "
           f"{args.length} tokens (half corpus passages, half random); workdir {args.workdir}")
-    results = []
-    for n in sizes:
-        t = time.perf_counter()
-        results.append(bench_size(n, args))
-        print(f"[{C.size_label(n)}] done in {time.perf_counter() - t:.1f} s")
+    results = C.run_sizes(sizes, bench_size, args)
 
     rows = []
     for r in results:
