@@ -29,6 +29,7 @@ from .format import (
     shard_file,
 )
 from .tokenizer import Tokenizer, load_tokenizer
+from .word_ends import KeyRuns, word_end_intervals
 
 QUERY_END = -1  # a query that runs out: compares as "prefix of the suffix"
 SUFFIX_END = -2  # a suffix that runs out at the end of the file: sorts before everything
@@ -347,6 +348,7 @@ class Index:
         self.name = directory.name
         self._doc_base = np.cumsum([0] + [s.n_docs for s in shards])
         self._unigram: np.ndarray | None = None
+        self._runs: KeyRuns | None = None
 
     @classmethod
     def open(cls, directory: str | Path) -> Index:
@@ -404,20 +406,50 @@ class Index:
             out.append(list(zip(lo.tolist(), hi.tolist(), strict=True)))
         return out
 
-    def count(self, ids: np.ndarray) -> int:
+    def count(self, ids: np.ndarray, whole_words: bool = False) -> int:
+        """Occurrences of a token sequence; with `whole_words`, only those followed by a word start,
+        a document end or the end of the corpus (see `find_words`)."""
         ids = np.asarray(ids, dtype=np.int64)
         if len(ids) == 0:
             return int(sum(s.n_tokens for s in self.shards))
+        if whole_words:
+            return int(self.count_many([ids], whole_words=True)[0])
         q = ids.astype(TOKEN_DTYPES[self.width][0]).tobytes()
         return sum(hi - lo for lo, hi in (s.find_one(q) for s in self.shards))
 
-    def count_many(self, seqs: list[np.ndarray]) -> np.ndarray:
+    def count_many(self, seqs: list[np.ndarray], whole_words: bool = False) -> np.ndarray:
         qbuf, qstart, qlen = self._pack(seqs)
         total = np.zeros(len(seqs), dtype=np.int64)
         for shard in self.shards:
             lo, hi = shard.find_many(qbuf, qstart, qlen)
-            total += hi - lo
+            if whole_words:
+                q, a, b = self._word_ends(shard, lo, hi, qlen)
+                total += np.bincount(q, weights=b - a, minlength=len(seqs)).astype(np.int64)
+            else:
+                total += hi - lo
         return total
+
+    def find_words(self, ids: np.ndarray) -> list[list[tuple[int, int]]]:
+        """Per shard, the rank intervals of the occurrences of `ids` that end a word: the next
+        corpus token begins a word, or the document or the corpus ends there. The occurrences of
+        a sequence are one suffix-array range sorted by that next token, so this is a few range
+        tests, not a scan (`index_tools.word_ends`)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        m = np.array([len(ids)], dtype=np.int64)
+        out = []
+        for shard, (lo, hi) in zip(self.shards, self.find(ids), strict=True):
+            _, a, b = self._word_ends(shard, np.array([lo]), np.array([hi]), m)
+            out.append(list(zip(a.tolist(), b.tolist(), strict=True)))
+        return out
+
+    def word_runs(self) -> KeyRuns:
+        if self._runs is None:
+            self._runs = KeyRuns(self.tokenizer.word_boundaries(), self.keys_of,
+                                 int(self.keys_of(np.array([separator_id(self.width)]))[0]))
+        return self._runs
+
+    def _word_ends(self, shard: Shard, lo: np.ndarray, hi: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, ...]:
+        return word_end_intervals(shard, self.word_runs(), self.tokenizer.word_boundaries(), lo, hi, m)
 
     def longest_prefixes(self, ids: np.ndarray, positions: np.ndarray | None = None) -> np.ndarray:
         """For each start position l, the longest n such that ids[l:l+n] occurs in the corpus.

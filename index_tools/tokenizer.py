@@ -6,16 +6,17 @@ The index stores its tokenizer so that a query is always tokenized exactly as th
 from __future__ import annotations
 
 import hashlib
-import unicodedata
+import json
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from .errors import TokenizerError
+from .words import BEGINS, CONTINUES, WordBoundaries, classify_bytes
 
-#: Markers that BPE / SentencePiece vocabularies put at the start of a token that follows a space.
-SPACE_MARKERS = ("Ġ", "▁", " ", "Ċ", "\n", "\t")
+_BYTE_PIECE = re.compile(r"<0x([0-9A-Fa-f]{2})>")
 
 
 class Tokenizer:
@@ -37,9 +38,13 @@ class Tokenizer:
     def decode(self, ids: Sequence[int] | np.ndarray) -> str:
         raise NotImplementedError
 
-    def word_start_mask(self) -> np.ndarray:
-        """Boolean per token id: does this token begin a word?"""
+    def word_boundaries(self) -> WordBoundaries:
+        """Word-start classes of every token, from what it decodes to (see `index_tools.words`)."""
         raise NotImplementedError
+
+    def word_start_mask(self) -> np.ndarray:
+        """Boolean per token id: may this token begin a word? (token level, for `bow_ids` files)"""
+        return self.word_boundaries().static_mask
 
     def fingerprint(self) -> str:
         raise NotImplementedError
@@ -50,6 +55,7 @@ class ByteTokenizer(Tokenizer):
 
     name = "bytes"
     vocab_size = 255  # byte values 0..254; 0xFF is the separator and never occurs in UTF-8
+    _words: WordBoundaries | None = None
 
     def encode(self, text: str) -> np.ndarray:
         return np.frombuffer(text.encode("utf-8"), dtype=np.uint8).astype(np.int64)
@@ -67,15 +73,12 @@ class ByteTokenizer(Tokenizer):
     def decode(self, ids: Sequence[int] | np.ndarray) -> str:
         return bytes(np.asarray(ids, dtype=np.uint8).tobytes()).decode("utf-8", errors="replace")
 
-    def word_start_mask(self) -> np.ndarray:
-        mask = np.zeros(256, dtype=bool)
-        for b in range(128):
-            mask[b] = not chr(b).isalnum()
-        # Leading bytes of multi-byte chars begin a word only if the char is not a letter/digit;
-        # we cannot know which char from one byte, so treat them as word starts (they cannot be
-        # continuation bytes, which never begin anything).
-        mask[0xC0:0xF8] = True
-        return mask
+    def word_boundaries(self) -> WordBoundaries:
+        # ASCII bytes by their character; a lead byte is unsure (the character it opens decides)
+        if self._words is None:
+            data = [bytes([b]) for b in range(self.vocab_size)]
+            self._words = WordBoundaries(np.array([classify_bytes(b) for b in data]), data)
+        return self._words
 
     def fingerprint(self) -> str:
         return "bytes"
@@ -94,7 +97,7 @@ class HFTokenizer(Tokenizer):
             raise TokenizerError(f"{self.path}: cannot load tokenizer ({str(exc).splitlines()[0]})") from None
         self.name = self.path.name
         self.vocab_size = self._tok.get_vocab_size(with_added_tokens=True)
-        self._mask: np.ndarray | None = None
+        self._words: WordBoundaries | None = None
 
     def encode(self, text: str) -> np.ndarray:
         return np.asarray(self._tok.encode(text, add_special_tokens=False).ids, dtype=np.int64)
@@ -112,27 +115,79 @@ class HFTokenizer(Tokenizer):
     def decode(self, ids: Sequence[int] | np.ndarray) -> str:
         return self._tok.decode([int(i) for i in ids], skip_special_tokens=False)
 
-    def word_start_mask(self) -> np.ndarray:
-        if self._mask is None:
-            mask = np.zeros(self.vocab_size, dtype=bool)
+    @property
+    def family(self) -> str:
+        """"byte-level", "wordpiece" or "sentencepiece" (also any plain-text vocabulary)."""
+        return _family(json.loads(self._tok.to_str()))
+
+    def word_boundaries(self) -> WordBoundaries:
+        if self._words is None:
+            spec = json.loads(self._tok.to_str())
+            family = _family(spec)
+            special = {t["id"] for t in spec.get("added_tokens", []) if t.get("special")}
+            prefix = (spec.get("model") or {}).get("continuing_subword_prefix") or "##"
+            classes = np.full(self.vocab_size, BEGINS, dtype=np.int8)
+            data: list[bytes] = [b""] * self.vocab_size
+            to_byte = _byte_level_decoder() if family == "byte-level" else {}
             for token, idx in self._tok.get_vocab(with_added_tokens=True).items():
-                if idx < self.vocab_size:
-                    mask[idx] = _begins_word(token)
-            self._mask = mask
-        return self._mask
+                if idx >= self.vocab_size or idx in special:
+                    continue  # special tokens stand alone: they begin a word, decode to nothing
+                if family == "wordpiece":
+                    cont = token.startswith(prefix)
+                    classes[idx] = CONTINUES if cont else BEGINS
+                    data[idx] = (token[len(prefix):] if cont else token).encode("utf-8")
+                    continue
+                data[idx] = _token_bytes(token, family, to_byte)
+                classes[idx] = classify_bytes(data[idx])
+            self._words = WordBoundaries(classes, data)
+        return self._words
 
     def fingerprint(self) -> str:
         return hashlib.sha256(self.path.read_bytes()).hexdigest()[:16]
 
 
-def _begins_word(token: str) -> bool:
-    if not token:
-        return True
-    if token.startswith(SPACE_MARKERS) or token.startswith("<0x"):
-        return True
-    ch = token[0]
-    cat = unicodedata.category(ch)
-    return not (cat.startswith("L") or cat.startswith("N"))
+def _family(spec: dict) -> str:
+    """Which vocabulary convention a tokenizer.json follows, from its model and (pre-)decoders."""
+    if (spec.get("model") or {}).get("type") == "WordPiece":
+        return "wordpiece"
+
+    def has_byte_level(node: object) -> bool:
+        if isinstance(node, dict):
+            return node.get("type") == "ByteLevel" or any(has_byte_level(v) for v in node.values())
+        if isinstance(node, list):
+            return any(has_byte_level(v) for v in node)
+        return False
+
+    if has_byte_level(spec.get("pre_tokenizer")) or has_byte_level(spec.get("decoder")):
+        return "byte-level"
+    return "sentencepiece"
+
+
+def _byte_level_decoder() -> dict[str, int]:
+    """Stand-in character -> byte of byte-level BPE (GPT-2's convention): the printable bytes of
+    Latin-1 stand for themselves, the 68 others (controls, space, NBSP, soft hyphen) are given the
+    characters from U+0100 upwards in byte order."""
+    printable = [*range(0x21, 0x7F), *range(0xA1, 0xAD), *range(0xAE, 0x100)]
+    out = {chr(b): b for b in printable}
+    seen = set(printable)
+    extra = 0
+    for b in range(256):
+        if b not in seen:
+            out[chr(0x100 + extra)] = b
+            extra += 1
+    return out
+
+
+def _token_bytes(token: str, family: str, to_byte: dict[str, int]) -> bytes:
+    """The bytes a vocabulary entry stands for."""
+    if family == "byte-level":
+        if all(ch in to_byte for ch in token):
+            return bytes(to_byte[ch] for ch in token)
+        return token.encode("utf-8")  # an added token stored as plain text
+    m = _BYTE_PIECE.fullmatch(token)
+    if m:
+        return bytes([int(m.group(1), 16)])
+    return token.replace("▁", " ").encode("utf-8")
 
 
 def load_tokenizer(spec: str | Path) -> Tokenizer:

@@ -18,7 +18,7 @@ from index_tools.engine import Hit, Index, IndexSet
 
 from .merge import Highlight, merge_spans
 from .ranking import HIGH, K1, MEDIUM, NORMALISER, B, bm25_scores, level_of, relevance
-from .spans import find_spans
+from .spans import find_spans, word_starts
 
 LEVEL_RANK = {"high": 2, "medium": 1, "low": 0}
 
@@ -40,6 +40,9 @@ class TraceParams:
     normaliser: float = NORMALISER
     high: float = HIGH
     medium: float = MEDIUM
+    #: Count only corpus occurrences that are whole words (followed by a word start or a document
+    #: end). False reproduces the published pipeline, where "Hi" may be found inside "History".
+    whole_words: bool = True
 
 
 @dataclass
@@ -180,8 +183,7 @@ class Tracer:
             prev = st.lengths[:common]
             reuse = (prev >= 0) & (np.arange(common) + prev < common)
             lengths[:common][reuse] = prev[reuse]
-        mask = index.tokenizer.word_start_mask()
-        bow = (ids < len(mask)) & mask[np.minimum(ids, len(mask) - 1)]
+        bow = word_starts(index, ids, self.params.whole_words)
         todo = np.flatnonzero((lengths < 0) & bow)
         if len(todo):
             lengths[todo] = index.longest_prefixes(ids, todo)
@@ -202,7 +204,7 @@ class Tracer:
             st = self._state[index.name]
             lengths = self._lengths(index, ids)
             raw = find_spans(index, ids, delimiters=p.delimiters, min_len=p.min_len, max_cnt=p.max_cnt,
-                             lengths=lengths, count_cache=st.counts)
+                             lengths=lengths, count_cache=st.counts, whole_words=p.whole_words)
             kept = top_k(raw, len(ids), p.span_density)
             c = time.perf_counter()
             timings["spans"] += (c - b) * 1000
@@ -227,17 +229,9 @@ class Tracer:
         if key in st.fetched:
             return st.fetched[key]
         p = self.params
-        ranges = index.find(span_ids)
-        sizes = np.array([hi - lo for lo, hi in ranges], dtype=np.int64)
-        total = int(sizes.sum())
-        rng = np.random.default_rng(p.seed)
-        picks = np.sort(rng.choice(total, size=min(p.docs_per_span, total), replace=False)) if total else []
-        bounds = np.cumsum(sizes)
         hits = []
         n = len(span_ids)
-        for g in picks:
-            shard = int(np.searchsorted(bounds, g, side="right"))
-            rank = int(ranges[shard][0] + g - (bounds[shard] - sizes[shard]))
+        for shard, rank in sample_occurrences(index, span_ids, p.docs_per_span, p.seed, p.whole_words):
             hit = index.hit(shard, rank)
             texts = [window_text(index, hit, n, ctx) for ctx in (p.snippet_context, p.long_context)]
             hits.append((shard, index.global_doc_id(shard, hit.doc), index.metadata(shard, hit.doc),
@@ -272,6 +266,31 @@ class Tracer:
             levels = [by_id[i].level for i in s.documents]
             s.level = max(levels, key=LEVEL_RANK.__getitem__) if levels else "low"
         documents.sort(key=lambda d: (-LEVEL_RANK[d.level], -d.score, d.id))
+
+
+def occurrence_intervals(index: Index, ids: np.ndarray, whole_words: bool) -> list[tuple[int, int, int]]:
+    """(shard, first rank, end rank) of every run of occurrences, in shard then rank order."""
+    if whole_words:
+        return [(n, a, b) for n, runs in enumerate(index.find_words(ids)) for a, b in runs]
+    return [(n, a, b) for n, (a, b) in enumerate(index.find(ids)) if b > a]
+
+
+def sample_occurrences(index: Index, ids: np.ndarray, k: int, seed: int, whole_words: bool) -> list[tuple[int, int]]:
+    """Up to k occurrences (shard, rank) drawn without replacement with a fixed seed."""
+    runs = occurrence_intervals(index, ids, whole_words)
+    sizes = np.array([b - a for _, a, b in runs], dtype=np.int64)
+    total = int(sizes.sum())
+    if not total:
+        return []
+    rng = np.random.default_rng(seed)
+    picks = np.sort(rng.choice(total, size=min(k, total), replace=False))
+    bounds = np.cumsum(sizes)
+    out = []
+    for g in picks.tolist():
+        i = int(np.searchsorted(bounds, g, side="right"))
+        shard, a, _ = runs[i]
+        out.append((shard, int(a + g - (bounds[i] - sizes[i]))))
+    return out
 
 
 def window_text(index: Index, hit: Hit, length: int, context: int) -> tuple[str, tuple[int, int]]:

@@ -1,0 +1,163 @@
+"""Where words begin: one definition for the reply side, the corpus side and every tokenizer family.
+
+A *word character* is a Unicode letter, mark, number or connector punctuation (``_``): what a
+reader, and the regular expression ``\\w`` extended with combining marks, would call part of a
+word. A token *begins a word* when the first character it decodes to is not a word character
+(a space, a newline, a tab, punctuation, a symbol) -- "Ġcat", "\\tfoo", "—", "(" begin words;
+"cat", "##at", "alog" continue one. WordPiece keeps no spaces, so there a token begins a word
+exactly when it lacks the continuation prefix.
+
+The decision is made on the bytes a token *decodes to*, never on its vocabulary string: byte-level
+BPE stores space, tab and newline as "Ġ", "ĉ", "Ċ" and an em dash as "âĢĶ", SentencePiece stores
+bytes as "<0xNN>". A token whose bytes open a multi-byte character without completing it (a lone
+lead byte of the ``bytes`` tokenizer, a byte-fallback piece) is *unsure*: the character is only
+known from the tokens that follow, so such positions are resolved from their context.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+import numpy as np
+
+#: token classes
+CONTINUES = 0  # first character is a word character, or the token starts inside a character
+BEGINS = 1  # first character is not a word character (or the token is special / empty)
+UNSURE = 2  # opens a multi-byte character that the token does not complete
+
+_WORD_CACHE: dict[int, bool] = {}
+
+
+def is_word_char(ch: str) -> bool:
+    """Letters, marks, numbers and connector punctuation ("_") make words; nothing else does."""
+    cat = unicodedata.category(ch)
+    return cat[0] in "LMN" or cat == "Pc"
+
+
+def _is_word_cp(cp: int) -> bool:
+    got = _WORD_CACHE.get(cp)
+    if got is None:
+        got = _WORD_CACHE[cp] = 0 <= cp < 0x110000 and not 0xD800 <= cp < 0xE000 and is_word_char(chr(cp))
+    return got
+
+
+def _utf8_length(b0: int) -> int:
+    """Length of the character a lead byte opens; 0 for a continuation byte, -1 if invalid."""
+    if b0 < 0x80:
+        return 1
+    if b0 < 0xC0:
+        return 0
+    if b0 < 0xE0:
+        return 2
+    if b0 < 0xF0:
+        return 3
+    if b0 < 0xF8:
+        return 4
+    return -1
+
+
+def classify_bytes(data: bytes) -> int:
+    """Class of a token that decodes to `data` (byte-level, SentencePiece and plain vocabularies)."""
+    if not data:
+        return BEGINS
+    n = _utf8_length(data[0])
+    if n == 0:
+        return CONTINUES
+    if n < 0:
+        return BEGINS
+    if len(data) < n:
+        return UNSURE
+    try:
+        ch = data[:n].decode("utf-8")
+    except UnicodeDecodeError:
+        return BEGINS  # a broken character is not part of a word
+    return CONTINUES if is_word_char(ch) else BEGINS
+
+
+class WordBoundaries:
+    """Per token id: its class and the first bytes it decodes to (to resolve unsure positions)."""
+
+    def __init__(self, classes: np.ndarray, token_bytes: list[bytes]) -> None:
+        self.classes = np.asarray(classes, dtype=np.int8)
+        n = len(self.classes)
+        self.head = np.zeros((n + 1, 4), dtype=np.uint8)  # row n: "no token"
+        self.head_len = np.zeros(n + 1, dtype=np.int64)
+        for i, b in enumerate(token_bytes):
+            if b:
+                k = min(4, len(b))
+                self.head[i, :k] = np.frombuffer(b[:k], dtype=np.uint8)
+                self.head_len[i] = k
+        self.has_unsure = bool(np.any(self.classes == UNSURE))
+
+    @property
+    def static_mask(self) -> np.ndarray:
+        """Token-level word starts (unsure counts as a start): the published `bow_ids` set."""
+        return self.classes != CONTINUES
+
+    def class_of(self, ids: np.ndarray) -> np.ndarray:
+        """Class per id; ids outside the vocabulary (separators, -1 for "end") begin a word."""
+        ids = np.asarray(ids, dtype=np.int64)
+        inside = (ids >= 0) & (ids < len(self.classes))
+        return np.where(inside, self.classes[np.where(inside, ids, 0)], BEGINS).astype(np.int8)
+
+    def starts(self, ids: np.ndarray) -> np.ndarray:
+        """Does a word begin at each position of a token sequence? Unsure positions are decided by
+        the character the following tokens complete (the sequence's end counts as "no bytes")."""
+        ids = np.asarray(ids, dtype=np.int64)
+        cls = self.class_of(ids)
+        out = cls == BEGINS
+        unsure = np.flatnonzero(cls == UNSURE)
+        if len(unsure):
+            L = len(ids)
+            cols = unsure[:, None] + np.arange(4)[None, :]
+            mat = np.where(cols < L, ids[np.minimum(cols, L - 1)], -1)
+            out[unsure] = self.begins_at(mat)
+        return out
+
+    def begins_at(self, following: np.ndarray) -> np.ndarray:
+        """For rows of token ids (-1: the text ends there), does the first character begin a word?
+
+        Fully vectorised: the first four bytes of each row's concatenation are gathered, the first
+        character decoded; an empty row is a document end (a boundary), a broken character too.
+        """
+        mat = np.asarray(following, dtype=np.int64)
+        m, k = mat.shape
+        if m == 0:
+            return np.zeros(0, dtype=bool)
+        n_vocab = len(self.classes)
+        ended = np.cumsum(mat < 0, axis=1) > 0  # nothing after an end counts
+        # an end, a separator or any id outside the vocabulary ends the text
+        safe = np.where(ended | (mat >= n_vocab), n_vocab, mat)
+        stop = np.cumsum(safe == n_vocab, axis=1) > 0
+        lens = np.where(stop, 0, self.head_len[safe])
+        raw = self.head[safe].reshape(m, 4 * k)
+        valid = (np.arange(4)[None, None, :] < lens[:, :, None]).reshape(m, 4 * k)
+        rank = np.cumsum(valid, axis=1) - 1
+        take = valid & (rank < 4)
+        first = np.zeros((m, 4), dtype=np.int64)
+        rows, cols = np.nonzero(take)
+        first[rows, rank[rows, cols]] = raw[rows, cols]
+        have = np.minimum(valid.sum(axis=1), 4)
+        b0 = first[:, 0]
+        n = np.select([b0 < 0x80, b0 < 0xC0, b0 < 0xE0, b0 < 0xF0, b0 < 0xF8], [1, 0, 2, 3, 4], -1)
+        cont_ok = np.ones(m, dtype=bool)
+        for j in (1, 2, 3):
+            need = n > j
+            bj = first[:, j]
+            cont_ok &= ~need | ((bj & 0xC0) == 0x80)
+        lead_bits = np.select([n == 2, n == 3, n == 4], [b0 & 0x1F, b0 & 0x0F, b0 & 0x07], b0)
+        cp = lead_bits
+        for j in (1, 2, 3):
+            cp = np.where(n > j, (cp << 6) | (first[:, j] & 0x3F), cp)
+        decodable = (have > 0) & (n >= 1) & (have >= n) & cont_ok
+        out = np.ones(m, dtype=bool)  # end of text, broken or invalid bytes: a boundary
+        out[(have > 0) & (n == 0)] = False  # starts inside a character
+        idx = np.flatnonzero(decodable)
+        if len(idx):
+            uniq, inv = np.unique(cp[idx], return_inverse=True)
+            word = np.array([_is_word_cp(int(c)) for c in uniq], dtype=bool)
+            out[idx] = ~word[inv]
+        return out
+
+
+__all__ = ["WordBoundaries", "classify_bytes", "is_word_char", "CONTINUES", "BEGINS", "UNSURE"]
