@@ -442,6 +442,36 @@ class Index:
             out.append(list(zip(a.tolist(), b.tolist(), strict=True)))
         return out
 
+    def word_occurrences(self, ids: np.ndarray, chunk: int = 1 << 18):  # type: ignore[no-untyped-def]
+        """Yield (shard, ranks) chunks, in suffix-array order, of the occurrences of a *text query*
+        that are whole words on both sides. The end is decided as in `find_words`. The start is a
+        word start when the query's first token begins a word (spans always do); a query that
+        starts with a word character ("Hi" in a byte index) also needs a non-word character (or
+        the document start) before each occurrence: that costs one vectorised pass over them."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if len(ids) == 0:
+            return
+        begins = bool(self.tokenizer.word_boundaries().starts(ids)[0])
+        for n, runs in enumerate(self.find_words(ids)):
+            for a, b in runs:
+                for c in range(a, b, chunk):
+                    ranks = np.arange(c, min(b, c + chunk), dtype=np.int64)
+                    if not begins:
+                        ranks = ranks[self._preceded_by_boundary(self.shards[n], ranks)]
+                    if len(ranks):
+                        yield n, ranks
+
+    def count_words(self, ids: np.ndarray) -> int:
+        """Whole-word occurrences of a text query (see `word_occurrences`)."""
+        return int(sum(len(r) for _, r in self.word_occurrences(ids)))
+
+    def _preceded_by_boundary(self, shard: Shard, ranks: np.ndarray) -> np.ndarray:
+        pos = shard.sa_tokens(ranks)
+        cols = pos[:, None] - 1 - np.arange(4)[None, :]
+        ids = np.asarray(shard.ids[np.maximum(cols, 0)], dtype=np.int64)
+        ids = np.where((cols < 0) | (ids == separator_id(self.width)), -1, ids)
+        return self.tokenizer.word_boundaries().ends_before(ids)
+
     def word_runs(self) -> KeyRuns:
         if self._runs is None:
             self._runs = KeyRuns(self.tokenizer.word_boundaries(), self.keys_of,

@@ -82,10 +82,12 @@ class WordBoundaries:
         n = len(self.classes)
         self.head = np.zeros((n + 1, 4), dtype=np.uint8)  # row n: "no token"
         self.head_len = np.zeros(n + 1, dtype=np.int64)
+        self.tail_rev = np.zeros((n + 1, 4), dtype=np.uint8)  # last bytes, last one first
         for i, b in enumerate(token_bytes):
             if b:
                 k = min(4, len(b))
                 self.head[i, :k] = np.frombuffer(b[:k], dtype=np.uint8)
+                self.tail_rev[i, :k] = np.frombuffer(b[-k:][::-1], dtype=np.uint8)
                 self.head_len[i] = k
         self.has_unsure = bool(np.any(self.classes == UNSURE))
 
@@ -114,6 +116,54 @@ class WordBoundaries:
             out[unsure] = self.begins_at(mat)
         return out
 
+    def _first_bytes(self, rows: np.ndarray, table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The first four bytes of each row's tokens laid end to end (by `table`), and how many
+        there are; a row stops at its first -1, separator or out-of-vocabulary id."""
+        m, k = rows.shape
+        n_vocab = len(self.classes)
+        ended = np.cumsum(rows < 0, axis=1) > 0
+        safe = np.where(ended | (rows >= n_vocab), n_vocab, rows)
+        stop = np.cumsum(safe == n_vocab, axis=1) > 0
+        lens = np.where(stop, 0, self.head_len[safe])
+        raw = table[safe].reshape(m, 4 * k)
+        valid = (np.arange(4)[None, None, :] < lens[:, :, None]).reshape(m, 4 * k)
+        rank = np.cumsum(valid, axis=1) - 1
+        take = valid & (rank < 4)
+        first = np.zeros((m, 4), dtype=np.int64)
+        r, c = np.nonzero(take)
+        first[r, rank[r, c]] = raw[r, c]
+        return first, np.minimum(valid.sum(axis=1), 4)
+
+    def ends_before(self, preceding: np.ndarray) -> np.ndarray:
+        """For rows of the tokens before a position, nearest first (-1: the document starts
+        there), is the character just before the position *not* a word character?"""
+        rows = np.asarray(preceding, dtype=np.int64)
+        m = len(rows)
+        if m == 0:
+            return np.zeros(0, dtype=bool)
+        rev, have = self._first_bytes(rows, self.tail_rev)  # rev[:, 0] is the last byte
+        # the last character starts at the first byte (going backwards) that is not a continuation
+        is_cont = ((rev & 0xC0) == 0x80) & (np.arange(4)[None, :] < have[:, None])
+        start = np.argmin(is_cont, axis=1)  # index of the first non-continuation byte
+        found = ~is_cont[np.arange(m), start] & (start < have)
+        lead = rev[np.arange(m), start]
+        n = np.select([lead < 0x80, lead < 0xC0, lead < 0xE0, lead < 0xF0, lead < 0xF8], [1, 0, 2, 3, 4], -1)
+        ok = found & (have > 0) & (n == start + 1)
+        cp = np.select([n == 2, n == 3, n == 4], [lead & 0x1F, lead & 0x0F, lead & 0x07], lead)
+        for j in (1, 2, 3):  # continuation bytes sit at start-1, start-2, ... in `rev`
+            idx = np.clip(start - j, 0, 3)
+            cp = np.where(n > j, (cp << 6) | (rev[np.arange(m), idx] & 0x3F), cp)
+        return self._not_word(cp, ok)
+
+    def _not_word(self, cp: np.ndarray, decodable: np.ndarray) -> np.ndarray:
+        out = np.ones(len(cp), dtype=bool)  # nothing there, or broken bytes: a boundary
+        idx = np.flatnonzero(decodable)
+        if len(idx):
+            uniq, inv = np.unique(cp[idx], return_inverse=True)
+            word = np.array([_is_word_cp(int(c)) for c in uniq], dtype=bool)
+            out[idx] = ~word[inv]
+        return out
+
     def begins_at(self, following: np.ndarray) -> np.ndarray:
         """For rows of token ids (-1: the text ends there), does the first character begin a word?
 
@@ -121,23 +171,10 @@ class WordBoundaries:
         character decoded; an empty row is a document end (a boundary), a broken character too.
         """
         mat = np.asarray(following, dtype=np.int64)
-        m, k = mat.shape
+        m = len(mat)
         if m == 0:
             return np.zeros(0, dtype=bool)
-        n_vocab = len(self.classes)
-        ended = np.cumsum(mat < 0, axis=1) > 0  # nothing after an end counts
-        # an end, a separator or any id outside the vocabulary ends the text
-        safe = np.where(ended | (mat >= n_vocab), n_vocab, mat)
-        stop = np.cumsum(safe == n_vocab, axis=1) > 0
-        lens = np.where(stop, 0, self.head_len[safe])
-        raw = self.head[safe].reshape(m, 4 * k)
-        valid = (np.arange(4)[None, None, :] < lens[:, :, None]).reshape(m, 4 * k)
-        rank = np.cumsum(valid, axis=1) - 1
-        take = valid & (rank < 4)
-        first = np.zeros((m, 4), dtype=np.int64)
-        rows, cols = np.nonzero(take)
-        first[rows, rank[rows, cols]] = raw[rows, cols]
-        have = np.minimum(valid.sum(axis=1), 4)
+        first, have = self._first_bytes(mat, self.head)
         b0 = first[:, 0]
         n = np.select([b0 < 0x80, b0 < 0xC0, b0 < 0xE0, b0 < 0xF0, b0 < 0xF8], [1, 0, 2, 3, 4], -1)
         cont_ok = np.ones(m, dtype=bool)
@@ -150,13 +187,8 @@ class WordBoundaries:
         for j in (1, 2, 3):
             cp = np.where(n > j, (cp << 6) | (first[:, j] & 0x3F), cp)
         decodable = (have > 0) & (n >= 1) & (have >= n) & cont_ok
-        out = np.ones(m, dtype=bool)  # end of text, broken or invalid bytes: a boundary
+        out = self._not_word(cp, decodable)
         out[(have > 0) & (n == 0)] = False  # starts inside a character
-        idx = np.flatnonzero(decodable)
-        if len(idx):
-            uniq, inv = np.unique(cp[idx], return_inverse=True)
-            word = np.array([_is_word_cp(int(c)) for c in uniq], dtype=bool)
-            out[idx] = ~word[inv]
         return out
 
 

@@ -343,3 +343,68 @@ def test_dog_not_found_inside_doghouse_with_bpe(tmp_path: Path, byte_level: HFTo
     substrings = index.count(ids)
     assert substrings > 2  # "dog" is not one token of this BPE: "doghouse" holds its tokens
     assert find_spans(index, ids, whole_words=False)[0].count == substrings
+
+
+def brute_text_word_count(docs: list[bytes], q: bytes) -> int:
+    """Whole-word occurrences of q on the text: a word start before it (or q starts with a
+    non-word character) and a word start, or the document end, after it."""
+    total = 0
+    for b in docs:
+        for i in range(len(b) - len(q) + 1):
+            if b[i : i + len(q)] != q:
+                continue
+            before = i == 0 or not is_word_char(b[:i].decode("utf-8", "replace")[-1])
+            if (before or begins_at(q, 0)) and begins_at(b, i + len(q)):
+                total += 1
+    return total
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    docs=st.lists(st.text(alphabet=ALPHABET, min_size=1, max_size=40), min_size=1, max_size=5),
+    query=st.text(alphabet=ALPHABET, min_size=1, max_size=6).filter(lambda q: begins_at(q.encode(), len(q.encode()))),
+)
+def test_count_and_search_whole_words_equal_brute_force(tmp_path_factory, docs, query) -> None:
+    """`count` / `search` of any text, including one that starts inside a word's characters."""
+    from tracetui.tracing.search import search_documents
+
+    index = _build(tmp_path_factory.mktemp("cw"), docs, "bytes")
+    want = brute_text_word_count([d.encode("utf-8") for d in docs], query.encode("utf-8"))
+    assert index.count_words(index.encode(query)) == want
+    found = search_documents([index], query, limit=50)
+    assert found["counts"][0]["count"] == want
+    for d in found["documents"]:
+        a, b = d["match"]
+        text = d["snippet"]
+        assert b == len(text) or not is_word_char(text[b]) or not is_word_char(text[b - 1])
+
+
+def test_default_stdlib_index_short_words_never_inside_longer_words(tmp_path: Path, monkeypatch) -> None:
+    """The embedded default index (bytes): a reply of common short words is traced, and no
+    document it offers holds a span inside a longer word -- in the published mode some do."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    from tracetui.defaults import default_index_dir
+
+    index = Index.open(default_index_dir(progress=False))
+    reply = " It is a list of the names in it, and if it is not in the list, it is an error to use it as a key."
+    ww = Tracer([index]).trace(reply)
+    published = Tracer([index], TraceParams(whole_words=False)).trace(reply)
+    assert ww.spans and ww.documents
+
+    def inside_word(window: str, a: int, b: int) -> bool:
+        cut_start = a > 0 and is_word_char(window[a - 1]) and is_word_char(window[a])
+        cut_end = b < len(window) and is_word_char(window[b - 1]) and is_word_char(window[b])
+        return cut_start or cut_end
+
+    hits = [(h.window, *h.window_match) for d in ww.documents for h in d.hits]
+    assert hits and not any(inside_word(*h) for h in hits)
+    for s in ww.spans:  # every count is a whole-word count of the span's tokens
+        ids = index.encode(reply)[s.token_start : s.token_end]
+        assert s.count == index.count(ids, whole_words=True) <= index.count(ids)
+    assert published.spans
+    # what the rule removes: " is" is found inside " isinstance" etc. only in the published mode
+    short_pub = Tracer([index], TraceParams(whole_words=False)).trace(" is")
+    assert any(inside_word(h.window, *h.window_match) for d in short_pub.documents for h in d.hits)
+    short = Tracer([index]).trace(" is")
+    assert short.documents
+    assert not any(inside_word(h.window, *h.window_match) for d in short.documents for h in d.hits)

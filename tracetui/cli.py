@@ -119,9 +119,10 @@ def cmd_count(args: argparse.Namespace) -> int:
     results = []
     for index in indexes:
         ids = index.encode(args.text)
-        results.append({"index": index.name, "tokens": ids.tolist(), "count": index.count(ids)})
+        n = index.count(ids) if args.substring else index.count_words(ids)
+        results.append({"index": index.name, "tokens": ids.tolist(), "count": n})
     if args.json:
-        _print_json({"text": args.text, "results": results})
+        _print_json({"text": args.text, "whole_words": not args.substring, "results": results})
     else:
         for r in results:
             print(f"{r['count']}\t{inert(r['index'])}")
@@ -132,7 +133,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     from .tracing.search import search_documents
 
     indexes = _open_indexes(args.index)
-    found = search_documents(indexes, args.text, limit=args.limit, context=args.context)
+    found = search_documents(indexes, args.text, limit=args.limit, context=args.context,
+                             whole_words=not args.substring)
     if args.json:
         _print_json({"text": args.text, **found})
         return 0
@@ -161,7 +163,7 @@ def cmd_trace(args: argparse.Namespace) -> int:
         except (OSError, UnicodeDecodeError) as exc:
             raise CliError(f"{args.file}: cannot read as UTF-8 text ({exc})") from None
     indexes = _open_indexes(args.index)
-    tracer = Tracer(indexes, TraceParams())
+    tracer = Tracer(indexes, TraceParams(whole_words=not args.substring))
     result = tracer.trace(text, prompt=args.prompt or "")
     if args.json:
         _print_json(result.to_json())
@@ -222,6 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("text")
     c.add_argument("--index", action="append")
     c.add_argument("--json", action="store_true")
+    c.add_argument("--substring", action="store_true",
+                   help="also count occurrences inside longer words (the published OLMoTrace behaviour)")
     c.set_defaults(func=cmd_count)
     s = sub.add_parser("search", help="documents containing TEXT, with the match in context")
     s.add_argument("text")
@@ -229,12 +233,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--limit", type=int, default=10)
     s.add_argument("--context", type=int, default=40, help="tokens of context each side")
     s.add_argument("--json", action="store_true")
+    s.add_argument("--substring", action="store_true",
+                   help="also count occurrences inside longer words (the published OLMoTrace behaviour)")
     s.set_defaults(func=cmd_search)
     t = sub.add_parser("trace", help="trace a response (FILE or stdin) against indexes, OLMoTrace-style")
     t.add_argument("file", nargs="?", help="response text file, or - for stdin")
     t.add_argument("--index", action="append")
     t.add_argument("--prompt", help="the prompt that produced the response (used for ranking)")
     t.add_argument("--json", action="store_true")
+    t.add_argument("--substring", action="store_true",
+                   help="also count occurrences inside longer words (the published OLMoTrace behaviour)")
     t.set_defaults(func=cmd_trace)
     return p
 

@@ -24,7 +24,7 @@ from index_tools.engine import IndexSet
 from ..model import Backend, ModelError, ModelSettings, Turn
 from ..sanitize import inert
 from ..store import ConversationStore
-from ..tracing.pipeline import Tracer, TraceResult
+from ..tracing.pipeline import TraceParams, Tracer, TraceResult
 from .screens.conversations import ConversationsScreen
 from .screens.document import DocumentScreen
 from .screens.help import HelpScreen
@@ -69,8 +69,10 @@ class TraceApp(App[None]):
     def __init__(self, indexes: IndexSet | None, backend: Backend | None = None, *,
                  settings: ModelSettings | None = None, backend_error: str | None = None,
                  intro: str = "", export_dir: Path | None = None, store: ConversationStore | None = None,
-                 theme: str | None = None, index_loader: Callable[[], IndexSet] | None = None) -> None:
+                 theme: str | None = None, index_loader: Callable[[], IndexSet] | None = None,
+                 trace_params: TraceParams | None = None) -> None:
         super().__init__()
+        self.trace_params = trace_params or TraceParams()
         self.index_loader = index_loader
         self.store = store
         self.conversation: int | None = None
@@ -88,7 +90,7 @@ class TraceApp(App[None]):
         self.stop_event = threading.Event()
         self.generating = False
         self._trace_lock = threading.Lock()
-        self._tracer = Tracer(indexes) if indexes else None
+        self._tracer = Tracer(indexes, self.trace_params) if indexes else None
         self.last_status = ""
         self._focused: MessageView | None = None
         self._stream: tuple[MessageView, str] | None = None  # written by the generation thread
@@ -136,7 +138,7 @@ class TraceApp(App[None]):
     def _indexes_ready(self, indexes: IndexSet, seconds: float) -> None:
         self.indexes = indexes
         self.index_hue = {ix.name: HUES[i % len(HUES)] for i, ix in enumerate(indexes)}
-        self._tracer = Tracer(indexes)
+        self._tracer = Tracer(indexes, self.trace_params)
         if isinstance(self.screen, IndexingScreen):
             self.pop_screen()
         tokens = sum(ix.manifest.tokens for ix in indexes)

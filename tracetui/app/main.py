@@ -12,6 +12,7 @@ from index_tools.errors import IndexToolsError
 
 from ..defaults import config_dir, data_dir, default_index_dir, default_model_path
 from ..model import Backend, LlamaBackend, ModelError, ModelSettings
+from ..tracing.pipeline import TraceParams
 
 
 def load_config(path: str | None) -> dict[str, Any]:
@@ -66,6 +67,7 @@ def run_app(model: str | None, indexes: list[str] | None, config_path: str | Non
                    intro=intro_text(str(model), names, default_model, default_index),
                    index_loader=load_default if default_index else None,
                    export_dir=data_dir() / "exports", store=ConversationStore(data_dir() / "conversations.sqlite3"),
-                   theme=config.get("theme"))
+                   theme=config.get("theme"),
+                   trace_params=TraceParams(whole_words=bool(config.get("whole_words", True))))
     app.run()
     return 0

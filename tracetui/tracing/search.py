@@ -11,27 +11,40 @@ from index_tools.engine import IndexSet
 from .pipeline import window_text
 
 
-def search_documents(indexes: IndexSet, text: str, limit: int = 10, context: int = 40) -> dict[str, Any]:
-    """Occurrence counts per index and up to `limit` distinct documents (in suffix-array order)."""
+def search_documents(indexes: IndexSet, text: str, limit: int = 10, context: int = 40,
+                     whole_words: bool = True) -> dict[str, Any]:
+    """Occurrence counts per index and up to `limit` distinct documents (in suffix-array order).
+
+    With `whole_words` (the default) only occurrences that are whole words on both sides count
+    and are shown ("Hi" is not found inside "History"); without, every substring occurrence."""
     counts = []
     documents: list[dict[str, Any]] = []
     for index in indexes:
         ids = index.encode(text)
-        ranges = index.find(ids) if len(ids) else [(0, 0)] * len(index.shards)
-        counts.append({"index": index.name, "count": int(sum(hi - lo for lo, hi in ranges))})
+        if not len(ids):
+            counts.append({"index": index.name, "count": 0})
+            continue
+        if whole_words:
+            chunks = index.word_occurrences(ids)
+        else:
+            chunks = ((n, np.arange(lo, hi)) for n, (lo, hi) in enumerate(index.find(ids)) if hi > lo)
+        total = 0
         seen: set[int] = set()
-        for shard, (lo, hi) in enumerate(ranges):
-            rank = lo
-            while rank < hi and len(documents) < limit:
+        for shard, ranks in chunks:  # streamed: memory does not grow with the occurrences
+            total += len(ranks)
+            for rank in ranks[: 4 * limit].tolist():
+                if len(documents) >= limit:
+                    break
                 hit = index.hit(shard, rank)
-                rank += 1
                 gid = index.global_doc_id(shard, hit.doc)
                 if gid in seen:
                     continue
                 seen.add(gid)
-                text, (start, end) = window_text(index, hit, len(ids), context)
+                snippet, (start, end) = window_text(index, hit, len(ids), context)
                 documents.append({
                     "index": index.name, "doc_id": gid, "shard": shard,
-                    "metadata": index.metadata(shard, hit.doc), "snippet": text, "match": [start, end],
+                    "metadata": index.metadata(shard, hit.doc), "snippet": snippet, "match": [start, end],
                 })
-    return {"counts": counts, "documents": documents, "tokens": [np.asarray(i.encode(text)).tolist() for i in indexes][:1]}
+        counts.append({"index": index.name, "count": total})
+    return {"counts": counts, "documents": documents, "whole_words": whole_words,
+            "tokens": [np.asarray(i.encode(text)).tolist() for i in indexes][:1]}
