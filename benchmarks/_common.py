@@ -133,10 +133,12 @@ def token_strings(vocab: int = VOCAB, seed: int = 0) -> list[str]:
 
 
 def write_tokenizer(path: Path, vocab: int = VOCAB, seed: int = 0) -> None:
-    from tokenizers import Tokenizer, models, pre_tokenizers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 
     tok = Tokenizer(models.WordLevel(vocab={s: i for i, s in enumerate(token_strings(vocab, seed))}, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    # "Ġ" is a space in byte-level vocabularies: the decoder says so, and word starts follow from it
+    tok.decoder = decoders.ByteLevel()
     tok.save(str(path))
 
 

@@ -1,8 +1,10 @@
 """Tracing speed: a 500-token response against 10M- and 100M-token indexes (synthetic, see _common.py).
 
-  1. span finding (OLMoTrace section 1, steps 1-6): our find_spans vs infini-gram's
-     attribute(ids, delim_ids, min_len=1, max_cnt=1,000,000, enforce_bow=True) with the same
-     word-start ids (bow_ids_path), delimiters ("." and newline) and limits; results are compared;
+  1. span finding (OLMoTrace section 1, steps 1-6): our find_spans -- with the whole-word rule
+     (the default: corpus occurrences must end where a word ends) and without it (the published
+     behaviour) -- vs infini-gram's attribute(ids, delim_ids, min_len=1, max_cnt, enforce_bow=True)
+     with the same word-start ids (bow_ids_path), delimiters ("." and newline) and limits; the
+     published-mode results are compared with infini-gram's;
   2. the whole pipeline, Tracer.trace(text): spans, top-K, documents, BM25, levels, highlights
      (a fresh Tracer per response: cold caches; then the same text again: warm caches);
   3. incremental tracing of a reply streamed token by token: one fresh Tracer, trace(prefix) for
@@ -51,10 +53,18 @@ def bench_size(n_tokens: int, args: argparse.Namespace) -> dict:
     responses = [C.make_response(c, rng, args.length) for _ in range(args.responses)]
     eng.attribute(responses[0].tolist(), delims, 1, args.max_cnt, True)  # warm
     t_ours, t_ig, t_ours_c, t_ig_c, t_ig0_c, n_spans, n_ptrs, n_ptrs_c = [], [], [], [], [], [], [], []
+    t_ww, t_ww_c, n_ww = [], [], []
     mismatches = 0
     for ids in responses:
         a = time.perf_counter()
-        got = find_spans(index, ids, delimiters=DELIMS, min_len=1, max_cnt=args.max_cnt)
+        ww = find_spans(index, ids, delimiters=DELIMS, min_len=1, max_cnt=args.max_cnt)
+        t_ww.append(time.perf_counter() - a)
+        n_ww.append(len(ww))
+        a = time.perf_counter()
+        find_spans(index, ids, delimiters=DELIMS, min_len=1, max_cnt=args.cap)
+        t_ww_c.append(time.perf_counter() - a)
+        a = time.perf_counter()
+        got = find_spans(index, ids, delimiters=DELIMS, min_len=1, max_cnt=args.max_cnt, whole_words=False)
         b = time.perf_counter()
         want = eng.attribute(ids.tolist(), delims, 1, args.max_cnt, True)["spans"]
         e = time.perf_counter()
@@ -65,7 +75,7 @@ def bench_size(n_tokens: int, args: argparse.Namespace) -> dict:
         mismatches += [(s.l, s.r, s.count) for s in got] != [(s["l"], s["r"], s["count"]) for s in want]
         # the same with max_cnt capped: infini-gram then returns few document pointers
         a = time.perf_counter()
-        got = find_spans(index, ids, delimiters=DELIMS, min_len=1, max_cnt=args.cap)
+        got = find_spans(index, ids, delimiters=DELIMS, min_len=1, max_cnt=args.cap, whole_words=False)
         b = time.perf_counter()
         want = eng.attribute(ids.tolist(), delims, 1, args.cap, True)["spans"]
         e = time.perf_counter()
@@ -78,6 +88,7 @@ def bench_size(n_tokens: int, args: argparse.Namespace) -> dict:
         mismatches += [(s.l, s.r, s.count) for s in got] != [(s["l"], s["r"], s["count"]) for s in want]
     res.update(spans_ours=C.median(t_ours), spans_ig=C.median(t_ig), spans_ours_c=C.median(t_ours_c),
                spans_ig_c=C.median(t_ig_c), spans_ig0_c=C.median(t_ig0_c),
+               spans_ww=C.median(t_ww), spans_ww_c=C.median(t_ww_c), n_ww=C.median(n_ww),
                n_spans=C.median(n_spans), n_ptrs=C.median(n_ptrs), n_ptrs_c=C.median(n_ptrs_c), mismatches=mismatches)
 
     # 2. the whole pipeline
@@ -143,14 +154,19 @@ def main(argv: list[str] | None = None) -> int:
     for r in results:
         lab = C.size_label(r["n"])
         rows += [
-            [f"{lab}  span finding, max_cnt={args.max_cnt:,}", C.fmt_s(r["spans_ours"]), C.fmt_s(r["spans_ig"]),
-             C.ratio(r["spans_ours"], r["spans_ig"])],
+            [f"{lab}  span finding, whole words, max_cnt={args.max_cnt:,}", C.fmt_s(r["spans_ww"]),
+             C.fmt_s(r["spans_ig"]), C.ratio(r["spans_ww"], r["spans_ig"])],
+            [f"{lab}  span finding, whole words, max_cnt={args.cap:,}", C.fmt_s(r["spans_ww_c"]),
+             C.fmt_s(r["spans_ig0_c"]), C.ratio(r["spans_ww_c"], r["spans_ig0_c"]) + " (vs no prefetch)"],
+            [f"{lab}    spans found, whole words", f"{r['n_ww']:.0f}", "", ""],
+            [f"{lab}  span finding, substrings (published), max_cnt={args.max_cnt:,}", C.fmt_s(r["spans_ours"]),
+             C.fmt_s(r["spans_ig"]), C.ratio(r["spans_ours"], r["spans_ig"])],
             [f"{lab}    spans / doc pointers returned", f"{r['n_spans']:.0f} / -", f"{r['n_spans']:.0f} / {r['n_ptrs']:,.0f}", ""],
-            [f"{lab}  span finding, max_cnt={args.cap:,}", C.fmt_s(r["spans_ours_c"]), C.fmt_s(r["spans_ig_c"]),
+            [f"{lab}  span finding, substrings, max_cnt={args.cap:,}", C.fmt_s(r["spans_ours_c"]), C.fmt_s(r["spans_ig_c"]),
              C.ratio(r["spans_ours_c"], r["spans_ig_c"])],
             [f"{lab}    infini-gram without prefetch", "", C.fmt_s(r["spans_ig0_c"]), C.ratio(r["spans_ours_c"], r["spans_ig0_c"])],
             [f"{lab}    doc pointers returned", "-", f"{r['n_ptrs_c']:,.0f}", ""],
-            [f"{lab}  identical (l, r, count)", f"{2 * args.responses - r['mismatches']}/{2 * args.responses}", "", ""],
+            [f"{lab}  identical (l, r, count), substrings", f"{2 * args.responses - r['mismatches']}/{2 * args.responses}", "", ""],
             [f"{lab}  open + first find_spans", C.fmt_s(r["setup"]), "", ""],
             [f"{lab}  Tracer.trace, fresh tracer", C.fmt_s(r["trace_cold"]), "", ""],
             [f"{lab}    of which spans/docs/rank", " / ".join(C.fmt_s(r[f"part_{k}"]) for k in ("spans", "documents", "rank")), "", ""],

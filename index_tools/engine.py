@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import mmap
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from .format import (
     shard_file,
 )
 from .tokenizer import Tokenizer, load_tokenizer
-from .word_ends import KeyRuns, word_end_intervals
+from .word_ends import KeyRuns, ends_word, word_end_counts, word_end_intervals
 
 QUERY_END = -1  # a query that runs out: compares as "prefix of the suffix"
 SUFFIX_END = -2  # a suffix that runs out at the end of the file: sorts before everything
@@ -86,6 +87,11 @@ class Shard:
         self.n_tokens = len(raw) // width
         self.keys = raw.view(TOKEN_DTYPES[width][1])  # sort keys (byte-swapped tokens)
         self.ids = raw.view(TOKEN_DTYPES[width][0])  # token ids
+        # The 8 bytes from every token position, read big-endian: one gather compares the first
+        # 8 // width tokens of a suffix in memcmp order (positions too close to the end excluded).
+        self.per_pack = 8 // width
+        n_pack = max(0, (len(raw) - 8) // width + 1)
+        self.packed = np.ndarray(shape=(n_pack,), dtype=">u8", buffer=raw, offset=0, strides=(width,))
         table = _map(paths["table"])
         # the raw buffers (mmap objects) for the scalar search path
         self._tok_buf = _buffer(raw)
@@ -180,14 +186,54 @@ class Shard:
             chunk = max(_FIRST_CHUNK, min(chunk * 4, 4096, _MAX_CELLS // max(1, len(active))))
         return sign, lcp
 
-    def _bound(self, qbuf: np.ndarray, qstart: np.ndarray, qlen: np.ndarray, lo: np.ndarray, hi: np.ndarray, upper: bool) -> np.ndarray:
-        """Lock-step binary search: first rank whose suffix compares >= (or >, if upper) the query."""
+    def _pack_queries(self, qbuf: np.ndarray, qstart: np.ndarray, qlen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each query's first 8 // width tokens packed as `packed` packs a suffix, and the mask of
+        the bits that belong to the query (a shorter query compares only its own tokens)."""
+        per, bits = self.per_pack, 8 * self.width
+        j = np.arange(per)
+        idx = np.minimum(qstart[:, None] + j[None, :], len(qbuf) - 1)
+        inside = j[None, :] < qlen[:, None]
+        tok = np.where(inside, qbuf[idx], 0).astype(np.uint64)
+        shifts = (bits * (per - 1 - j)).astype(np.uint64)
+        qpack = np.bitwise_or.reduce(tok << shifts[None, :], axis=1)
+        ones = np.uint64(0xFFFFFFFFFFFFFFFF)
+        keep = np.minimum(qlen, per).astype(np.uint64)
+        mask = np.where(keep >= per, ones, ~(ones >> (keep * np.uint64(bits))))
+        return qpack, mask
+
+    def _sign(self, pos: np.ndarray, qbuf: np.ndarray, qstart: np.ndarray, qlen: np.ndarray,
+              qpack: np.ndarray, qmask: np.ndarray) -> np.ndarray:
+        """`_compare`'s sign, deciding most rows with one 8-byte gather per suffix."""
+        per = self.per_pack
+        sign = np.zeros(len(pos), dtype=np.int8)
+        if len(self.packed) == 0:
+            return self._compare(pos, qbuf, qstart, qlen)[0]
+        fast = pos < len(self.packed)
+        spack = self.packed[np.where(fast, pos, 0)].astype(np.uint64) & qmask
+        sign[spack < qpack] = -1
+        sign[spack > qpack] = 1
+        # ties on all packed tokens: decided by the rest (if the query goes on), or near the end
+        tie = (spack == qpack) & (qlen > per)
+        slow = np.flatnonzero(~fast)
+        if len(slow):
+            sign[slow], _ = self._compare(pos[slow], qbuf, qstart[slow], qlen[slow])
+        rest = np.flatnonzero(tie & fast)
+        if len(rest):
+            sign[rest], _ = self._compare(pos[rest] + per, qbuf, qstart[rest] + per, qlen[rest] - per)
+        return sign
+
+    def _bound(self, qbuf: np.ndarray, qstart: np.ndarray, qlen: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+               upper: bool | np.ndarray) -> np.ndarray:
+        """Lock-step binary search: first rank whose suffix compares >= (or >, where `upper`) the
+        query. `upper` may differ per query, so both ends of many ranges are one search."""
         lo, hi = lo.copy(), hi.copy()
+        up = np.broadcast_to(np.asarray(upper, dtype=bool), lo.shape)
+        qpack, qmask = self._pack_queries(qbuf, qstart, qlen)
         act = np.flatnonzero(lo < hi)
         while len(act):
             mid = (lo[act] + hi[act]) // 2
-            sign, _ = self._compare(self.sa_tokens(mid), qbuf, qstart[act], qlen[act])
-            go_right = sign <= 0 if upper else sign < 0
+            sign = self._sign(self.sa_tokens(mid), qbuf, qstart[act], qlen[act], qpack[act], qmask[act])
+            go_right = np.where(up[act], sign <= 0, sign < 0)
             lo[act] = np.where(go_right, mid + 1, lo[act])
             hi[act] = np.where(go_right, hi[act], mid)
             act = act[lo[act] < hi[act]]
@@ -279,21 +325,31 @@ class Shard:
     def find_many(self, qbuf: np.ndarray, qstart: np.ndarray, qlen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """[lo, hi) suffix-array ranges of every query (key sequences in qbuf)."""
         lo0, hi0 = self._initial_bounds(qbuf, qstart, qlen)
-        lo = self._bound(qbuf, qstart, qlen, lo0, hi0, upper=False)
-        hi = self._bound(qbuf, qstart, qlen, lo, hi0, upper=True)
-        return lo, hi
+        m = len(qstart)
+        # both ends in one lock-step search (half the rounds of searching one end after the other)
+        both = self._bound(qbuf, np.tile(qstart, 2), np.tile(qlen, 2), np.tile(lo0, 2), np.tile(hi0, 2),
+                           upper=np.repeat([False, True], m))
+        return both[:m], both[m:]
 
-    def longest_prefix(self, qbuf: np.ndarray, qstart: np.ndarray, qlen: np.ndarray) -> np.ndarray:
-        """Per query, the length of its longest prefix that occurs in this shard."""
+    def longest_prefix(self, qbuf: np.ndarray, qstart: np.ndarray, qlen: np.ndarray,
+                       word_end: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Per query, the length of its longest prefix that occurs in this shard, and whether a
+        neighbour with that match is followed by a word start there (`word_end(ranks, m)`; all
+        False without it): a free witness that the longest match occurs as whole words."""
         lo0, hi0 = self._initial_bounds(qbuf, qstart, qlen)
         rank = self._bound(qbuf, qstart, qlen, lo0, hi0, upper=False)
         best = np.zeros(len(qstart), dtype=np.int64)
+        ends = np.zeros(len(qstart), dtype=bool)
         for nb in (rank - 1, rank):
             ok = np.flatnonzero((nb >= 0) & (nb < self.n_tokens))
             if len(ok):
                 _, lcp = self._compare(self.sa_tokens(nb[ok]), qbuf, qstart[ok], qlen[ok])
+                if word_end is not None:
+                    e = word_end(nb[ok], lcp) & (lcp > 0)
+                    longer = lcp > best[ok]
+                    ends[ok] = np.where(longer, e, ends[ok] | (e & (lcp == best[ok])))
                 best[ok] = np.maximum(best[ok], lcp)
-        return best
+        return best, ends
 
     # -- documents ----------------------------------------------------------------------------
     def hit(self, rank: int) -> Hit:
@@ -417,16 +473,43 @@ class Index:
         q = ids.astype(TOKEN_DTYPES[self.width][0]).tobytes()
         return sum(hi - lo for lo, hi in (s.find_one(q) for s in self.shards))
 
-    def count_many(self, seqs: list[np.ndarray], whole_words: bool = False) -> np.ndarray:
+    def count_many(self, seqs: list[np.ndarray], whole_words: bool = False, cap: int | None = None) -> np.ndarray:
+        """Counts of many sequences in one batched search (see `word_counts` for the options)."""
+        lo, hi = self.find_ranges(seqs)
+        if not whole_words:
+            return (hi - lo).sum(axis=0)
+        return self.word_counts(lo, hi, np.array([len(s) for s in seqs], dtype=np.int64), cap)
+
+    def find_ranges(self, seqs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Suffix-array ranges of many sequences: (lo, hi), each of shape (shards, sequences)."""
         qbuf, qstart, qlen = self._pack(seqs)
-        total = np.zeros(len(seqs), dtype=np.int64)
+        los, his = [], []
         for shard in self.shards:
             lo, hi = shard.find_many(qbuf, qstart, qlen)
-            if whole_words:
-                q, a, b = self._word_ends(shard, lo, hi, qlen)
-                total += np.bincount(q, weights=b - a, minlength=len(seqs)).astype(np.int64)
-            else:
-                total += hi - lo
+            los.append(lo)
+            his.append(hi)
+        return np.array(los, dtype=np.int64).reshape(len(self.shards), -1), np.array(his, dtype=np.int64).reshape(len(self.shards), -1)
+
+    def word_counts(self, lo: np.ndarray, hi: np.ndarray, m: np.ndarray, cap: int | None = None) -> np.ndarray:
+        """Whole-word counts of sequences of lengths m from their ranges (as `find_ranges` gives).
+
+        With a `cap`, each count is exact up to `cap` and reported as cap + 1 beyond: that reads
+        about cap occurrences, where an exact count of a very frequent sequence has to visit every
+        change of class among its following tokens (`index_tools.word_ends`)."""
+        n = lo.shape[1]
+        total = np.zeros(n, dtype=np.int64)
+        words, runs = self.tokenizer.word_boundaries(), self.word_runs()
+        for k, shard in enumerate(self.shards):
+            if cap is None:
+                q, a, b = word_end_intervals(shard, runs, words, lo[k], hi[k], m)
+                total += np.bincount(q, weights=b - a, minlength=n).astype(np.int64)
+                continue
+            left = np.maximum(cap - total, 0)  # what the earlier shards have not reached yet
+            sel = np.flatnonzero(total <= cap)
+            for c in np.unique(left[sel]):  # one walk per distinct remaining cap
+                part = sel[left[sel] == c]
+                total[part] += word_end_counts(shard, runs, words, lo[k][part], hi[k][part], m[part], int(c))
+            total = np.minimum(total, cap + 1)
         return total
 
     def find_words(self, ids: np.ndarray) -> list[list[tuple[int, int]]]:
@@ -481,25 +564,34 @@ class Index:
     def _word_ends(self, shard: Shard, lo: np.ndarray, hi: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, ...]:
         return word_end_intervals(shard, self.word_runs(), self.tokenizer.word_boundaries(), lo, hi, m)
 
-    def longest_prefixes(self, ids: np.ndarray, positions: np.ndarray | None = None) -> np.ndarray:
+    def longest_prefixes(self, ids: np.ndarray, positions: np.ndarray | None = None,
+                         word_ends: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """For each start position l, the longest n such that ids[l:l+n] occurs in the corpus.
 
         One lock-step binary search over all positions at once, with the whole remaining
         sequence as the query, then the LCP with the two neighbours at the insertion point.
+        With `word_ends`, also whether one of those neighbours shows a whole-word occurrence of
+        ids[l:l+n] (its next token begins a word): then no search is needed to know one exists.
         """
         ids = np.asarray(ids, dtype=np.int64)
         L = len(ids)
         if positions is None:
             positions = np.arange(L, dtype=np.int64)
         positions = np.asarray(positions, dtype=np.int64)
-        if L == 0 or len(positions) == 0:
-            return np.zeros(len(positions), dtype=np.int64)
-        qbuf = self.keys_of(ids)
-        qlen = L - positions
         best = np.zeros(len(positions), dtype=np.int64)
-        for shard in self.shards:
-            best = np.maximum(best, shard.longest_prefix(qbuf, positions, qlen))
-        return best
+        ends = np.zeros(len(positions), dtype=bool)
+        if L and len(positions):
+            qbuf = self.keys_of(ids)
+            qlen = L - positions
+            for shard in self.shards:
+                check = None
+                if word_ends:
+                    def check(ranks: np.ndarray, m: np.ndarray, shard: Shard = shard) -> np.ndarray:
+                        return ends_word(shard, self.word_runs(), self.tokenizer.word_boundaries(), ranks, m)
+                got, e = shard.longest_prefix(qbuf, positions, qlen, check)
+                ends = np.where(got > best, e, ends | (e & (got == best)))
+                best = np.maximum(best, got)
+        return (best, ends) if word_ends else best
 
     def _pack(self, seqs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         lens = np.array([len(s) for s in seqs], dtype=np.int64)

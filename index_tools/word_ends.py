@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from .engine import Shard
 
 _EOF_KEY = -1
-_SCAN = 32  # ranges at most this long are classified rank by rank
+_SCAN = 64  # ranges at most this long are classified rank by rank
 
 
 class KeyRuns:
@@ -37,9 +37,18 @@ class KeyRuns:
         keys, classes = keys[order], classes[order]
         cut = np.flatnonzero(classes[1:] != classes[:-1]) + 1
         self.cuts = keys[cut]
+        #: first key of the next run, per run (the last run never ends)
+        self.run_end = np.append(self.cuts, np.iinfo(np.int64).max)
         self.run_class = classes[np.concatenate([[0], cut])]
+        # a dense table for key spaces up to 16 bits (one gather instead of a binary search)
+        top = int(max(separator_key, int(keys.max())))
+        self._dense = None
+        if top < (1 << 17):
+            self._dense = np.searchsorted(self.cuts, np.arange(-1, top + 1), side="right").astype(np.int32)
 
     def run_of(self, keys: np.ndarray) -> np.ndarray:
+        if self._dense is not None:
+            return self._dense[np.asarray(keys) + 1]
         return np.searchsorted(self.cuts, keys, side="right")
 
 
@@ -67,6 +76,16 @@ def _resolve_unsure(shard: Shard, words: WordBoundaries, ranks: np.ndarray, m: n
     sep = (1 << (8 * shard.width)) - 1
     ids = np.where((cols >= n) | (ids == sep), -1, ids)
     return words.begins_at(ids)
+
+
+def ends_word(shard: Shard, runs: KeyRuns, words: WordBoundaries, ranks: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """Is the occurrence at each rank, taken m tokens long, followed by a word start?"""
+    c = runs.run_class[runs.run_of(_next_keys(shard, ranks, m))]
+    out = c == BEGINS
+    u = np.flatnonzero(c == UNSURE)
+    if len(u):
+        out[u] = _resolve_unsure(shard, words, ranks[u], m[u])
+    return out
 
 
 def word_end_intervals(shard: Shard, runs: KeyRuns, words: WordBoundaries, lo: np.ndarray, hi: np.ndarray,
@@ -133,4 +152,42 @@ def word_end_intervals(shard: Shard, runs: KeyRuns, words: WordBoundaries, lo: n
     return gq[starts], ga[starts], ends
 
 
-__all__ = ["KeyRuns", "word_end_intervals"]
+def word_end_counts(shard: Shard, runs: KeyRuns, words: WordBoundaries, lo: np.ndarray, hi: np.ndarray,
+                    m: np.ndarray, cap: int) -> np.ndarray:
+    """Whole-word occurrences per query, counted only up to cap + 1 ("more than cap").
+
+    A range whose first and last following tokens share a run is decided at once. Otherwise the
+    range is read in rank order, a chunk of ranks per round for all queries together (a chunk
+    large enough to pass `cap` if most occurrences end a word, growing geometrically if few
+    do), and a query stops as soon as its count passes `cap`. So "is there any?" (cap 0) or "at
+    most max_cnt?" reads about cap ranks, even for a sequence that occurs millions of times.
+    """
+    lo, hi, m = (np.asarray(x, dtype=np.int64) for x in (lo, hi, m))
+    acc = np.zeros(len(lo), dtype=np.int64)
+    act = np.flatnonzero(hi > lo)
+    if len(act):
+        rf = runs.run_of(_next_keys(shard, lo[act], m[act]))
+        rl = runs.run_of(_next_keys(shard, hi[act] - 1, m[act]))
+        cls = runs.run_class[rf]
+        whole = (rf == rl) & (cls != UNSURE)
+        acc[act[whole & (cls == BEGINS)]] = (hi - lo)[act[whole & (cls == BEGINS)]]
+        act = act[~whole]
+    pos = lo.copy()
+    rnd = 0
+    while len(act):
+        want = np.maximum(2 * (cap + 1 - acc[act]), _SCAN << rnd)
+        end = np.minimum(hi[act], pos[act] + np.minimum(want, 1 << 20))
+        q, ranks, mm = _expand(act, pos[act], end, m[act])
+        c = runs.run_class[runs.run_of(_next_keys(shard, ranks, mm))]
+        acc += np.bincount(q[c == BEGINS], minlength=len(acc))
+        u = c == UNSURE
+        if u.any():
+            good = _resolve_unsure(shard, words, ranks[u], mm[u])
+            acc += np.bincount(q[u][good], minlength=len(acc))
+        pos[act] = end
+        act = act[(pos[act] < hi[act]) & (acc[act] <= cap)]
+        rnd += 1
+    return np.minimum(acc, cap + 1)
+
+
+__all__ = ["KeyRuns", "ends_word", "word_end_intervals", "word_end_counts"]

@@ -153,6 +153,7 @@ class _IndexState:
     def __init__(self) -> None:
         self.ids = np.zeros(0, dtype=np.int64)
         self.lengths = np.zeros(0, dtype=np.int64)  # longest prefix per position (-1: not computed)
+        self.witnessed = np.zeros(0, dtype=bool)  # the longest match seen as whole words
         self.counts: dict[bytes, int] = {}
         self.fetched: dict[bytes, _Fetched] = {}
 
@@ -168,9 +169,9 @@ class Tracer:
     def reset(self) -> None:
         self._state = {ix.name: _IndexState() for ix in self.indexes}
 
-    def _lengths(self, index: Index, ids: np.ndarray) -> np.ndarray:
-        """Longest prefixes at every position, reusing positions whose match ended before the
-        first changed token (their answer cannot change)."""
+    def _lengths(self, index: Index, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Longest prefixes at every position (and whether each was seen as whole words), reusing
+        positions whose match ended before the first changed token (their answer cannot change)."""
         st = self._state[index.name]
         old = st.ids
         common = 0
@@ -179,16 +180,18 @@ class Tracer:
             diff = np.flatnonzero(old[:m] != ids[:m])
             common = int(diff[0]) if len(diff) else m
         lengths = np.full(len(ids), -1, dtype=np.int64)
+        witnessed = np.zeros(len(ids), dtype=bool)
         if common:
             prev = st.lengths[:common]
             reuse = (prev >= 0) & (np.arange(common) + prev < common)
             lengths[:common][reuse] = prev[reuse]
+            witnessed[:common][reuse] = st.witnessed[:common][reuse]
         bow = word_starts(index, ids, self.params.whole_words)
         todo = np.flatnonzero((lengths < 0) & bow)
         if len(todo):
-            lengths[todo] = index.longest_prefixes(ids, todo)
-        st.ids, st.lengths = ids, lengths
-        return np.maximum(lengths, 0)
+            lengths[todo], witnessed[todo] = index.longest_prefixes(ids, todo, word_ends=True)
+        st.ids, st.lengths, st.witnessed = ids, lengths, witnessed
+        return np.maximum(lengths, 0), witnessed
 
     def trace(self, text: str, prompt: str = "") -> TraceResult:
         p = self.params
@@ -202,10 +205,15 @@ class Tracer:
             b = time.perf_counter()
             timings["tokenize"] += (b - a) * 1000
             st = self._state[index.name]
-            lengths = self._lengths(index, ids)
-            raw = find_spans(index, ids, delimiters=p.delimiters, min_len=p.min_len, max_cnt=p.max_cnt,
-                             lengths=lengths, count_cache=st.counts, whole_words=p.whole_words)
-            kept = top_k(raw, len(ids), p.span_density)
+            lengths, witnessed = self._lengths(index, ids)
+            n_ids = len(ids)
+
+            def keep_top(found: list, n: int = n_ids) -> list:  # type: ignore[type-arg]
+                return top_k(found, n, p.span_density)
+
+            kept = find_spans(index, ids, delimiters=p.delimiters, min_len=p.min_len, max_cnt=p.max_cnt,
+                              lengths=lengths, witnessed=witnessed, count_cache=st.counts,
+                              whole_words=p.whole_words, select=keep_top)
             c = time.perf_counter()
             timings["spans"] += (c - b) * 1000
             for rs in kept:

@@ -6,6 +6,7 @@ engine's lock-step binary search.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,6 +61,60 @@ def candidate_spans(
     return l, r
 
 
+class _Counter:
+    """Counts of the reply's spans in one index: each distinct span is searched once per call
+    (its suffix-array ranges serve its substring, capped and exact whole-word counts), and
+    results are kept in the caller's content-keyed cache across calls (incremental tracing)."""
+
+    def __init__(self, index: Index, ids: np.ndarray, cache: dict[bytes, int] | None) -> None:
+        self.index, self.ids = index, ids
+        self.cache = cache if cache is not None else {}
+        self._ranges: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+
+    def _ranges_of(self, pairs: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+        todo = sorted({p for p in pairs if p not in self._ranges})
+        if todo:
+            lo, hi = self.index.find_ranges([self.ids[a:b] for a, b in todo])
+            for j, p in enumerate(todo):
+                self._ranges[p] = (lo[:, j], hi[:, j])
+        return (np.stack([self._ranges[p][0] for p in pairs], axis=1),
+                np.stack([self._ranges[p][1] for p in pairs], axis=1))
+
+    def prefetch(self, l: np.ndarray, r: np.ndarray) -> None:
+        """Search the ranges of many spans in one batch (one lock-step search for all)."""
+        pairs = [p for p in zip(l.tolist(), r.tolist(), strict=True)
+                 if p[1] > p[0] and b"s" + self.ids[p[0] : p[1]].tobytes() not in self.cache]
+        if pairs:
+            self._ranges_of(pairs)
+
+    def counts(self, l: np.ndarray, r: np.ndarray, mode: str, cap: int | None = None) -> np.ndarray:
+        """mode "s": substring counts; "w": whole-word counts, exact, or up to cap + 1 with a cap."""
+        tag = (mode if cap is None else f"{mode}{cap}:").encode()
+        pairs = list(zip(l.tolist(), r.tolist(), strict=True))
+        keys = [tag + self.ids[a:b].tobytes() for a, b in pairs]
+        exact = [b"w" + k[len(tag):] for k in keys] if cap is not None else keys
+        out = np.zeros(len(pairs), dtype=np.int64)
+        todo: list[int] = []
+        for i, (k, e) in enumerate(zip(keys, exact, strict=True)):
+            if k in self.cache:
+                out[i] = self.cache[k]
+            elif e in self.cache:  # an exact count answers a capped one
+                out[i] = min(self.cache[e], (cap or 0) + 1)
+            else:
+                todo.append(i)
+        if todo:
+            lo, hi = self._ranges_of([pairs[i] for i in todo])
+            if mode == "s":
+                got = (hi - lo).sum(axis=0)
+            else:
+                m = np.array([pairs[i][1] - pairs[i][0] for i in todo], dtype=np.int64)
+                got = self.index.word_counts(lo, hi, m, cap)
+            out[todo] = got
+            for i, c in zip(todo, got.tolist(), strict=True):
+                self.cache[keys[i]] = c
+        return out
+
+
 def word_starts(index: Index, ids: np.ndarray, whole_words: bool = True) -> np.ndarray:
     """Per position of a reply, does a word begin there? Whole-word mode decides tokens that open
     an incomplete character from the tokens after them; the published mode uses the token-level
@@ -79,10 +134,17 @@ def find_spans(
     min_len: int = 1,
     max_cnt: int = 1_000_000,
     lengths: np.ndarray | None = None,
+    witnessed: np.ndarray | None = None,
     count_cache: dict[bytes, int] | None = None,
     whole_words: bool = True,
+    select: Callable[[list[RawSpan]], list[RawSpan]] | None = None,
 ) -> list[RawSpan]:
-    """Steps 1-7 of the reference. `lengths` (per position) may be passed in by incremental tracing.
+    """Steps 1-7 of the reference. `lengths` (per position) may be passed in by incremental tracing,
+    with `witnessed` (per position: the longest match is known to occur as whole words).
+
+    `select` (e.g. the top-K of section 2) picks, after the `max_cnt` filter, the spans whose
+    exact counts are wanted: a whole-word count of a very frequent span costs a walk over every
+    change of class among its following tokens, so only the spans that will be shown pay for it.
 
     With `whole_words` (the default) a span is whole words on the corpus side too: its count and
     its existence are those of occurrences followed by a word start or a document end, and a span
@@ -96,12 +158,17 @@ def find_spans(
     bow = word_starts(index, ids, whole_words)
     positions = np.flatnonzero(bow)
     if lengths is None:
-        lengths = index.longest_prefixes(ids, positions)
+        if whole_words:
+            lengths, witnessed = index.longest_prefixes(ids, positions, word_ends=True)
+        else:
+            lengths, witnessed = index.longest_prefixes(ids, positions), np.zeros(len(positions), dtype=bool)
     else:
         lengths = lengths[positions]
+        witnessed = witnessed[positions] if witnessed is not None else np.zeros(len(positions), dtype=bool)
     l, r = candidate_spans(lengths, positions, ids, bow, delimiter_ids(index, delimiters))
+    counter = _Counter(index, ids, count_cache)
     if whole_words:
-        r = _corpus_word_ends(index, ids, bow, l, r, positions + lengths, count_cache)
+        r = _corpus_word_ends(index, ids, bow, l, r, positions + lengths, witnessed, counter)
     keep = (r - l) >= max(1, min_len)
     l, r = l[keep], r[keep]
     # Maximal only (step 6), applied before counting: a candidate whose r does not pass every
@@ -111,21 +178,40 @@ def find_spans(
     prev_max = np.maximum.accumulate(np.concatenate([[-1], r[:-1]])) if len(r) else r
     keep = r > prev_max
     l, r = l[keep], r[keep]
-    counts = _counts(index, ids, l, r, count_cache, whole_words)
+    counts = counter.counts(l, r, "s")
+    exact = np.ones(len(l), dtype=bool)
+    if whole_words:
+        # substring counts bound whole-word counts from above: only a span over max_cnt needs a
+        # (capped) whole-word count to decide; the others get theirs after `select`
+        over = np.flatnonzero(counts > max_cnt)
+        exact[:] = False
+        if len(over):
+            counts[over] = counter.counts(l[over], r[over], "w", cap=max_cnt)
+            exact[over] = True
     keep = counts <= max_cnt
-    l, r, counts = l[keep], r[keep], counts[keep]
+    l, r, counts, exact = l[keep], r[keep], counts[keep], exact[keep]
     logp = unigram_logprob(index, ids, l, r)
-    return [RawSpan(int(a), int(b), int(c), float(p)) for a, b, c, p in zip(l, r, counts, logp, strict=True)]
+    spans = [RawSpan(int(a), int(b), int(c) if e else -1, float(p))
+             for a, b, c, e, p in zip(l, r, counts, exact, logp, strict=True)]
+    if select is not None:
+        spans = select(spans)
+    todo = [s for s in spans if s.count < 0]
+    if todo:
+        got = counter.counts(np.array([s.l for s in todo]), np.array([s.r for s in todo]), "w")
+        for s, c in zip(todo, got.tolist(), strict=True):
+            s.count = c
+    return spans
 
 
 def _corpus_word_ends(index: Index, ids: np.ndarray, bow: np.ndarray, l: np.ndarray, r: np.ndarray,
-                      match_end: np.ndarray, cache: dict[bytes, int] | None) -> np.ndarray:
+                      match_end: np.ndarray, witnessed: np.ndarray, counter: _Counter) -> np.ndarray:
     """Shorten each candidate [l, r) to its longest prefix that ends a word in the corpus too.
 
     A candidate that stops before the end of its longest match (r < match_end) is followed, in
     the occurrence that matched further, by the reply's own next token -- a word start -- so it
-    needs no search. The rest (the match ends exactly where the reply's word ends) is checked
-    against whole-word counts, and moved back one reply word at a time while it has none.
+    needs no search; nor does one whose longest match was seen followed by a word start by the
+    longest-prefix search itself (`witnessed`). The rest is checked for a whole-word occurrence,
+    and moved back one reply word at a time while it has none.
     """
     L = len(ids)
     words = index.tokenizer.word_boundaries()
@@ -137,10 +223,16 @@ def _corpus_word_ends(index: Index, ids: np.ndarray, bow: np.ndarray, l: np.ndar
     safe = r[todo] < match_end[todo]
     rr = np.minimum(r[todo], L - 1)
     safe &= ~unsure[rr] | (r[todo] + 4 <= match_end[todo])
+    safe |= (r[todo] == match_end[todo]) & witnessed[todo]
+    # the unsure candidates and the candidates maximal as they stand (counted next): one search
+    prev_max = np.maximum.accumulate(np.concatenate([[-1], r[:-1]])) if len(r) else r
+    likely = (r > prev_max) & (r > l)
+    likely[todo[~safe]] = True
+    counter.prefetch(l[likely], r[likely])
     todo = todo[~safe]
     while len(todo):
-        counts = _counts(index, ids, l[todo], r[todo], cache, True)
-        todo = todo[counts == 0]
+        found = counter.counts(l[todo], r[todo], "w", cap=0) > 0
+        todo = todo[~found]
         # the previous reply word end; a shorter candidate is re-checked only if it is not safe
         r[todo] = np.where(r[todo] - 1 > l[todo], prev_boundary[np.maximum(r[todo] - 1, 0)], l[todo])
         r[todo] = np.maximum(r[todo], l[todo])
@@ -149,28 +241,6 @@ def _corpus_word_ends(index: Index, ids: np.ndarray, bow: np.ndarray, l: np.ndar
         safe = (r[todo] < match_end[todo]) & (~unsure[rr] | (r[todo] + 4 <= match_end[todo]))
         todo = todo[~safe]
     return r
-
-
-def _counts(index: Index, ids: np.ndarray, l: np.ndarray, r: np.ndarray, cache: dict[bytes, int] | None,
-            whole_words: bool) -> np.ndarray:
-    out = np.zeros(len(l), dtype=np.int64)
-    todo: list[int] = []
-    keys: list[bytes] = []
-    mode = b"w" if whole_words else b"s"
-    for i, (a, b) in enumerate(zip(l.tolist(), r.tolist(), strict=True)):
-        key = mode + ids[a:b].tobytes()
-        keys.append(key)
-        if cache is not None and key in cache:
-            out[i] = cache[key]
-        else:
-            todo.append(i)
-    if todo:
-        counts = index.count_many([ids[l[i] : r[i]] for i in todo], whole_words=whole_words)
-        out[todo] = counts
-        if cache is not None:
-            for i, c in zip(todo, counts.tolist(), strict=True):
-                cache[keys[i]] = c
-    return out
 
 
 def unigram_logprob(index: Index, ids: np.ndarray, l: np.ndarray, r: np.ndarray) -> np.ndarray:
