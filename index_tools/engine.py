@@ -26,6 +26,7 @@ from .format import (
     Manifest,
     pointer_width,
     read_manifest,
+    read_unigrams,
     separator_id,
     shard_file,
 )
@@ -201,38 +202,62 @@ class Shard:
         mask = np.where(keep >= per, ones, ~(ones >> (keep * np.uint64(bits))))
         return qpack, mask
 
-    def _sign(self, pos: np.ndarray, qbuf: np.ndarray, qstart: np.ndarray, qlen: np.ndarray,
-              qpack: np.ndarray, qmask: np.ndarray) -> np.ndarray:
-        """`_compare`'s sign, deciding most rows with one 8-byte gather per suffix."""
-        per = self.per_pack
-        sign = np.zeros(len(pos), dtype=np.int8)
-        if len(self.packed) == 0:
-            return self._compare(pos, qbuf, qstart, qlen)[0]
-        fast = pos < len(self.packed)
-        spack = self.packed[np.where(fast, pos, 0)].astype(np.uint64) & qmask
-        sign[spack < qpack] = -1
-        sign[spack > qpack] = 1
-        # ties on all packed tokens: decided by the rest (if the query goes on), or near the end
-        tie = (spack == qpack) & (qlen > per)
-        slow = np.flatnonzero(~fast)
-        if len(slow):
-            sign[slow], _ = self._compare(pos[slow], qbuf, qstart[slow], qlen[slow])
-        rest = np.flatnonzero(tie & fast)
-        if len(rest):
-            sign[rest], _ = self._compare(pos[rest] + per, qbuf, qstart[rest] + per, qlen[rest] - per)
-        return sign
-
     def _bound(self, qbuf: np.ndarray, qstart: np.ndarray, qlen: np.ndarray, lo: np.ndarray, hi: np.ndarray,
                upper: bool | np.ndarray) -> np.ndarray:
         """Lock-step binary search: first rank whose suffix compares >= (or >, where `upper`) the
-        query. `upper` may differ per query, so both ends of many ranges are one search."""
-        lo, hi = lo.copy(), hi.copy()
+        query. `upper` may differ per query, so both ends of many ranges are one search.
+
+        Each round is a few whole-array operations: one gather of suffix-array entries, one of
+        8-byte packed suffixes, two comparisons; rows that tie on the packed tokens (or sit too
+        near the end of the file) take the general `_compare`. Finished rows are carried along
+        (masked) and dropped only when they are the majority: fewer operations per round.
+        """
+        out = lo.copy()
+        if len(self.packed) == 0 or self._table32 is None:
+            return self._bound_general(qbuf, qstart, qlen, lo, hi, upper)
         up = np.broadcast_to(np.asarray(upper, dtype=bool), lo.shape)
         qpack, qmask = self._pack_queries(qbuf, qstart, qlen)
+        idx = np.flatnonzero(lo < hi)
+        a_lo, a_hi, a_up = lo[idx], hi[idx], up[idx]
+        a_qp, a_qm, a_qs, a_ql = qpack[idx], qmask[idx], qstart[idx], qlen[idx]
+        per, n_pack, width = self.per_pack, len(self.packed), self.width
+        long_q = a_ql > per
+        while len(idx):
+            live = a_lo < a_hi
+            mid = (a_lo + a_hi) >> 1
+            pos = self._table32[mid].astype(np.int64) // width
+            spack = self.packed[np.minimum(pos, n_pack - 1)].astype(np.uint64) & a_qm
+            lt = spack < a_qp
+            go = lt | (a_up & (spack <= a_qp))
+            hard = ((spack == a_qp) & long_q) | (pos >= n_pack)
+            if hard.any():
+                h = np.flatnonzero(hard & live)
+                if len(h):
+                    sign, _ = self._compare(pos[h], qbuf, a_qs[h], a_ql[h])
+                    go[h] = np.where(a_up[h], sign <= 0, sign < 0)
+            a_lo = np.where(go & live, mid + 1, a_lo)
+            a_hi = np.where(~go & live, mid, a_hi)
+            live = a_lo < a_hi
+            n_live = int(np.count_nonzero(live))
+            if n_live * 2 < len(idx):
+                out[idx] = a_lo
+                if n_live == 0:
+                    break
+                keep = np.flatnonzero(live)
+                idx, a_lo, a_hi, a_up = idx[keep], a_lo[keep], a_hi[keep], a_up[keep]
+                a_qp, a_qm, a_qs, a_ql, long_q = a_qp[keep], a_qm[keep], a_qs[keep], a_ql[keep], long_q[keep]
+        out[idx] = a_lo
+        return out
+
+    def _bound_general(self, qbuf: np.ndarray, qstart: np.ndarray, qlen: np.ndarray, lo: np.ndarray,
+                       hi: np.ndarray, upper: bool | np.ndarray) -> np.ndarray:
+        """`_bound` for shards too small to pack or with odd pointer widths."""
+        lo, hi = lo.copy(), hi.copy()
+        up = np.broadcast_to(np.asarray(upper, dtype=bool), lo.shape)
         act = np.flatnonzero(lo < hi)
         while len(act):
             mid = (lo[act] + hi[act]) // 2
-            sign = self._sign(self.sa_tokens(mid), qbuf, qstart[act], qlen[act], qpack[act], qmask[act])
+            sign, _ = self._compare(self.sa_tokens(mid), qbuf, qstart[act], qlen[act])
             go_right = np.where(up[act], sign <= 0, sign < 0)
             lo[act] = np.where(go_right, mid + 1, lo[act])
             hi[act] = np.where(go_right, hi[act], mid)
@@ -264,8 +289,8 @@ class Shard:
         boundary is then checked against the suffix array itself, so a wrong file is never used."""
         path = shard_file(self.directory, "unigram", self.n)
         try:
-            table = np.array(path.read_bytes().split(), dtype=np.int64).reshape(-1, 2)
-        except (OSError, ValueError):
+            table = read_unigrams(path)
+        except (OSError, IndexFormatError):
             return None
         if len(table) == 0 or table[:, 0].min() < 0 or table[:, 0].max() >= vocab or table[:, 1].min() <= 0:
             return None
@@ -608,10 +633,7 @@ class Index:
             for shard in self.shards:
                 path = shard_file(self.directory, "unigram", shard.n)
                 if path.exists():
-                    try:
-                        table = np.loadtxt(path, dtype=np.int64, ndmin=2)
-                    except ValueError:
-                        raise IndexFormatError(f"{path}: not 'token count' lines") from None
+                    table = read_unigrams(path)
                     if len(table):
                         ok = table[:, 0] < vocab
                         np.add.at(counts, table[ok, 0], table[ok, 1])

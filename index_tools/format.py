@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .errors import IndexFormatError
 
 FORMAT_VERSION = 4
@@ -43,6 +45,23 @@ def pointer_width(tokenized_bytes: int) -> int:
     if tokenized_bytes <= 1:
         return 1
     return max(1, (int(tokenized_bytes - 1).bit_length() + 7) // 8)
+
+
+def read_unigrams(path: Path) -> np.ndarray:
+    """unigram.N as an (n, 2) array of (token id, count): the one parser of that file.
+
+    Raises IndexFormatError naming the file when it is not ASCII "id count" lines of
+    non-negative integers."""
+    try:
+        rows = [line.split() for line in path.read_bytes().decode("ascii").splitlines() if line.strip()]
+        if any(len(r) != 2 for r in rows):
+            raise ValueError
+        table = np.array([[int(a), int(b)] for a, b in rows], dtype=np.int64).reshape(-1, 2)
+    except (UnicodeDecodeError, ValueError, OverflowError):
+        raise IndexFormatError(f"{path}: not 'token count' lines") from None
+    if len(table) and table.min() < 0:
+        raise IndexFormatError(f"{path}: negative token id or count")
+    return table
 
 
 def width_for_vocab(vocab_size: int) -> int:

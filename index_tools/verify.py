@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from .engine import Index, Shard
-from .errors import IndexToolsError
-from .format import MANIFEST_NAME, file_record, separator_id, shard_file
+from .errors import IndexFormatError, IndexToolsError
+from .format import MANIFEST_NAME, file_record, read_unigrams, separator_id, shard_file
 
 _CHUNK = 1 << 22
 #: metadata records parsed as JSON: all of them up to this many documents per shard (or with
@@ -154,16 +154,10 @@ def _verify_unigram(index: Index, shard: Shard, counts: np.ndarray, n_sep: int) 
     sep = separator_id(index.width)
     vocab = len(counts)
     try:
-        text = uni.read_bytes().decode("ascii")
-        rows = [line.split() for line in text.splitlines() if line.strip()]
-        if any(len(r) != 2 for r in rows):
-            raise ValueError
-        table = np.array([[int(a), int(b)] for a, b in rows], dtype=np.int64).reshape(-1, 2)
-    except (ValueError, OverflowError):
-        return [f"{uni}: not 'token count' lines"]
+        table = read_unigrams(uni)
+    except IndexFormatError as exc:
+        return [str(exc)]
     ids, cnt = table[:, 0], table[:, 1]
-    if np.any(cnt < 0) or np.any(ids < 0):
-        return [f"{uni}: negative token id or count"]
     is_sep = ids == sep
     stray = ids[~is_sep & (ids >= vocab)]
     if len(stray):

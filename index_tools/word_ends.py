@@ -152,15 +152,50 @@ def word_end_intervals(shard: Shard, runs: KeyRuns, words: WordBoundaries, lo: n
     return gq[starts], ga[starts], ends
 
 
+def _halving_counts(shard: Shard, runs: KeyRuns, words: WordBoundaries, lo: np.ndarray, hi: np.ndarray,
+                    m: np.ndarray, cap: np.ndarray) -> np.ndarray:
+    """Whole-word counts up to cap + 1 by halving: a segment whose first and last following
+    tokens share a run is counted at once (large blocks of one following token are found within
+    a few rounds), a short one is read rank by rank, the rest is split in two; a query stops as
+    soon as it passes its cap."""
+    acc = np.zeros(len(lo), dtype=np.int64)
+    q = np.flatnonzero(hi > lo)
+    lo, hi, mm = lo[q], hi[q], m[q]
+    while len(q):
+        rf = runs.run_of(_next_keys(shard, lo, mm))
+        rl = runs.run_of(_next_keys(shard, hi - 1, mm))
+        cls = runs.run_class[rf]
+        whole = (rf == rl) & (cls != UNSURE)
+        ok = whole & (cls == BEGINS)
+        acc += np.bincount(q[ok], weights=(hi - lo)[ok], minlength=len(acc)).astype(np.int64)
+        small = ~whole & (hi - lo <= _SCAN)
+        if small.any():
+            sq, sr, sm = _expand(q[small], lo[small], hi[small], mm[small])
+            c = runs.run_class[runs.run_of(_next_keys(shard, sr, sm))]
+            good = c == BEGINS
+            u = np.flatnonzero(c == UNSURE)
+            if len(u):
+                good[u] = _resolve_unsure(shard, words, sr[u], sm[u])
+            acc += np.bincount(sq[good], minlength=len(acc))
+        split = ~whole & ~small
+        mid = (lo[split] + hi[split]) // 2
+        q = np.concatenate([q[split], q[split]])
+        lo, hi = np.concatenate([lo[split], mid]), np.concatenate([mid, hi[split]])
+        mm = np.concatenate([mm[split], mm[split]])
+        live = acc[q] <= cap[q]
+        q, lo, hi, mm = q[live], lo[live], hi[live], mm[live]
+    return np.minimum(acc, cap + 1)
+
+
 def word_end_counts(shard: Shard, runs: KeyRuns, words: WordBoundaries, lo: np.ndarray, hi: np.ndarray,
                     m: np.ndarray, cap: int) -> np.ndarray:
     """Whole-word occurrences per query, counted only up to cap + 1 ("more than cap").
 
     A range whose first and last following tokens share a run is decided at once. Otherwise the
-    range is read in rank order, a chunk of ranks per round for all queries together (a chunk
-    large enough to pass `cap` if most occurrences end a word, growing geometrically if few
-    do), and a query stops as soon as its count passes `cap`. So "is there any?" (cap 0) or "at
-    most max_cnt?" reads about cap ranks, even for a sequence that occurs millions of times.
+    first ranks are read in order, a chunk large enough to pass `cap` if most occurrences end a
+    word, for all queries together: "is there any?" (cap 0) or "at most 1000?" is then settled
+    by reading about cap ranks, even for a sequence that occurs millions of times. What a chunk
+    does not settle (a large cap, or few occurrences ending a word) is counted by halving.
     """
     lo, hi, m = (np.asarray(x, dtype=np.int64) for x in (lo, hi, m))
     acc = np.zeros(len(lo), dtype=np.int64)
@@ -173,20 +208,21 @@ def word_end_counts(shard: Shard, runs: KeyRuns, words: WordBoundaries, lo: np.n
         acc[act[whole & (cls == BEGINS)]] = (hi - lo)[act[whole & (cls == BEGINS)]]
         act = act[~whole]
     pos = lo.copy()
-    rnd = 0
-    while len(act):
-        want = np.maximum(2 * (cap + 1 - acc[act]), _SCAN << rnd)
-        end = np.minimum(hi[act], pos[act] + np.minimum(want, 1 << 20))
+    if len(act) and cap < (1 << 14):
+        want = np.maximum(2 * (cap + 1), _SCAN)
+        end = np.minimum(hi[act], pos[act] + want)
         q, ranks, mm = _expand(act, pos[act], end, m[act])
         c = runs.run_class[runs.run_of(_next_keys(shard, ranks, mm))]
-        acc += np.bincount(q[c == BEGINS], minlength=len(acc))
-        u = c == UNSURE
-        if u.any():
-            good = _resolve_unsure(shard, words, ranks[u], mm[u])
-            acc += np.bincount(q[u][good], minlength=len(acc))
+        good = c == BEGINS
+        u = np.flatnonzero(c == UNSURE)
+        if len(u):
+            good[u] = _resolve_unsure(shard, words, ranks[u], mm[u])
+        acc += np.bincount(q[good], minlength=len(acc))
         pos[act] = end
         act = act[(pos[act] < hi[act]) & (acc[act] <= cap)]
-        rnd += 1
+    if len(act):
+        left = np.full(len(act), cap, dtype=np.int64) - acc[act]
+        acc[act] += _halving_counts(shard, runs, words, pos[act], hi[act], m[act], left)
     return np.minimum(acc, cap + 1)
 
 

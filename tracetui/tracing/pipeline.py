@@ -17,10 +17,19 @@ import numpy as np
 from index_tools.engine import Hit, Index, IndexSet
 
 from .merge import Highlight, merge_spans
-from .ranking import HIGH, K1, MEDIUM, NORMALISER, B, bm25_scores, level_of, relevance
+from .ranking import (
+    HIGH,
+    K1,
+    LEVEL_RANK,
+    MEDIUM,
+    NORMALISER,
+    B,
+    bm25_scores,
+    highest_level,
+    level_of,
+    relevance,
+)
 from .spans import find_spans, word_starts
-
-LEVEL_RANK = {"high": 2, "medium": 1, "low": 0}
 
 
 @dataclass(frozen=True)
@@ -267,12 +276,11 @@ class Tracer:
         scores = bm25_scores([" ".join(h.window for h in d.hits) for d in documents], query, p.bm25_k1, p.bm25_b)
         for d, s in zip(documents, scores, strict=True):
             d.score = float(s)
-            d.relevance = min(1.0, d.score / max(1e-9, p.normaliser * len(text)))
-            d.level = "high" if d.relevance >= p.high else "medium" if d.relevance >= p.medium else "low"
+            d.relevance = relevance(d.score, len(text), p.normaliser)
+            d.level = level_of(d.relevance, p.high, p.medium)
         by_id = {d.id: d for d in documents}
         for s in spans:
-            levels = [by_id[i].level for i in s.documents]
-            s.level = max(levels, key=LEVEL_RANK.__getitem__) if levels else "low"
+            s.level = highest_level([by_id[i].level for i in s.documents])
         documents.sort(key=lambda d: (-LEVEL_RANK[d.level], -d.score, d.id))
 
 

@@ -13,6 +13,8 @@ NORMALISER = 0.18  # x response characters
 HIGH = 0.7
 MEDIUM = 0.5
 LEVELS = ("high", "medium", "low")
+#: order of the levels (a span's level is the highest of its documents')
+LEVEL_RANK = {"high": 2, "medium": 1, "low": 0}
 
 
 def bm25_scores(docs: list[str], query: str, k1: float = K1, b: float = B) -> np.ndarray:
@@ -49,9 +51,15 @@ def bm25_scores(docs: list[str], query: str, k1: float = K1, b: float = B) -> np
     return ((tf * (k1 + 1) / denom) * idf[None, :] * qtf[None, :]).sum(axis=1)
 
 
-def relevance(score: float, response_chars: int) -> float:
-    return min(1.0, score / max(1e-9, NORMALISER * response_chars))
+def relevance(score: float, response_chars: int, normaliser: float = NORMALISER) -> float:
+    """BM25 score normalised by the response length, capped at 1 (section 4)."""
+    return min(1.0, score / max(1e-9, normaliser * response_chars))
 
 
-def level_of(rel: float) -> str:
-    return "high" if rel >= HIGH else "medium" if rel >= MEDIUM else "low"
+def level_of(rel: float, high: float = HIGH, medium: float = MEDIUM) -> str:
+    return "high" if rel >= high else "medium" if rel >= medium else "low"
+
+
+def highest_level(levels: list[str]) -> str:
+    """The highest of some levels ("low" if there are none)."""
+    return max(levels, key=LEVEL_RANK.__getitem__) if levels else "low"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..sanitize import inert
 from .pipeline import TraceResult
+from .ranking import LEVELS, highest_level
 
 # background colours by level: three strengths of one hue (blue), as in the reference.
 LEVEL_SGR = {"high": "48;5;33;38;5;231", "medium": "48;5;69;38;5;231", "low": "48;5;153;38;5;16"}
@@ -11,8 +12,7 @@ MARK = {"high": ("[[", "]]"), "medium": ("[", "]"), "low": ("{", "}")}
 
 
 def _span_level(result: TraceResult, hl_spans: list[int]) -> str:
-    order = {"high": 2, "medium": 1, "low": 0}
-    return max((result.spans[i].level for i in hl_spans), key=order.__getitem__)
+    return highest_level([result.spans[i].level for i in hl_spans])
 
 
 def render_trace_text(result: TraceResult, color: bool) -> str:
@@ -34,7 +34,7 @@ def render_trace_text(result: TraceResult, color: bool) -> str:
     out.append("".join(body).rstrip("\n") + "\n")
     t = result.timings_ms
     out.append(f"\n{len(result.spans)} spans · {len(result.documents)} documents · {t.get('total', 0):.0f} ms\n")
-    for level in ("high", "medium", "low"):
+    for level in LEVELS:
         docs = [d for d in result.documents if d.level == level]
         if not docs:
             continue

@@ -11,12 +11,12 @@ from textual.widgets import Static
 
 from ...sanitize import inert
 from ...tracing.pipeline import TraceResult
+from ...tracing.ranking import highest_level
 from .markdown_style import markdown_styles
 
 # three strengths of one hue per index (reference: 50% / 25% / 10% background)
 HUES = ["#2f81f7", "#d29922", "#3fb950", "#db61a2"]
 STRENGTH = {"high": 0.5, "medium": 0.25, "low": 0.1}
-LEVEL_ORDER = {"high": 2, "medium": 1, "low": 0}
 
 
 def _mix(hue: str, alpha: float, base: str = "#0d1117") -> str:
@@ -67,7 +67,7 @@ class MessageView(Static):
         if trace is not None and trace.text == self.text[: len(trace.text)]:
             for i, h in enumerate(trace.highlights):
                 spans = [trace.spans[k] for k in h.spans]
-                level = max((s.level for s in spans), key=LEVEL_ORDER.__getitem__)
+                level = highest_level([s.level for s in spans])
                 hue = self.index_hue.get(spans[0].index, HUES[0])
                 if i == self.selected:
                     style = f"bold #ffffff on {hue}"
