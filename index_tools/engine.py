@@ -9,9 +9,11 @@ of the little-endian bytes -- the order infini-gram sorts in.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import mmap
 from collections.abc import Callable
+from functools import cached_property
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -458,6 +460,12 @@ class Index:
             raise IndexFormatError(f"{d}: manifest lists no shards")
         return cls(d, manifest, tokenizer, shards)
 
+    @cached_property
+    def fingerprint(self) -> str:
+        """Identity of the index contents: a digest of its manifest (sizes and file digests), so
+        results saved against it are reused only while it is the same index."""
+        return hashlib.sha256(self.manifest.to_json().encode("utf-8")).hexdigest()[:16]
+
     # -- keys ---------------------------------------------------------------------------------
     def keys_of(self, ids: np.ndarray) -> np.ndarray:
         """Sort keys of token ids (byte-swapped to match memcmp order)."""
@@ -576,7 +584,8 @@ class Index:
     def _preceded_by_boundary(self, shard: Shard, ranks: np.ndarray) -> np.ndarray:
         pos = shard.sa_tokens(ranks)
         cols = pos[:, None] - 1 - np.arange(4)[None, :]
-        ids = np.asarray(shard.ids[np.maximum(cols, 0)], dtype=np.int64)
+        # clipped: a damaged table must give wrong answers (found by `verify`), never a crash
+        ids = np.asarray(shard.ids[np.clip(cols, 0, shard.n_tokens - 1)], dtype=np.int64)
         ids = np.where((cols < 0) | (ids == separator_id(self.width)), -1, ids)
         return self.tokenizer.word_boundaries().ends_before(ids)
 

@@ -240,10 +240,10 @@ def reference_whole_word_spans(docs: list[list[int]], doc_starts: list[list[bool
     return out
 
 
-def _build(tmp: Path, texts: list[str], tokenizer: str) -> Index:
+def _build(tmp: Path, texts: list[str], tokenizer: str, shards: int | None = None) -> Index:
     src = tmp / "c.jsonl"
     src.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts), encoding="utf-8")
-    build_index([src], tmp / "ix", BuildOptions(tokenizer=tokenizer, progress=False, force=True))
+    build_index([src], tmp / "ix", BuildOptions(tokenizer=tokenizer, progress=False, force=True, shards=shards))
     return Index.open(tmp / "ix")
 
 
@@ -408,3 +408,27 @@ def test_default_stdlib_index_short_words_never_inside_longer_words(tmp_path: Pa
     short = Tracer([index]).trace(" is")
     assert short.documents
     assert not any(inside_word(h.window, *h.window_match) for d in short.documents for h in d.hits)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    docs=st.lists(st.text(alphabet="ab c.é", min_size=100, max_size=400), min_size=2, max_size=5),
+    queries=st.lists(st.text(alphabet="ab c.é", min_size=1, max_size=4), min_size=1, max_size=12),
+    cap=st.sampled_from([0, 1, 3, 20, 100, 5000]),
+    shards=st.sampled_from([1, 2]),
+)
+def test_exact_and_capped_whole_word_counts(tmp_path_factory, docs, queries, cap, shards) -> None:
+    """Large ranges (hundreds of occurrences) go through every path: one-run ranges, halving, rank
+    scans, unsure lead bytes ("é"), two shards; capped counts are exact up to the cap."""
+    index = _build(tmp_path_factory.mktemp("cap"), docs, "bytes", shards)
+    assert len(index.shards) == shards
+    data = [d.encode("utf-8") for d in docs]
+    doc_tokens = [list(b) for b in data]
+    doc_starts = [[begins_at(b, i) for i in range(len(b))] for b in data]
+    seqs = [index.encode(q) for q in queries]
+    want = [brute_whole_word_count(doc_tokens, doc_starts, s.tolist()) for s in seqs]
+    assert index.count_many(seqs, whole_words=True).tolist() == want
+    assert index.count_many(seqs, whole_words=True, cap=cap).tolist() == [min(w, cap + 1) for w in want]
+    for s, w in zip(seqs, want, strict=True):
+        runs = index.find_words(s)
+        assert sum(b - a for shard in runs for a, b in shard) == w

@@ -110,6 +110,9 @@ class TraceResult:
     highlights: list[Highlight]
     timings_ms: dict[str, float]
     params: TraceParams
+    #: index name -> fingerprint of the indexes traced against (a saved trace is reused only
+    #: while they are unchanged)
+    indexes: dict[str, str] = field(default_factory=dict)
 
     def documents_for_span(self, span: int) -> list[Document]:
         return [d for d in self.documents if span in d.spans]
@@ -137,7 +140,26 @@ class TraceResult:
             "highlights": [asdict(h) for h in self.highlights],
             "timings_ms": self.timings_ms,
             "params": asdict(self.params),
+            "indexes": self.indexes,
         }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TraceResult:
+        """The inverse of `to_json` (a saved conversation's trace); KeyError/TypeError/ValueError
+        on a record that is not one."""
+        params = TraceParams(**{k: tuple(v) if k == "delimiters" else v for k, v in data["params"].items()
+                                if k in TraceParams.__dataclass_fields__})
+        spans = [Span(**{k: s[k] for k in Span.__dataclass_fields__}) for s in data["spans"]]
+        docs = []
+        for d in data["documents"]:
+            doc = Document(d["id"], d["index"], int(d["shard"]), int(d["doc"]), d["metadata"],
+                           score=float(d["score"]), relevance=float(d["relevance"]), level=d["level"])
+            doc.hits = [DocHit(int(h["span"]), h["snippet"], tuple(h["snippet_match"]), h["window"],
+                               tuple(h["window_match"])) for h in d["hits"]]
+            docs.append(doc)
+        highlights = [Highlight(int(h["start"]), int(h["end"]), list(h["spans"])) for h in data["highlights"]]
+        return cls(data["text"], data["prompt"], spans, docs, highlights, dict(data["timings_ms"]), params,
+                   dict(data.get("indexes", {})))
 
 
 def _spans_in(window: str, spans: list[Span]) -> list[dict[str, int]]:
@@ -237,7 +259,8 @@ class Tracer:
         timings["rank"] = (time.perf_counter() - c) * 1000
         timings["total"] = (time.perf_counter() - t0) * 1000
         timings = {k: round(v, 3) for k, v in timings.items()}
-        return TraceResult(text, prompt, spans, documents, highlights, timings, p)
+        return TraceResult(text, prompt, spans, documents, highlights, timings, p,
+                           {ix.name: ix.fingerprint for ix in self.indexes})
 
     def _fetch(self, index: Index, span_ids: np.ndarray) -> _Fetched:
         """Sample up to docs_per_span occurrences (fixed seed) and cut their windows."""

@@ -1,0 +1,32 @@
+"""Export a conversation, with every span, its counts and documents, to Markdown and JSON."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from .conversation import Conversation
+
+LABEL = {"user": "You", "assistant": "Model", "text": "Traced text"}
+
+
+def export_conversation(conversation: Conversation, directory: Path) -> Path:
+    """Write tracetui-<time>.json and .md into `directory`; returns the common base path."""
+    data = conversation.to_json()
+    directory.mkdir(parents=True, exist_ok=True)
+    base = directory / f"tracetui-{time.strftime('%Y%m%d-%H%M%S')}"
+    n = 1
+    while base.with_suffix(".json").exists():  # two exports in one second keep both
+        n += 1
+        base = directory / f"tracetui-{time.strftime('%Y%m%d-%H%M%S')}-{n}"
+    base.with_suffix(".json").write_text(json.dumps(data, ensure_ascii=True, indent=2), encoding="utf-8")
+    md = [f"# tracetui conversation ({data['mode']} mode)\n"]
+    for t in data["turns"]:
+        md.append(f"## {LABEL.get(t['role'], t['role'])}\n\n{t['text']}\n")
+        if t["trace"]:
+            for s in t["trace"]["spans"]:
+                md.append(f"- `{s['text']}` — {s['level']}, occurs {s['count']}×, in {', '.join(s['documents'])}")
+            md.append("")
+    base.with_suffix(".md").write_text("\n".join(md), encoding="utf-8")
+    return base
