@@ -13,8 +13,8 @@ import hashlib
 import json
 import mmap
 from collections.abc import Callable
-from functools import cached_property
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 

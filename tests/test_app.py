@@ -17,11 +17,17 @@ REPLY = ("Sure. The quick brown fox jumps over the lazy dog. A stitch in time sa
          "To be, or not to be, that is the question.")
 
 
-async def wait_idle(app: TraceApp, pilot) -> None:  # type: ignore[no-untyped-def]
-    for _ in range(200):
-        await app.workers.wait_for_complete()
-        await pilot.pause()
-        if not app.generating and not any(w.is_running for w in app.workers):
+async def wait_idle(app: TraceApp, pilot, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+    """Until no reply streams, no trace is queued or running and the UI has handled every
+    result (the long-lived trace worker itself never completes)."""
+    import time
+
+    end = time.monotonic() + timeout
+    quiet = 0
+    while time.monotonic() < end:
+        await pilot.pause(0.02)
+        quiet = quiet + 1 if not app.busy else 0
+        if quiet >= 3:
             return
     raise AssertionError("app did not become idle")
 

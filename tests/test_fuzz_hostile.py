@@ -40,6 +40,7 @@ from index_tools.engine import IndexSet
 from tracetui.app.widgets.documents import DocumentPanel
 from tracetui.app.widgets.message import HUES, MessageView
 from tracetui.cli import main
+from tracetui.conversation import Message
 from tracetui.sanitize import inert, is_inert
 from tracetui.tracing.merge import merge_spans
 from tracetui.tracing.pipeline import DocHit, Document, Span, TraceParams, Tracer, TraceResult
@@ -183,11 +184,11 @@ async def test_status_line_shows_span_text_literally(tmp_path: Path) -> None:
 def _check_widgets(result: TraceResult) -> None:
     text = result.text
     hue = {name: HUES[i % len(HUES)] for i, name in enumerate(sorted({s.index for s in result.spans}))}
-    for role in ("user", "assistant"):
-        view = MessageView(role, text)
-        if role == "assistant":
-            view.set_trace(result, hue)
-        for selected in [None] + ([0, len(result.highlights) - 1] if role == "assistant" and result.highlights else []):
+    for role in ("user", "assistant", "text"):
+        msg = Message(role, text, trace=result if role != "user" else None,
+                      prompt_chars=len(text) // 3 if role == "assistant" else 0)
+        view = MessageView(msg, index_hue=hue)
+        for selected in [None] + ([0, len(result.highlights) - 1] if role != "user" and result.highlights else []):
             view.selected = selected
             plain = view.build_content().plain
             assert not _leaks(plain), _leaks(plain)

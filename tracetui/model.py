@@ -48,8 +48,14 @@ def plain_prompt(turns: list[Turn], system: str) -> str:
 
 class Backend:
     name = "backend"
+    #: a chat template makes "chat" the natural mode; base models start in "continue" mode
+    has_template = True
 
     def stream(self, turns: list[Turn], settings: ModelSettings, stop_event: threading.Event) -> Iterator[str]:
+        raise NotImplementedError
+
+    def continue_text(self, opening: str, settings: ModelSettings, stop_event: threading.Event) -> Iterator[str]:
+        """Pieces of the model's continuation of `opening` (plain completion, no template)."""
         raise NotImplementedError
 
 
@@ -78,6 +84,7 @@ class LlamaBackend(Backend):
     def stream(self, turns: list[Turn], settings: ModelSettings, stop_event: threading.Event) -> Iterator[str]:
         common = dict(max_tokens=settings.max_tokens, temperature=settings.temperature, top_p=settings.top_p,
                       seed=settings.seed, stream=True)
+        self.llm.reset()  # the same prompt gives the same reply whatever was generated before
         try:
             if self.has_template:
                 msgs = ([{"role": "system", "content": settings.system_prompt}] if settings.system_prompt else [])
@@ -96,22 +103,42 @@ class LlamaBackend(Backend):
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"generation failed: {exc}") from None
 
+    def continue_text(self, opening: str, settings: ModelSettings, stop_event: threading.Event) -> Iterator[str]:
+        self.llm.reset()
+        try:
+            gen = self.llm.create_completion(opening, max_tokens=settings.max_tokens, temperature=settings.temperature,
+                                             top_p=settings.top_p, seed=settings.seed, stream=True)
+            for chunk in gen:
+                if stop_event.is_set():
+                    break
+                piece = chunk["choices"][0]["text"]
+                if piece:
+                    yield piece
+            gen.close()
+        except (ValueError, RuntimeError) as exc:
+            raise ModelError(f"generation failed: {exc}") from None
+
 
 class ScriptedBackend(Backend):
     """Replies with fixed text, piece by piece: a stand-in for llama.cpp in fast UI tests."""
 
     name = "scripted"
 
-    def __init__(self, replies: list[str], delay: float = 0.0, piece: int = 4, fail_after: int | None = None) -> None:
+    def __init__(self, replies: list[str], delay: float = 0.0, piece: int = 4, fail_after: int | None = None,
+                 has_template: bool = True) -> None:
+        self.has_template = has_template
         self.replies = replies
         self.delay = delay
         self.piece = piece
         self.fail_after = fail_after
         self.calls = 0
+        self.seen: list[list[Turn] | str] = []  # what each call was given (turns, or an opening)
 
     def stream(self, turns: list[Turn], settings: ModelSettings, stop_event: threading.Event) -> Iterator[str]:
         text = self.replies[self.calls % len(self.replies)]
         self.calls += 1
+        if len(self.seen) < self.calls:
+            self.seen.append(list(turns))
         for i in range(0, len(text), self.piece):
             if stop_event.is_set():
                 return
@@ -120,3 +147,7 @@ class ScriptedBackend(Backend):
             if self.delay:
                 time.sleep(self.delay)
             yield text[i : i + self.piece]
+
+    def continue_text(self, opening: str, settings: ModelSettings, stop_event: threading.Event) -> Iterator[str]:
+        self.seen.append(opening)
+        yield from self.stream([Turn("user", opening)], settings, stop_event)

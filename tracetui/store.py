@@ -1,8 +1,8 @@
 """Conversations persisted in SQLite (user data directory): list, reopen, delete.
 
-Each message is stored with the trace JSON it had when saved (for export and audit); on
-reopen the app traces the replies again against the indexes open now, which is fast and shows
-what the current corpus says.
+Each message is stored with its trace as JSON, which records the fingerprints of the indexes it
+was computed on. On reopen a saved trace is reused when the same indexes (same fingerprints)
+are open, and recomputed otherwise (`restore_traces`).
 """
 
 from __future__ import annotations
@@ -13,6 +13,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from index_tools.engine import IndexSet
+
+from .conversation import Conversation
+from .tracing.pipeline import TraceResult
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS conversations (
@@ -30,6 +35,8 @@ CREATE TABLE IF NOT EXISTS messages (
     PRIMARY KEY (conversation, position)
 );
 """
+#: columns added after the first release (added to older databases on open)
+EXTRA_COLUMNS = {"mode": "TEXT NOT NULL DEFAULT 'chat'", "prompt_chars": "INTEGER NOT NULL DEFAULT 0"}
 
 
 @dataclass
@@ -46,6 +53,11 @@ class ConversationStore:
         self.db = sqlite3.connect(str(path), check_same_thread=False)
         self.db.execute("PRAGMA foreign_keys = ON")
         self.db.executescript(SCHEMA)
+        have = {row[1] for row in self.db.execute("PRAGMA table_info(messages)")}
+        with self.db:
+            for name, decl in EXTRA_COLUMNS.items():
+                if name not in have:
+                    self.db.execute(f"ALTER TABLE messages ADD COLUMN {name} {decl}")
 
     def create(self, title: str) -> int:
         now = time.time()
@@ -54,14 +66,19 @@ class ConversationStore:
                                   (title[:200], now, now))
         return int(cur.lastrowid or 0)
 
-    def save_messages(self, conversation: int, messages: list[tuple[str, str, dict[str, Any] | None]]) -> None:
+    def save(self, conversation: Conversation) -> None:
+        """Write every message of a conversation that has a row (`stored_id`)."""
+        cid = conversation.stored_id
+        if cid is None:
+            return
+        rows = [(cid, i, m.role, m.text, json.dumps(m.trace.to_json()) if m.trace else None, m.mode, m.prompt_chars)
+                for i, m in enumerate(conversation.messages) if m.done]
         with self.db:
-            self.db.execute("DELETE FROM messages WHERE conversation = ?", (conversation,))
+            self.db.execute("DELETE FROM messages WHERE conversation = ?", (cid,))
             self.db.executemany(
-                "INSERT INTO messages (conversation, position, role, text, trace) VALUES (?, ?, ?, ?, ?)",
-                [(conversation, i, r, t, json.dumps(tr) if tr else None) for i, (r, t, tr) in enumerate(messages)],
-            )
-            self.db.execute("UPDATE conversations SET updated = ? WHERE id = ?", (time.time(), conversation))
+                "INSERT INTO messages (conversation, position, role, text, trace, mode, prompt_chars) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            self.db.execute("UPDATE conversations SET updated = ? WHERE id = ?", (time.time(), cid))
 
     def list(self) -> list[ConversationInfo]:
         rows = self.db.execute(
@@ -70,12 +87,42 @@ class ConversationStore:
         ).fetchall()
         return [ConversationInfo(int(a), str(b), float(c), int(d)) for a, b, c, d in rows]
 
-    def load(self, conversation: int) -> list[tuple[str, str, dict[str, Any] | None]]:
+    def load(self, conversation: int) -> Conversation:
+        """The saved conversation; stored traces are kept as JSON in `Message.extra["trace"]`
+        until `restore_traces` decides whether they still hold."""
         rows = self.db.execute(
-            "SELECT role, text, trace FROM messages WHERE conversation = ? ORDER BY position", (conversation,)
-        ).fetchall()
-        return [(r, t, json.loads(tr) if tr else None) for r, t, tr in rows]
+            "SELECT role, text, trace, mode, prompt_chars FROM messages WHERE conversation = ? ORDER BY position",
+            (conversation,)).fetchall()
+        modes = [m for _, _, _, m, _ in rows]
+        conv = Conversation(mode=modes[-1] if modes else "chat", stored_id=conversation)
+        for role, text, trace, mode, prompt_chars in rows:
+            msg = conv.add_loaded(role, text, mode=mode, prompt_chars=int(prompt_chars))
+            if trace:
+                try:
+                    msg.extra["trace"] = json.loads(trace)
+                except json.JSONDecodeError:
+                    pass  # a damaged row: traced again
+        return conv
 
     def delete(self, conversation: int) -> None:
         with self.db:
             self.db.execute("DELETE FROM conversations WHERE id = ?", (conversation,))
+
+
+def restore_traces(conversation: Conversation, indexes: IndexSet | None) -> int:
+    """Attach each saved trace whose indexes (names and fingerprints) are the ones open now;
+    the others stay None, to be traced again. Returns how many were reused."""
+    if indexes is None:
+        return 0
+    current = {ix.name: ix.fingerprint for ix in indexes}
+    reused = 0
+    for msg in conversation.messages:
+        data: Any = msg.extra.pop("trace", None)
+        if not data or data.get("indexes") != current or data.get("text") != msg.text:
+            continue
+        try:
+            msg.trace = TraceResult.from_json(data)
+            reused += 1
+        except (KeyError, TypeError, ValueError):
+            msg.trace = None
+    return reused

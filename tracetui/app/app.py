@@ -1,40 +1,50 @@
-"""The main app: chat pane, live trace of the reply, document panel, keyboard navigation."""
+"""The app: owns the conversation, the workers, the bindings and the screens.
+
+Threads and state, by design:
+- the UI thread alone reads and writes the `Conversation` and the widgets;
+- one generation worker per reply streams from the model and posts `ReplyChunk` / `ReplyDone`;
+  a lock keeps llama.cpp to one generation at a time (a reply stopped by Ctrl+N finishes its
+  current token while the next one waits);
+- one long-lived trace worker owns the `Tracer` (and its caches), takes `TraceRequest`s from a
+  queue and posts `TraceReady` / `TraceFailed`;
+- every worker message names its conversation and generation: the UI drops what is stale.
+"""
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from textual import on, work
-from textual.app import App, ComposeResult, SystemCommand
+from textual.app import App, SystemCommand
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.content import Content
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Input, OptionList, Static
+from textual.widgets import Input, OptionList
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from index_tools.engine import IndexSet
 
-from ..model import Backend, ModelError, ModelSettings, Turn
-from ..sanitize import inert
-from ..store import ConversationStore
-from ..tracing.pipeline import TraceParams, Tracer, TraceResult
+from ..conversation import MODES, Conversation, Message
+from ..export import export_conversation
+from ..model import Backend, ModelError, ModelSettings
+from ..store import ConversationStore, restore_traces
+from ..tracing.pipeline import TraceParams, Tracer
+from .events import ReplyChunk, ReplyDone, TraceFailed, TraceReady
 from .screens.conversations import ConversationsScreen
 from .screens.document import DocumentScreen
 from .screens.help import HelpScreen
 from .screens.indexing import IndexingScreen
+from .screens.main import MainScreen
 from .screens.trace_text import TraceTextScreen
+from .trace_queue import TraceQueue, TraceRequest
 from .widgets.documents import DocumentPanel
 from .widgets.message import HUES, MessageView
 
 TRACE_INTERVAL = 0.3  # seconds between live traces while a reply streams (CPU shared with llama.cpp)
-PUMP_INTERVAL = 1 / 20  # how often streamed text reaches the screen
+CHUNK_INTERVAL = 1 / 20  # the generation thread posts the text so far at most this often
 
 
 def _lower_thread_priority() -> None:
@@ -57,6 +67,8 @@ class TraceApp(App[None]):
         Binding("escape", "escape", "Stop / clear", id="escape"),
         Binding("f1,question_mark", "help", "Help", id="help"),
         Binding("ctrl+o", "focus_docs", "Documents", id="docs.focus"),
+        Binding("f3", "toggle_mode", "Chat/continue", id="mode.toggle"),
+        Binding("f4", "demo_opening", "Demo opening", id="demo.opening"),
         Binding("ctrl+t", "trace_text", "Trace text", id="trace.text"),
         Binding("ctrl+e", "export", "Export", id="export"),
         Binding("ctrl+y", "copy_span", "Copy span", id="copy.span"),
@@ -70,12 +82,13 @@ class TraceApp(App[None]):
                  settings: ModelSettings | None = None, backend_error: str | None = None,
                  intro: str = "", export_dir: Path | None = None, store: ConversationStore | None = None,
                  theme: str | None = None, index_loader: Callable[[], IndexSet] | None = None,
-                 trace_params: TraceParams | None = None) -> None:
+                 trace_params: TraceParams | None = None, mode: str | None = None,
+                 openings: list[str] | None = None) -> None:
         super().__init__()
+        self.main = MainScreen(intro)
         self.trace_params = trace_params or TraceParams()
         self.index_loader = index_loader
         self.store = store
-        self.conversation: int | None = None
         if theme:
             self.theme = theme
         self.indexes = indexes
@@ -83,35 +96,42 @@ class TraceApp(App[None]):
         self.backend_error = backend_error
         self.settings = settings or ModelSettings()
         self.intro = intro
+        self.openings = openings or []
+        self._next_opening = 0
         self.export_dir = export_dir or Path.cwd()
-        self.turns: list[Turn] = []
-        self.messages: list[MessageView] = []
         self.index_hue = {ix.name: HUES[i % len(HUES)] for i, ix in enumerate(indexes or [])}
-        self.stop_event = threading.Event()
-        self.generating = False
-        self._trace_lock = threading.Lock()
-        self._tracer = Tracer(indexes, self.trace_params) if indexes else None
+        if mode is None:
+            mode = "chat" if backend is None or backend.has_template else "continue"
+        self.conversation = Conversation(mode)
         self.last_status = ""
-        self._focused: MessageView | None = None
-        self._stream: tuple[MessageView, str] | None = None  # written by the generation thread
-        self._trace_busy = False
-        self._missing: set[str] = set()
-        self._last_live_trace = 0.0
+        self._stop = threading.Event()  # the streaming reply's stop signal (replaced per reply)
+        self._model_lock = threading.Lock()
+        self._traces = TraceQueue()
+        self._live_pending = False
+        self._last_live = 0.0
 
-    # -- layout ---------------------------------------------------------------------------------
-    def compose(self) -> ComposeResult:
-        yield Header()
-        with Horizontal(id="main"):
-            with Vertical(id="chat-col"):
-                yield VerticalScroll(Static(self.intro, id="intro"), id="chat")
-                yield Input(placeholder="Ask the model… (Enter to send, F1 for help)", id="prompt")
-            yield DocumentPanel(id="docs")
-        yield Static("ready", id="status")
-        yield Footer()
+    # -- read-only views for tests and tools ----------------------------------------------------
+    @property
+    def messages(self) -> list[MessageView]:
+        return self.main.views
+
+    @property
+    def generating(self) -> bool:
+        return self.conversation.streaming is not None
+
+    @property
+    def busy(self) -> bool:
+        """A reply streams, a trace is queued or running, or a one-off worker runs."""
+        return (self.generating or self._traces.busy
+                or any(w.is_running for w in self.workers if w.group != "trace"))
+
+    # -- start and stop -------------------------------------------------------------------------
+    def get_default_screen(self) -> Screen:
+        return self.main
 
     def on_mount(self) -> None:
-        self.query_one("#prompt", Input).focus()
-        self.set_interval(PUMP_INTERVAL, self._pump)
+        self._show_mode()
+        self.trace_loop()
         if self.index_loader is not None:
             self.push_screen(IndexingScreen())
             self.load_indexes()
@@ -119,9 +139,28 @@ class TraceApp(App[None]):
             self.notify(self.backend_error, title="Model not loaded", severity="error", timeout=10, markup=False)
             self.set_status(f"model: {self.backend_error} — tracing pasted text (Ctrl+T) still works")
 
+    def on_unmount(self) -> None:
+        self._stop_workers()
+
+    def _stop_workers(self) -> None:
+        self._stop.set()
+        self._traces.close()
+
+    async def action_quit(self) -> None:
+        self._stop_workers()
+        self.exit()
+
     def set_status(self, text: str) -> None:
         self.last_status = text
-        self.query_one("#status", Static).update(Content(inert(text)))
+        if self.main.is_mounted:
+            self.main.set_status(text)
+
+    def _show_mode(self) -> None:
+        self.sub_title = f"mode: {self.conversation.mode}"
+        if self.main.is_mounted:
+            placeholder = ("Type the opening of a text; the model continues it (F3: chat mode)"
+                           if self.conversation.mode == "continue" else "Ask the model… (Enter to send, F1 for help)")
+            self.main.query_one("#prompt", Input).placeholder = placeholder
 
     @work(thread=True, exclusive=True, group="indexes")
     def load_indexes(self) -> None:
@@ -138,7 +177,6 @@ class TraceApp(App[None]):
     def _indexes_ready(self, indexes: IndexSet, seconds: float) -> None:
         self.indexes = indexes
         self.index_hue = {ix.name: HUES[i % len(HUES)] for i, ix in enumerate(indexes)}
-        self._tracer = Tracer(indexes, self.trace_params)
         if isinstance(self.screen, IndexingScreen):
             self.pop_screen()
         tokens = sum(ix.manifest.tokens for ix in indexes)
@@ -150,11 +188,11 @@ class TraceApp(App[None]):
         self.notify(f"default index unavailable: {message}", severity="error", markup=False)
         self.set_status("no index: replies are not traced")
 
-    # -- chat -------------------------------------------------------------------------------------
+    # -- sending ----------------------------------------------------------------------------------
     @on(Input.Submitted, "#prompt")
     def send(self, event: Input.Submitted) -> None:
-        text = event.value.strip()
-        if not text:
+        text = event.value if self.conversation.mode == "continue" else event.value.strip()
+        if not text.strip():
             return
         if self.generating:
             self.notify("a reply is still streaming (Esc stops it)", severity="warning")
@@ -163,152 +201,167 @@ class TraceApp(App[None]):
             self.notify(self.backend_error or "no model loaded", severity="error", markup=False)
             return
         event.input.value = ""
-        if self.store is not None and self.conversation is None:
-            self.conversation = self.store.create(text)
-        self.turns.append(Turn("user", text))
-        self._add_message("user", text)
-        reply = self._add_message("assistant", "")
-        self._focused = None
-        self.generating = True
-        self.stop_event.clear()
+        conv = self.conversation
+        if self.store is not None and conv.stored_id is None:
+            conv.stored_id = self._store_call(self.store.create, text.strip())
+        if conv.mode == "chat":
+            self.main.add(conv.add_user(text), self.index_hue)
+            turns = conv.model_turns()
+            reply = conv.start_reply()
+        else:
+            turns = []
+            reply = conv.start_reply(opening=text)
+        self.main.add(reply, self.index_hue)
+        self.main.focused_view = None
+        self._stop = threading.Event()
+        self._live_pending = False
         self.set_status("generating…")
-        self.generate(reply, list(self.turns))
+        self.generate(conv.key, reply.gen, conv.mode, turns, text, self._stop)
 
-    def _add_message(self, role: str, text: str) -> MessageView:
-        view = MessageView(role, text, number=len(self.messages), classes="message")
-        self.messages.append(view)
-        chat = self.query_one("#chat", VerticalScroll)
-        chat.mount(view)
-        chat.scroll_end(animate=False)
-        return view
-
-    @work(thread=True, exclusive=True, group="generate")
-    def generate(self, view: MessageView, turns: list[Turn]) -> None:
-        """Owns the model for one reply. It never waits for the UI: it only publishes the text
-        so far, which the UI's pump picks up at its own pace (generation speed does not depend
-        on how long rendering or tracing takes)."""
-        assert self.backend is not None
-        text = ""
+    @work(thread=True, group="generate")
+    def generate(self, conversation: int, gen: int, mode: str, turns: list, opening: str,
+                 stop: threading.Event) -> None:
+        """Streams one reply. Never waits for the UI: it posts the text so far at most 20 times
+        a second and goes on (generation speed does not depend on rendering or tracing)."""
+        backend = self.backend
+        assert backend is not None
+        text, n, error = "", 0, None
         start = time.perf_counter()
-        n = 0
-        error = None
-        self._stream = (view, "")
-        try:
-            for piece in self.backend.stream(turns, self.settings, self.stop_event):
-                text += piece
-                n += 1
-                self._stream = (view, text)  # one reference assignment: atomic
-        except ModelError as exc:
-            error = str(exc)
-        except Exception as exc:  # a dying model must never take the app down
-            error = f"model failed: {exc}"
-        elapsed = time.perf_counter() - start
-        self.call_from_thread(self._reply_done, view, text, n, elapsed, error)
+        with self._model_lock:  # llama.cpp: one generation at a time
+            if stop.is_set():
+                self.post_message(ReplyDone(conversation, gen, "", 0, 0.0, None, True))
+                return
+            last = 0.0
+            try:
+                pieces = (backend.continue_text(opening, self.settings, stop) if mode == "continue"
+                          else backend.stream(turns, self.settings, stop))
+                for piece in pieces:
+                    text += piece
+                    n += 1
+                    now = time.perf_counter()
+                    if now - last >= CHUNK_INTERVAL:
+                        last = now
+                        self.post_message(ReplyChunk(conversation, gen, text))
+            except ModelError as exc:
+                error = str(exc)
+            except Exception as exc:  # a dying model must never take the app down
+                error = f"model failed: {exc}"
+        self.post_message(ReplyDone(conversation, gen, text, n, time.perf_counter() - start, error, stop.is_set()))
 
-    def _pump(self) -> None:
-        """Runs on the event loop a few times a second while a reply streams: shows new text and
-        starts a live trace when the previous one has finished."""
-        stream = self._stream
-        if stream is None:
+    def _current(self, conversation: int, gen: int) -> Message | None:
+        """The message a worker result is about, if it still belongs to the open conversation."""
+        if conversation != self.conversation.key:
+            return None
+        return self.conversation.by_gen(gen)
+
+    @on(ReplyChunk)
+    def reply_chunk(self, event: ReplyChunk) -> None:
+        msg = self._current(event.conversation, event.gen)
+        if msg is None or msg.done:
             return
-        view, text = stream
-        if text != view.text:
-            view.set_text(text)
-            self.query_one("#chat", VerticalScroll).scroll_end(animate=False)
+        msg.text = msg.text[: msg.prompt_chars] + event.text
+        view = self.main.view_of(msg)
+        if view is not None:
+            self.main.text_changed(view)
         now = time.perf_counter()
-        if (text.strip() and now - self._last_live_trace > TRACE_INTERVAL and not self._trace_busy
-                and (view.trace is None or view.trace.text != text)):
-            self._last_live_trace = now
-            self.start_trace(view, text, live=True)
+        if not self._live_pending and now - self._last_live > TRACE_INTERVAL and msg.text.strip():
+            self._last_live = now
+            self._request_trace(msg, live=True)
 
-    def _reply_done(self, view: MessageView, text: str, n: int, elapsed: float, error: str | None) -> None:
-        self._stream = None
-        view.set_text(text)
-        self.generating = False
-        self.turns.append(Turn("assistant", text))
-        if error:
-            self.notify(error, title="Model error", severity="error", markup=False)
-        stopped = " (stopped)" if self.stop_event.is_set() else ""
-        self.set_status(f"reply: {n} pieces in {elapsed:.1f}s{stopped} · tracing…")
-        self.start_trace(view, text, live=False)
+    @on(ReplyDone)
+    def reply_done(self, event: ReplyDone) -> None:
+        msg = self._current(event.conversation, event.gen)
+        if msg is None:
+            return
+        msg.text = msg.text[: msg.prompt_chars] + event.text
+        msg.done = True
+        view = self.main.view_of(msg)
+        if view is not None:
+            self.main.text_changed(view)
+        if event.error:
+            self.notify(event.error, title="Model error", severity="error", markup=False)
+        stopped = " (stopped)" if event.stopped else ""
+        self.set_status(f"reply: {event.pieces} pieces in {event.seconds:.1f}s{stopped} · tracing…")
+        self._request_trace(msg, live=False)
 
     # -- tracing ----------------------------------------------------------------------------------
-    def start_trace(self, view: MessageView, text: str, live: bool) -> None:
-        if self._tracer is None or not text.strip():
+    def _request_trace(self, msg: Message, live: bool) -> None:
+        if self.indexes is None or not msg.text.strip():
             if not live:
                 self.set_status("no index open: nothing traced")
+                self._save()
             return
-        prompt = next((t.text for t in reversed(self.turns) if t.role == "user"), "")
-        self.trace_worker(view, text, prompt, live)
+        prompt = "" if msg.prompt_chars else self.conversation.prompt_for(msg)
+        if live:
+            self._live_pending = True
+        self._traces.put(TraceRequest(self.conversation.key, msg.gen, msg.text, prompt, live, self.indexes))
 
-    @work(thread=True, exclusive=True, group="trace")
-    def trace_worker(self, view: MessageView, text: str, prompt: str, live: bool) -> None:
+    @work(thread=True, group="trace", name="tracer")
+    def trace_loop(self) -> None:
+        """The one trace worker: owns the tracer, serves requests until the app exits."""
         _lower_thread_priority()
-        self._trace_busy = True
-        try:
-            self._trace_body(view, text, prompt, live)
-        finally:
-            self._trace_busy = False
-
-    def _check_indexes(self) -> None:
-        """An index directory removed or moved while we run: its memory maps stay readable
-        (Linux keeps unlinked files alive while mapped), so tracing goes on; say so once."""
-        for ix in self.indexes or []:
-            if ix.name not in self._missing and not (ix.directory / "tracetui-index.json").exists():
-                self._missing.add(ix.name)
-                self.call_from_thread(
-                    self.notify, f"index {ix.name} disappeared from {ix.directory}; tracing continues on the "
-                    "copy still open, reopen the app after restoring it", severity="warning", markup=False)
-
-    def _trace_body(self, view: MessageView, text: str, prompt: str, live: bool) -> None:
-        self._check_indexes()
-        with self._trace_lock:
-            if get_current_worker().is_cancelled and live:
-                return  # a newer trace superseded this one while it waited
-            if view.trace is not None and view.trace.text == text and view.trace.prompt == prompt:
-                result = view.trace  # already current (the last live trace saw the final text)
+        worker = get_current_worker()
+        tracer: Tracer | None = None
+        traced_for: tuple[int, int] | None = None
+        missing: set[str] = set()
+        while not worker.is_cancelled and not self._traces.closed:
+            req = self._traces.get(timeout=0.2)
+            if req is None:
+                continue
+            key = (id(req.indexes), req.conversation)
+            if tracer is None or traced_for != key:
+                tracer = Tracer(req.indexes, self.trace_params)  # new indexes or a new chat: fresh caches
+                traced_for = key
+            for ix in req.indexes:
+                if ix.name not in missing and not (ix.directory / "tracetui-index.json").exists():
+                    missing.add(ix.name)
+                    self.notify(f"index {ix.name} disappeared from {ix.directory}; tracing continues on the "
+                                "copy still open, reopen the app after restoring it", severity="warning",
+                                markup=False)
+            try:
+                result = tracer.trace(req.text, prompt=req.prompt)
+            except Exception as exc:  # an index that vanished or broke: say so, keep running
+                self.post_message(TraceFailed(req.conversation, req.gen, str(exc), req.live))
             else:
-                if len(text) < len(view.trace.text if view.trace else ""):
-                    self._tracer.reset()  # type: ignore[union-attr]
-                try:
-                    result = self._tracer.trace(text, prompt=prompt)  # type: ignore[union-attr]
-                except Exception as exc:  # an index that vanished or broke: say so, keep running
-                    self.call_from_thread(self._trace_failed, str(exc))
-                    return
-        self.call_from_thread(self._trace_done, view, result, live)
+                self.post_message(TraceReady(req.conversation, req.gen, result, req.live))
+            finally:
+                self._traces.done()
 
-    def _trace_failed(self, message: str) -> None:
-        self.notify(f"tracing failed: {message}", severity="error", markup=False)
-        self.set_status(f"tracing failed: {message}")
+    @on(TraceFailed)
+    def trace_failed(self, event: TraceFailed) -> None:
+        if event.live:
+            self._live_pending = False
+        if self._current(event.conversation, event.gen) is None:
+            return
+        self.notify(f"tracing failed: {event.error}", severity="error", markup=False)
+        self.set_status(f"tracing failed: {event.error}")
 
-    def _trace_done(self, view: MessageView, result: TraceResult, live: bool) -> None:
-        same_spans = view.trace is not None and [(x.start, x.end, x.level) for x in view.trace.spans] == [
+    @on(TraceReady)
+    def trace_ready(self, event: TraceReady) -> None:
+        if event.live:
+            self._live_pending = False
+        msg = self._current(event.conversation, event.gen)
+        if msg is None or (event.live and msg.done):
+            return  # stale, or a live result overtaken by the final trace
+        result = event.result
+        if not msg.text.startswith(result.text):
+            return  # the text changed under it (cannot happen while streaming only appends)
+        old = msg.trace
+        msg.trace = result
+        view = self.main.view_of(msg)
+        same = old is not None and [(x.start, x.end, x.level) for x in old.spans] == [
             (x.start, x.end, x.level) for x in result.spans]
-        view.trace = result if same_spans else view.trace
-        if not same_spans:
-            view.set_trace(result, self.index_hue)
-        panel = self.query_one(DocumentPanel)
-        doc_ids = [d.id for d in result.documents]
-        if view is self.messages[-1] and view.selected is None and (
-                not live or doc_ids != [d.id for d in panel.documents]):
-            panel.show(result)
+        if view is not None and not (same and event.live):
+            self.main.trace_changed(view, result, event.live)
         t = result.timings_ms.get("total", 0.0)
-        state = "live" if live and self.generating else "done"
-        if state == "done":
-            self.save_conversation()
+        state = "live" if event.live else "done"
+        if not event.live:
+            self._save()
         self.set_status(f"{len(result.spans)} spans · {len(result.documents)} documents · {t:.0f} ms ({state})")
 
     # -- span navigation ----------------------------------------------------------------------------
-    def _focused_reply(self) -> MessageView | None:
-        """The reply last clicked, else the latest reply with highlights."""
-        f = self._focused
-        if f is not None and f in self.messages and f.trace is not None and f.trace.highlights:
-            return f
-        replies = [m for m in self.messages if m.role == "assistant" and m.trace and m.trace.highlights]
-        return replies[-1] if replies else None
-
     def _select(self, step: int) -> None:
-        view = self._focused_reply()
+        view = self.main.focused_reply()
         if view is None or view.trace is None:
             self.notify("no highlighted spans yet", severity="information")
             return
@@ -318,65 +371,62 @@ class TraceApp(App[None]):
         self.select_highlight(view, nxt)
 
     def select_highlight(self, view: MessageView, nxt: int | None) -> None:
-        view.select(nxt)
-        panel = self.query_one(DocumentPanel)
-        if nxt is None or view.trace is None:
-            panel.show(view.trace)
-            return
-        h = view.trace.highlights[nxt]
-        panel.show(view.trace, h.spans)
-        line = view.text[: h.start].count("\n") + 1
-        view.scroll_visible(animate=False)
-        self.query_one("#chat", VerticalScroll).scroll_to(y=view.virtual_region.y + line - 2, animate=False)
-        texts = "; ".join(inert(view.trace.spans[i].text)[:60] for i in h.spans)
-        self.set_status(f"span {nxt + 1}/{len(view.trace.highlights)}: {texts}")
+        status = self.main.select_highlight(view, nxt)
+        if status:
+            self.set_status(status)
 
     def action_pick_highlight(self, message: int, highlight: int) -> None:
         """A click on a highlight: select it, as Tab would."""
-        if 0 <= message < len(self.messages):
-            view = self.messages[message]
-            for other in self.messages:
-                if other is not view and other.selected is not None:
-                    other.select(None)
+        views = self.main.views
+        if 0 <= message < len(views):
+            view = views[message]
             if view.trace is not None and 0 <= highlight < len(view.trace.highlights):
-                self._focused = view
+                self.main.focused_view = view
                 self.select_highlight(view, highlight)
 
+    def _on_main(self) -> bool:
+        return self.screen is self.main
+
     def action_next_span(self) -> None:
-        if isinstance(self.screen, Screen) and self.screen is not self.screen_stack[0]:
+        if not self._on_main():
             self.screen.focus_next()
             return
         self._select(1)
 
     def action_prev_span(self) -> None:
-        if self.screen is not self.screen_stack[0]:
+        if not self._on_main():
             self.screen.focus_previous()
             return
         self._select(-1)
 
     def action_escape(self) -> None:
+        if not self._on_main():
+            return
         if self.generating:
-            self.stop_event.set()
+            self._stop.set()
             self.set_status("stopping…")
             return
-        view = self._focused_reply()
+        view = self.main.focused_reply()
         if view is not None and view.selected is not None:
             self.select_highlight(view, None)
             self.set_status("selection cleared: all documents")
 
     # -- documents ------------------------------------------------------------------------------------
     def action_focus_docs(self) -> None:
-        self.query_one(DocumentPanel).focus()
+        if self._on_main():
+            self.main.query_one(DocumentPanel).focus()
 
     def action_focus_prompt(self) -> None:
-        self.query_one("#prompt", Input).focus()
+        if self._on_main():
+            self.main.query_one("#prompt", Input).focus()
 
     @on(OptionList.OptionSelected, "#docs")
     def open_document(self, event: OptionList.OptionSelected) -> None:
-        panel = self.query_one(DocumentPanel)
+        panel = self.main.query_one(DocumentPanel)
         doc = next((d for d in panel.documents if d.id == event.option.id), None)
-        view = self._focused_reply()
-        if doc is None or view is None or view.trace is None:
+        view = self.main.focused_reply()
+        trace = panel.trace
+        if doc is None or trace is None:
             return
         whole = None
         index = next((ix for ix in (self.indexes or []) if ix.name == doc.index), None)
@@ -387,12 +437,32 @@ class TraceApp(App[None]):
                 whole = None
 
         def locate(span: int | None) -> None:
-            if span is None or view.trace is None:
+            if span is None or view is None or view.trace is not trace or view not in self.main.views:
                 return
-            hl = next((k for k, h in enumerate(view.trace.highlights) if span in h.spans), None)
+            hl = next((k for k, h in enumerate(trace.highlights) if span in h.spans), None)
             self.select_highlight(view, hl)
 
-        self.push_screen(DocumentScreen(view.trace, doc, whole), locate)
+        self.push_screen(DocumentScreen(trace, doc, whole), locate)
+
+    # -- modes and demo openings ----------------------------------------------------------------------
+    def action_toggle_mode(self) -> None:
+        conv = self.conversation
+        conv.mode = MODES[(MODES.index(conv.mode) + 1) % len(MODES)]
+        self._show_mode()
+        self.notify(f"{conv.mode} mode" + (": type the opening of a text, the model continues it"
+                                            if conv.mode == "continue" else ": the model answers your prompts"))
+
+    def action_demo_opening(self) -> None:
+        """Put the next demo opening into the prompt (in continue mode)."""
+        if not self.openings or not self._on_main():
+            return
+        if self.conversation.mode != "continue":
+            self.action_toggle_mode()
+        text = self.openings[self._next_opening % len(self.openings)]
+        self._next_opening += 1
+        prompt = self.main.query_one("#prompt", Input)
+        prompt.value = text
+        prompt.focus()
 
     # -- other actions ------------------------------------------------------------------------------
     def action_help(self) -> None:
@@ -404,15 +474,15 @@ class TraceApp(App[None]):
 
     def action_trace_text(self) -> None:
         def done(text: str | None) -> None:
-            if text:
-                self.turns.append(Turn("user", "(trace text)"))
-                view = self._add_message("assistant", text)
-                self.start_trace(view, text, live=False)
+            if text and self._on_main():
+                msg = self.conversation.add_text(text)
+                self.main.add(msg, self.index_hue)
+                self._request_trace(msg, live=False)
 
         self.push_screen(TraceTextScreen(), done)
 
     def action_copy_span(self) -> None:
-        view = self._focused_reply()
+        view = self.main.focused_reply()
         if view is None or view.selected is None or view.trace is None:
             self.notify("select a span first (Tab)", severity="warning")
             return
@@ -420,77 +490,73 @@ class TraceApp(App[None]):
         self.copy_to_clipboard(view.text[h.start : h.end])
         self.notify("span copied to the clipboard")
 
+    def _replace_conversation(self, conv: Conversation) -> None:
+        """Stop what streams, forget the old conversation (late results for it are dropped)."""
+        self._stop.set()
+        self._live_pending = False
+        self.conversation = conv
+        self.main.clear()
+        self._show_mode()
+
     def action_new_chat(self) -> None:
-        if self.generating:
-            self.stop_event.set()
-        self.turns.clear()
-        for m in self.messages:
-            m.remove()
-        self.messages.clear()
-        self.conversation = None
-        self._focused = None
-        if self._tracer:
-            self._tracer.reset()
-        self.query_one(DocumentPanel).show(None)
+        self._replace_conversation(Conversation(self.conversation.mode))
         self.set_status("new chat")
 
-    def save_conversation(self) -> None:
-        if self.store is None or self.conversation is None:
-            return
+    # -- persistence ----------------------------------------------------------------------------------
+    def _store_call(self, fn, *args):  # type: ignore[no-untyped-def]
         try:
-            self.store.save_messages(self.conversation, [
-                (m.role, m.text, m.trace.to_json() if m.trace else None) for m in self.messages])
-        except Exception as exc:  # a full disk must not end the chat
+            return fn(*args)
+        except Exception as exc:  # a full disk or a locked database must not end the chat
             self.notify(f"could not save the conversation: {exc}", severity="warning", markup=False)
+            return None
+
+    def _save(self) -> None:
+        conv = self.conversation
+        if self.store is None or conv.stored_id is None:
+            return
+        self._store_call(self.store.save, conv)
 
     def action_conversations(self) -> None:
         if self.store is None:
             self.notify("conversations are not saved in this session", severity="warning")
             return
-        if self.generating:
-            self.notify("wait for the reply to finish (Esc stops it)", severity="warning")
-            return
+        store = self.store
 
         def opened(cid: int | None) -> None:
-            if cid is None or self.store is None:
+            if cid is None:
                 return
-            self.action_new_chat()
-            self.conversation = cid
-            for role, text, _ in self.store.load(cid):
-                view = self._add_message(role, text)
-                self.turns.append(Turn(role, text))
-                if role == "assistant":
-                    self.start_trace(view, text, live=False)
-            self.set_status(f"reopened conversation {cid}")
+            conv = self._store_call(store.load, cid)
+            if conv is None:
+                return
+            self._replace_conversation(conv)
+            reused = restore_traces(conv, self.indexes)
+            for msg in conv.messages:
+                self.main.add(msg, self.index_hue)
+                if msg.traced and msg.trace is None:
+                    self._request_trace(msg, live=False)
+            last = next((v for v in reversed(self.main.views) if v.trace is not None), None)
+            if last is not None:
+                self.main.trace_changed(last, last.trace, live=False)  # type: ignore[arg-type]
+            self.set_status(f"reopened conversation {cid}: {reused} saved trace(s) reused")
 
-        self.push_screen(ConversationsScreen(self.store), opened)
+        self.push_screen(ConversationsScreen(store), opened)
 
     def action_toggle_theme(self) -> None:
         self.theme = "textual-light" if self.theme != "textual-light" else "textual-dark"
 
-    def export_data(self) -> dict[str, Any]:
-        return {
-            "turns": [{"role": m.role, "text": m.text, "trace": m.trace.to_json() if m.trace else None}
-                      for m in self.messages],
-        }
+    def watch_theme(self, theme: str) -> None:
+        if self.main.is_mounted:
+            self.main.restyle()
 
     def action_export(self) -> Path | None:
-        data = self.export_data()
-        if not data["turns"]:
+        if not self.conversation.messages:
             self.notify("nothing to export yet", severity="warning")
             return None
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        self.export_dir.mkdir(parents=True, exist_ok=True)
-        base = self.export_dir / f"tracetui-{stamp}"
-        base.with_suffix(".json").write_text(json.dumps(data, ensure_ascii=True, indent=2), encoding="utf-8")
-        md = []
-        for t in data["turns"]:
-            md.append(f"## {'You' if t['role'] == 'user' else 'Model'}\n\n{t['text']}\n")
-            if t["trace"]:
-                for s in t["trace"]["spans"]:
-                    md.append(f"- `{s['text']}` — {s['level']}, occurs {s['count']}×, in {', '.join(s['documents'])}")
-                md.append("")
-        base.with_suffix(".md").write_text("\n".join(md), encoding="utf-8")
+        try:
+            base = export_conversation(self.conversation, self.export_dir)
+        except OSError as exc:
+            self.notify(f"export failed: {exc}", severity="error", markup=False)
+            return None
         self.notify(f"exported to {base}.md and .json", markup=False)
         return base
 
@@ -502,6 +568,9 @@ class TraceApp(App[None]):
 
     @on(Worker.StateChanged)
     def worker_failed(self, event: Worker.StateChanged) -> None:
+        """Workers catch their own errors; anything escaping one is reported, never fatal."""
         if event.state == WorkerState.ERROR:
-            self.generating = False
+            if event.worker.group == "generate" and (msg := self.conversation.streaming) is not None:
+                msg.done = True  # no ReplyDone will come: the reply ends here
             self.notify(f"{event.worker.name} failed: {event.worker.error}", severity="error", markup=False)
+

@@ -10,8 +10,10 @@ from typing import Any
 from index_tools.engine import IndexSet
 from index_tools.errors import IndexToolsError
 
+from ..conversation import MODES
 from ..defaults import config_dir, data_dir, default_index_dir, default_model_path
 from ..model import Backend, LlamaBackend, ModelError, ModelSettings
+from ..openings import load_openings
 from ..tracing.pipeline import TraceParams
 
 
@@ -34,6 +36,8 @@ def intro_text(model: str, indexes: list[str], default_model: bool, default_inde
         " (default: this Python's standard library sources and pydoc topics)" if default_index else ""))
     parts.append("Use your own: tracetui --model FILE.gguf --index DIR  ·  build one: tracetui index build DATA -o DIR")
     parts.append("Type a prompt and press Enter. Tab / Shift+Tab walk the highlighted spans; F1 for help.")
+    parts.append("F3 switches chat / continue mode (a base model continues the opening of a text); "
+                 "F4 puts a demo opening into the prompt.")
     return "\n".join(parts)
 
 
@@ -68,6 +72,8 @@ def run_app(model: str | None, indexes: list[str] | None, config_path: str | Non
                    index_loader=load_default if default_index else None,
                    export_dir=data_dir() / "exports", store=ConversationStore(data_dir() / "conversations.sqlite3"),
                    theme=config.get("theme"),
-                   trace_params=TraceParams(whole_words=bool(config.get("whole_words", True))))
+                   trace_params=TraceParams(whole_words=bool(config.get("whole_words", True))),
+                   mode=config.get("mode") if config.get("mode") in MODES else None,
+                   openings=load_openings())
     app.run()
     return 0

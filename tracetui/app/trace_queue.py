@@ -30,6 +30,7 @@ class TraceQueue:
         self._finals: deque[TraceRequest] = deque()
         self._live: TraceRequest | None = None
         self._closed = False
+        self._working = 0  # requests taken and not yet answered
 
     def put(self, request: TraceRequest) -> None:
         with self._cond:
@@ -47,9 +48,23 @@ class TraceQueue:
             if not self._finals and self._live is None and not self._closed:
                 self._cond.wait(timeout)
             if self._finals:
+                self._working += 1
                 return self._finals.popleft()
             live, self._live = self._live, None
+            if live is not None:
+                self._working += 1
             return live
+
+    def done(self) -> None:
+        """The worker answered the request it took last."""
+        with self._cond:
+            self._working = max(0, self._working - 1)
+
+    @property
+    def busy(self) -> bool:
+        """Requests waiting or being traced (for tests and benchmarks that wait for quiet)."""
+        with self._cond:
+            return bool(self._finals or self._live is not None or self._working)
 
     def close(self) -> None:
         with self._cond:

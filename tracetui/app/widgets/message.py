@@ -1,7 +1,9 @@
-"""One chat message; assistant replies carry their trace highlights.
+"""One conversation entry on screen; replies and traced text carry their trace highlights.
 
 The text is shown as `Content(text)` (never parsed as markup) with styles applied by range, so a
 reply can contain `[bold]`, escape sequences or code fences and still only ever show as text.
+Highlight colours are mixed toward the current theme's background, so they read on light and
+dark themes alike.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 from textual.content import Content
 from textual.widgets import Static
 
+from ...conversation import Message
 from ...sanitize import inert
 from ...tracing.pipeline import TraceResult
 from ...tracing.ranking import highest_level
@@ -17,54 +20,92 @@ from .markdown_style import markdown_styles
 # three strengths of one hue per index (reference: 50% / 25% / 10% background)
 HUES = ["#2f81f7", "#d29922", "#3fb950", "#db61a2"]
 STRENGTH = {"high": 0.5, "medium": 0.25, "low": 0.1}
+LABELS = {"user": "You", "assistant": "Model", "text": "Traced text"}
 
 
-def _mix(hue: str, alpha: float, base: str = "#0d1117") -> str:
+def mix(hue: str, alpha: float, base: str) -> str:
+    """`hue` at `alpha` over `base` (both #rrggbb)."""
     h = [int(hue[i : i + 2], 16) for i in (1, 3, 5)]
     b = [int(base[i : i + 2], 16) for i in (1, 3, 5)]
     return "#" + "".join(f"{round(b[k] + (h[k] - b[k]) * alpha):02x}" for k in range(3))
 
 
+_BACKGROUNDS: dict[str, str] = {}
+
+
+def theme_background(theme: str, variables) -> str:  # type: ignore[no-untyped-def]
+    """`$background` of a theme, cached per theme name (computing the variables is not free)."""
+    if theme not in _BACKGROUNDS:
+        from textual.color import Color
+
+        try:
+            _BACKGROUNDS[theme] = Color.parse(variables().get("background", "#0d1117")).hex[:7]
+        except Exception:
+            _BACKGROUNDS[theme] = "#0d1117"
+    return _BACKGROUNDS[theme]
+
+
 class MessageView(Static):
-    """A user prompt or a model reply; replies show highlights and the selected span solid."""
+    """Shows one `Message`; the selected highlight is drawn solid."""
 
-    DEFAULT_CSS = ""
-
-    def __init__(self, role: str, text: str = "", number: int = 0, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, message: Message, number: int = 0, index_hue: dict[str, str] | None = None,
+                 **kwargs) -> None:  # type: ignore[no-untyped-def]
         super().__init__("", **kwargs)
-        self.role = role
+        self.message = message
         self.number = number  # position in the conversation: clicks name it
-        self.text = text
-        self.trace: TraceResult | None = None
         self.selected: int | None = None  # index into trace.highlights
-        self.index_hue: dict[str, str] = {}
-        self.add_class(f"-{role}")
+        self.index_hue = index_hue or {}
+        self.add_class(f"-{message.role}")
+
+    def on_mount(self) -> None:
         self.refresh_content()
 
-    def set_text(self, text: str) -> None:
-        self.text = text
-        self.refresh_content()
+    # the message's fields, read through the view (tests and screens use them)
+    @property
+    def role(self) -> str:
+        return self.message.role
 
-    def set_trace(self, trace: TraceResult | None, index_hue: dict[str, str]) -> None:
-        self.trace = trace
-        self.index_hue = index_hue
-        if trace is None or self.selected is not None and self.selected >= len(trace.highlights):
-            self.selected = None
-        self.refresh_content()
+    @property
+    def text(self) -> str:
+        return self.message.text
+
+    @property
+    def trace(self) -> TraceResult | None:
+        return self.message.trace
 
     def select(self, highlight: int | None) -> None:
         self.selected = highlight
         self.refresh_content()
 
+    def trace_changed(self) -> None:
+        trace = self.trace
+        if trace is None or self.selected is not None and self.selected >= len(trace.highlights):
+            self.selected = None
+        self.refresh_content()
+
+    def _background(self) -> str:
+        """The theme's background colour (#rrggbb), as the app computes it for `$background`."""
+        try:
+            app = self.app
+        except Exception:  # not mounted in an app (unit use)
+            return "#0d1117"
+        return theme_background(app.theme, app.get_css_variables)
+
     def build_content(self) -> Content:
-        label = "You" if self.role == "user" else "Model"
-        text = inert(self.text)
+        msg = self.message
+        label = LABELS.get(msg.role, msg.role)
+        if msg.role == "assistant" and msg.prompt_chars:
+            label += " (continues your opening)"
+        text = inert(msg.text)
         content = Content(text)
-        if self.role == "assistant":
+        if msg.traced:
             for a, b, style in markdown_styles(text):
                 content = content.stylize(style, a, b)
-        trace = self.trace
-        if trace is not None and trace.text == self.text[: len(trace.text)]:
+        if msg.prompt_chars:
+            content = content.stylize("italic dim", 0, min(msg.prompt_chars, len(text)))
+        trace = msg.trace
+        if trace is not None and trace.text == msg.text[: len(trace.text)]:
+            base = self._background()
             for i, h in enumerate(trace.highlights):
                 spans = [trace.spans[k] for k in h.spans]
                 level = highest_level([s.level for s in spans])
@@ -72,7 +113,7 @@ class MessageView(Static):
                 if i == self.selected:
                     style = f"bold #ffffff on {hue}"
                 else:
-                    style = f"on {_mix(hue, STRENGTH[level])}"
+                    style = f"on {mix(hue, STRENGTH[level], base)}"
                 style += f" @click=app.pick_highlight({self.number},{i})"
                 content = content.stylize(style, h.start, h.end)
         return Content.assemble((f"{label}\n", "bold"), content)
