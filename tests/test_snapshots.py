@@ -36,7 +36,11 @@ def make(snap_index: Path) -> TraceApp:
 
 async def _chat(pilot) -> None:  # type: ignore[no-untyped-def]
     app = pilot.app
-    prompt = app.query_one("#prompt")
+    for _ in range(100):  # app.run's auto-pilot may start before the main screen has composed
+        if app.main.is_mounted and app.main.query("#prompt"):
+            break
+        await pilot.pause(0.02)
+    prompt = app.main.query_one("#prompt")
     prompt.focus()
     prompt.value = "tell me a proverb"
     await pilot.pause()

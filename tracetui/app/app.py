@@ -85,7 +85,7 @@ class TraceApp(App[None]):
                  trace_params: TraceParams | None = None, mode: str | None = None,
                  openings: list[str] | None = None) -> None:
         super().__init__()
-        self.main = MainScreen(intro)
+        self._main: MainScreen | None = None
         self.trace_params = trace_params or TraceParams()
         self.index_loader = index_loader
         self.store = store
@@ -109,6 +109,16 @@ class TraceApp(App[None]):
         self._traces = TraceQueue()
         self._live_pending = False
         self._last_live = 0.0
+
+    @property
+    def main(self) -> MainScreen:
+        """The main screen (made when the app starts: screens belong to a running app)."""
+        if self._main is None:
+            self._main = MainScreen(self.intro)
+        return self._main
+
+    def _main_mounted(self) -> bool:
+        return self._main is not None and self._main.is_mounted
 
     # -- read-only views for tests and tools ----------------------------------------------------
     @property
@@ -152,12 +162,12 @@ class TraceApp(App[None]):
 
     def set_status(self, text: str) -> None:
         self.last_status = text
-        if self.main.is_mounted:
+        if self._main_mounted():
             self.main.set_status(text)
 
     def _show_mode(self) -> None:
         self.sub_title = f"mode: {self.conversation.mode}"
-        if self.main.is_mounted:
+        if self._main_mounted():
             placeholder = ("Type the opening of a text; the model continues it (F3: chat mode)"
                            if self.conversation.mode == "continue" else "Ask the model… (Enter to send, F1 for help)")
             self.main.query_one("#prompt", Input).placeholder = placeholder
@@ -545,7 +555,7 @@ class TraceApp(App[None]):
         self.theme = "textual-light" if self.theme != "textual-light" else "textual-dark"
 
     def watch_theme(self, theme: str) -> None:
-        if self.main.is_mounted:
+        if self._main_mounted():
             self.main.restyle()
 
     def action_export(self) -> Path | None:
