@@ -118,13 +118,10 @@ def word_end_intervals(shard: Shard, runs: KeyRuns, words: WordBoundaries, lo: n
         small = ~whole & (hi - lo <= _SCAN)
         if small.any():
             sq, sr, sm = _expand(q[small], lo[small], hi[small], m[small])
-            c = runs.run_class[runs.run_of(_next_keys(shard, sr, sm))]
-            got_q.append(sq[c == BEGINS])
-            got_a.append(sr[c == BEGINS])
-            got_b.append(sr[c == BEGINS] + 1)
-            u = c == UNSURE
-            if u.any():
-                unsure.append((sq[u], sr[u], sm[u]))
+            good = ends_word(shard, runs, words, sr, sm)
+            got_q.append(sq[good])
+            got_a.append(sr[good])
+            got_b.append(sr[good] + 1)
         big = ~whole & (hi - lo > _SCAN)
         mid = (lo[big] + hi[big]) // 2
         q = np.concatenate([q[big], q[big]])
@@ -171,12 +168,7 @@ def _halving_counts(shard: Shard, runs: KeyRuns, words: WordBoundaries, lo: np.n
         small = ~whole & (hi - lo <= _SCAN)
         if small.any():
             sq, sr, sm = _expand(q[small], lo[small], hi[small], mm[small])
-            c = runs.run_class[runs.run_of(_next_keys(shard, sr, sm))]
-            good = c == BEGINS
-            u = np.flatnonzero(c == UNSURE)
-            if len(u):
-                good[u] = _resolve_unsure(shard, words, sr[u], sm[u])
-            acc += np.bincount(sq[good], minlength=len(acc))
+            acc += np.bincount(sq[ends_word(shard, runs, words, sr, sm)], minlength=len(acc))
         split = ~whole & ~small
         mid = (lo[split] + hi[split]) // 2
         q = np.concatenate([q[split], q[split]])
@@ -212,12 +204,7 @@ def word_end_counts(shard: Shard, runs: KeyRuns, words: WordBoundaries, lo: np.n
         want = np.maximum(2 * (cap + 1), _SCAN)
         end = np.minimum(hi[act], pos[act] + want)
         q, ranks, mm = _expand(act, pos[act], end, m[act])
-        c = runs.run_class[runs.run_of(_next_keys(shard, ranks, mm))]
-        good = c == BEGINS
-        u = np.flatnonzero(c == UNSURE)
-        if len(u):
-            good[u] = _resolve_unsure(shard, words, ranks[u], mm[u])
-        acc += np.bincount(q[good], minlength=len(acc))
+        acc += np.bincount(q[ends_word(shard, runs, words, ranks, mm)], minlength=len(acc))
         pos[act] = end
         act = act[(pos[act] < hi[act]) & (acc[act] <= cap)]
     if len(act):

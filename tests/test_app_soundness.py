@@ -87,6 +87,15 @@ KEYS = ["ctrl+n", "escape", "f2", "tab", "shift+tab", "ctrl+t", "ctrl+r", "f3", 
         "ctrl+e", "f1", "ctrl+y"]
 
 
+async def settle(app: TraceApp, pilot) -> None:  # type: ignore[no-untyped-def]
+    """Back to the main screen, everything answered, and the app consistent."""
+    while not isinstance(app.screen, MainScreen):
+        await pilot.press("escape")
+        await pilot.pause()
+    await wait_idle(app, pilot)
+    assert_consistent(app)
+
+
 async def _drive(app: TraceApp, pilot, keys: list[str], gaps: list[float]) -> None:  # type: ignore[no-untyped-def]
     sizes = [(100, 30), (60, 20), (140, 40)]
     for i, (key, gap) in enumerate(zip(keys, gaps, strict=False)):
@@ -117,11 +126,7 @@ async def test_keys_at_random_moments_while_streaming_and_tracing(text_index: Pa
             keys = [rng.choice(KEYS) for _ in range(12)]
             gaps = [rng.choice([0.0, 0.01, 0.05, 0.2]) for _ in keys]
             await _drive(app, pilot, keys, gaps)
-        while not isinstance(app.screen, MainScreen):
-            await pilot.press("escape")
-            await pilot.pause()
-        await wait_idle(app, pilot)
-        assert_consistent(app)
+        await settle(app, pilot)
         assert app._exception is None
     await asyncio.sleep(0.5)
     assert not (worker_threads() - before), "a worker thread outlived the app"
@@ -138,11 +143,7 @@ def test_any_key_sequence_keeps_the_app_consistent(text_index: Path, tmp_path: P
         async with app.run_test(size=(100, 30)) as pilot:
             await start_reply(app, pilot)
             await _drive(app, pilot, keys, gaps)
-            while not isinstance(app.screen, MainScreen):
-                await pilot.press("escape")
-                await pilot.pause()
-            await wait_idle(app, pilot)
-            assert_consistent(app)
+            await settle(app, pilot)
             for v in app.main.views:  # a reply shows only its own text (after its opening)
                 if v.role == "assistant":
                     own = v.text[v.message.prompt_chars :]
