@@ -224,11 +224,19 @@ def _corpus_word_ends(index: Index, ids: np.ndarray, bow: np.ndarray, l: np.ndar
     rr = np.minimum(r[todo], L - 1)
     safe &= ~unsure[rr] | (r[todo] + 4 <= match_end[todo])
     safe |= (r[todo] == match_end[todo]) & witnessed[todo]
-    # the unsure candidates and the candidates maximal as they stand (counted next): one search
-    prev_max = np.maximum.accumulate(np.concatenate([[-1], r[:-1]])) if len(r) else r
-    likely = (r > prev_max) & (r > l)
-    likely[todo[~safe]] = True
-    counter.prefetch(l[likely], r[likely])
+    # one search for everything counted next: the unsure candidates, their next-shorter variants,
+    # and every candidate that can end up maximal (only unsure candidates can shrink, so a
+    # candidate is a contender unless a safe earlier one already reaches as far)
+    unsure_c = todo[~safe]
+    fixed_r = r.copy()
+    fixed_r[unsure_c] = l[unsure_c]
+    prev_fixed = np.maximum.accumulate(np.concatenate([[-1], fixed_r[:-1]])) if len(r) else r
+    likely = (r > prev_fixed) & (r > l)
+    likely[unsure_c] = True
+    shorter = prev_boundary[np.maximum(r[unsure_c] - 1, 0)]
+    keep_short = shorter > l[unsure_c]
+    counter.prefetch(np.concatenate([l[likely], l[unsure_c][keep_short]]),
+                     np.concatenate([r[likely], shorter[keep_short]]))
     todo = todo[~safe]
     while len(todo):
         found = counter.counts(l[todo], r[todo], "w", cap=0) > 0
