@@ -589,6 +589,20 @@ class Index:
         ids = np.where((cols < 0) | (ids == separator_id(self.width)), -1, ids)
         return self.tokenizer.word_boundaries().ends_before(ids)
 
+    def find_words_many(self, seqs: list[np.ndarray]) -> list[list[tuple[int, int, int]]]:
+        """`find_words` of many sequences in one batched search: per sequence, its (shard, first
+        rank, end rank) runs of whole-word occurrences, in shard then rank order."""
+        out: list[list[tuple[int, int, int]]] = [[] for _ in seqs]
+        if not seqs:
+            return out
+        lo, hi = self.find_ranges(seqs)
+        m = np.array([len(s) for s in seqs], dtype=np.int64)
+        for k, shard in enumerate(self.shards):
+            q, a, b = self._word_ends(shard, lo[k], hi[k], m)
+            for qi, ai, bi in zip(q.tolist(), a.tolist(), b.tolist(), strict=True):
+                out[qi].append((k, ai, bi))
+        return out
+
     def word_runs(self) -> KeyRuns:
         if self._runs is None:
             self._runs = KeyRuns(self.tokenizer.word_boundaries(), self.keys_of,

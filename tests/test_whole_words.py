@@ -432,3 +432,22 @@ def test_exact_and_capped_whole_word_counts(tmp_path_factory, docs, queries, cap
     for s, w in zip(seqs, want, strict=True):
         runs = index.find_words(s)
         assert sum(b - a for shard in runs for a, b in shard) == w
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    docs=st.lists(st.text(alphabet="ab c.é", min_size=50, max_size=300), min_size=1, max_size=4),
+    response=st.text(alphabet="ab c.é", min_size=1, max_size=60),
+    max_cnt=st.sampled_from([0, 2, 10, 1_000_000]),
+    k=st.integers(1, 6),
+)
+def test_lazy_top_k_equals_filter_then_select(tmp_path_factory, docs, response, max_cnt, k) -> None:
+    """`keep_lowest` decides max_cnt lazily, in log-probability order: same spans and counts as
+    counting everything, filtering, then taking the K of lowest log-probability."""
+    from tracetui.tracing.spans import lowest_logprob
+
+    index = _build(tmp_path_factory.mktemp("lazy"), docs, "bytes")
+    ids = index.encode(response)
+    everything = find_spans(index, ids, max_cnt=max_cnt)
+    lazy = find_spans(index, ids, max_cnt=max_cnt, keep_lowest=k)
+    assert [(s.l, s.r, s.count) for s in lazy] == [(s.l, s.r, s.count) for s in lowest_logprob(everything, k)]

@@ -29,7 +29,7 @@ from .ranking import (
     level_of,
     relevance,
 )
-from .spans import find_spans, word_starts
+from .spans import find_spans, lowest_logprob, word_starts
 
 
 @dataclass(frozen=True)
@@ -187,6 +187,7 @@ class _IndexState:
         self.witnessed = np.zeros(0, dtype=bool)  # the longest match seen as whole words
         self.counts: dict[bytes, int] = {}
         self.fetched: dict[bytes, _Fetched] = {}
+        self.runs: dict[bytes, list[tuple[int, int, int]]] = {}  # searched, not yet fetched
 
 
 class Tracer:
@@ -237,16 +238,12 @@ class Tracer:
             timings["tokenize"] += (b - a) * 1000
             st = self._state[index.name]
             lengths, witnessed = self._lengths(index, ids)
-            n_ids = len(ids)
-
-            def keep_top(found: list, n: int = n_ids) -> list:  # type: ignore[type-arg]
-                return top_k(found, n, p.span_density)
-
             kept = find_spans(index, ids, delimiters=p.delimiters, min_len=p.min_len, max_cnt=p.max_cnt,
                               lengths=lengths, witnessed=witnessed, count_cache=st.counts,
-                              whole_words=p.whole_words, select=keep_top)
+                              whole_words=p.whole_words, keep_lowest=math.ceil(p.span_density * len(ids)))
             c = time.perf_counter()
             timings["spans"] += (c - b) * 1000
+            self._prefetch_runs(index, [ids[rs.l : rs.r] for rs in kept])
             for rs in kept:
                 start, end = _char_range(text, offsets, rs.l, rs.r)
                 spans.append(Span(index.name, start, end, text[start:end], rs.l, rs.r, rs.count, rs.logprob))
@@ -262,6 +259,21 @@ class Tracer:
         return TraceResult(text, prompt, spans, documents, highlights, timings, p,
                            {ix.name: ix.fingerprint for ix in self.indexes})
 
+    def _prefetch_runs(self, index: Index, seqs: list[np.ndarray]) -> None:
+        """The occurrence runs of every span not fetched yet, in one batched search."""
+        st = self._state[index.name]
+        todo = [s for s in seqs if s.tobytes() not in st.fetched and s.tobytes() not in st.runs]
+        if not todo:
+            return
+        if self.params.whole_words:
+            found = index.find_words_many(todo)
+        else:
+            lo, hi = index.find_ranges(todo)
+            found = [[(k, int(lo[k, j]), int(hi[k, j])) for k in range(lo.shape[0]) if hi[k, j] > lo[k, j]]
+                     for j in range(len(todo))]
+        for s, runs in zip(todo, found, strict=True):
+            st.runs[s.tobytes()] = runs
+
     def _fetch(self, index: Index, span_ids: np.ndarray) -> _Fetched:
         """Sample up to docs_per_span occurrences (fixed seed) and cut their windows."""
         st = self._state[index.name]
@@ -271,7 +283,10 @@ class Tracer:
         p = self.params
         hits = []
         n = len(span_ids)
-        for shard, rank in sample_occurrences(index, span_ids, p.docs_per_span, p.seed, p.whole_words):
+        runs = st.runs.pop(key, None)
+        if runs is None:
+            runs = occurrence_intervals(index, span_ids, p.whole_words)
+        for shard, rank in sample_runs(runs, p.docs_per_span, p.seed):
             hit = index.hit(shard, rank)
             texts = [window_text(index, hit, n, ctx) for ctx in (p.snippet_context, p.long_context)]
             hits.append((shard, index.global_doc_id(shard, hit.doc), index.metadata(shard, hit.doc),
@@ -314,9 +329,8 @@ def occurrence_intervals(index: Index, ids: np.ndarray, whole_words: bool) -> li
     return [(n, a, b) for n, (a, b) in enumerate(index.find(ids)) if b > a]
 
 
-def sample_occurrences(index: Index, ids: np.ndarray, k: int, seed: int, whole_words: bool) -> list[tuple[int, int]]:
-    """Up to k occurrences (shard, rank) drawn without replacement with a fixed seed."""
-    runs = occurrence_intervals(index, ids, whole_words)
+def sample_runs(runs: list[tuple[int, int, int]], k: int, seed: int) -> list[tuple[int, int]]:
+    """Up to k occurrences (shard, rank) of some runs, drawn without replacement, fixed seed."""
     sizes = np.array([b - a for _, a, b in runs], dtype=np.int64)
     total = int(sizes.sum())
     if not total:
@@ -352,9 +366,7 @@ def window_text(index: Index, hit: Hit, length: int, context: int) -> tuple[str,
 
 def top_k(spans: list, n_tokens: int, density: float) -> list:  # type: ignore[type-arg]
     """Section 2: the ceil(density x L) spans with the lowest unigram log-probability, by position."""
-    k = math.ceil(density * n_tokens)
-    chosen = sorted(range(len(spans)), key=lambda i: (spans[i].logprob, spans[i].l))[:k]
-    return [spans[i] for i in sorted(chosen, key=lambda i: spans[i].l)]
+    return lowest_logprob(spans, math.ceil(density * n_tokens))
 
 
 def _char_range(text: str, offsets: np.ndarray, l: int, r: int) -> tuple[int, int]:

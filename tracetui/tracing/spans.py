@@ -6,7 +6,6 @@ engine's lock-step binary search.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -137,14 +136,16 @@ def find_spans(
     witnessed: np.ndarray | None = None,
     count_cache: dict[bytes, int] | None = None,
     whole_words: bool = True,
-    select: Callable[[list[RawSpan]], list[RawSpan]] | None = None,
+    keep_lowest: int | None = None,
 ) -> list[RawSpan]:
     """Steps 1-7 of the reference. `lengths` (per position) may be passed in by incremental tracing,
     with `witnessed` (per position: the longest match is known to occur as whole words).
 
-    `select` (e.g. the top-K of section 2) picks, after the `max_cnt` filter, the spans whose
-    exact counts are wanted: a whole-word count of a very frequent span costs a walk over every
-    change of class among its following tokens, so only the spans that will be shown pay for it.
+    `keep_lowest=K` returns only the K spans of lowest unigram log-probability (section 2's top-K,
+    in position order), with the same result as filtering all and then keeping K, but lazily: a
+    whole-word count of a very frequent span (needed to decide `max_cnt`, or to report it) costs
+    a walk over the changes of class among its following tokens, so only spans that can be shown
+    pay for one -- and the frequent ones, of high log-probability, are the last to be considered.
 
     With `whole_words` (the default) a span is whole words on the corpus side too: its count and
     its existence are those of occurrences followed by a word start or a document end, and a span
@@ -179,28 +180,44 @@ def find_spans(
     keep = r > prev_max
     l, r = l[keep], r[keep]
     counts = counter.counts(l, r, "s")
-    exact = np.ones(len(l), dtype=bool)
-    if whole_words:
-        # substring counts bound whole-word counts from above: only a span over max_cnt needs a
-        # (capped) whole-word count to decide; the others get theirs after `select`
-        over = np.flatnonzero(counts > max_cnt)
-        exact[:] = False
-        if len(over):
-            counts[over] = counter.counts(l[over], r[over], "w", cap=max_cnt)
-            exact[over] = True
-    keep = counts <= max_cnt
-    l, r, counts, exact = l[keep], r[keep], counts[keep], exact[keep]
     logp = unigram_logprob(index, ids, l, r)
-    spans = [RawSpan(int(a), int(b), int(c) if e else -1, float(p))
-             for a, b, c, e, p in zip(l, r, counts, exact, logp, strict=True)]
-    if select is not None:
-        spans = select(spans)
-    todo = [s for s in spans if s.count < 0]
-    if todo:
-        got = counter.counts(np.array([s.l for s in todo]), np.array([s.r for s in todo]), "w")
-        for s, c in zip(todo, got.tolist(), strict=True):
-            s.count = c
-    return spans
+    if not whole_words:
+        keep = counts <= max_cnt
+        spans = [RawSpan(int(a), int(b), int(c), float(p))
+                 for a, b, c, p in zip(l[keep], r[keep], counts[keep], logp[keep], strict=True)]
+        return lowest_logprob(spans, keep_lowest)
+    # Whole words: substring counts bound whole-word counts from above, so a span at or under
+    # max_cnt survives the filter for sure; one over it needs a whole-word count capped at
+    # max_cnt. Spans are decided in the order section 2 takes them (lowest log-probability
+    # first) until K survive; survivors then get their exact whole-word counts.
+    order = np.lexsort((l, logp)) if keep_lowest is not None else np.arange(len(l))
+    survivors: list[int] = []
+    known: dict[int, int] = {}  # capped counts at or under max_cnt are exact
+    pending = list(order.tolist())
+    want = len(pending) if keep_lowest is None else keep_lowest
+    while pending and len(survivors) < want:
+        batch, pending = pending[: want - len(survivors)], pending[want - len(survivors) :]
+        over = [i for i in batch if counts[i] > max_cnt]
+        if over:
+            idx = np.array(over)
+            capped = counter.counts(l[idx], r[idx], "w", cap=max_cnt)
+            dropped = {i for i, c in zip(over, capped.tolist(), strict=True) if c > max_cnt}
+            known.update({i: c for i, c in zip(over, capped.tolist(), strict=True) if c <= max_cnt})
+            batch = [i for i in batch if i not in dropped]
+        survivors += batch
+    survivors.sort()
+    todo = np.array([i for i in survivors if i not in known], dtype=np.int64)
+    if len(todo):
+        known.update(zip(todo.tolist(), counter.counts(l[todo], r[todo], "w").tolist(), strict=True))
+    return [RawSpan(int(l[i]), int(r[i]), int(known[i]), float(logp[i])) for i in survivors]
+
+
+def lowest_logprob(spans: list[RawSpan], k: int | None) -> list[RawSpan]:
+    """Section 2: the k spans of lowest log-probability (ties: leftmost), in position order."""
+    if k is None:
+        return spans
+    chosen = sorted(range(len(spans)), key=lambda i: (spans[i].logprob, spans[i].l))[:k]
+    return [spans[i] for i in sorted(chosen, key=lambda i: spans[i].l)]
 
 
 def _corpus_word_ends(index: Index, ids: np.ndarray, bow: np.ndarray, l: np.ndarray, r: np.ndarray,
