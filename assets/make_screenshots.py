@@ -36,8 +36,8 @@ async def main() -> None:
     backend = LlamaBackend(default_model_path(), settings)
     index_dir = default_index_dir(progress=False)
     indexes = IndexSet.open([index_dir])
-    intro = intro_text("gemma-3-270m-q4_k_m.gguf", [ix.name for ix in indexes], True, True)
     openings = load_openings()
+    intro = intro_text("gemma-3-270m-q4_k_m.gguf", [ix.name for ix in indexes], True, True, openings)
 
     app = TraceApp(indexes, backend, settings=settings, intro=intro, openings=openings, export_dir=HERE)
     async with app.run_test(size=SIZE) as pilot:

@@ -240,3 +240,19 @@ async def test_highlights_mix_toward_the_theme_background(text_index: Path, tmp_
         styles = " ".join(str(s.style) for s in content.spans)
         level = view.trace.spans[0].level
         assert mix(HUES[0], STRENGTH[level], bg) in styles
+
+
+@pytest.mark.parametrize("moment", [0.0, 0.05, 0.3])
+async def test_quit_while_streaming_or_tracing_leaves_no_thread(text_index: Path, tmp_path: Path,
+                                                                moment: float) -> None:
+    before = worker_threads()
+    app = TraceApp(IndexSet.open([text_index]), ScriptedBackend([REPLY * 4], delay=0.005, piece=2), intro="t",
+                   export_dir=tmp_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await start_reply(app, pilot)
+        await pilot.pause(moment)
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+    assert app.return_code in (0, None) and app._exception is None
+    await asyncio.sleep(0.5)
+    assert not (worker_threads() - before), "a worker thread outlived the app"

@@ -30,7 +30,8 @@ def load_config(path: str | None) -> dict[str, Any]:
         raise IndexToolsError(f"{p}: invalid TOML ({exc})") from None
 
 
-def intro_text(model: str, indexes: list[str], default_model: bool, default_index: bool) -> str:
+def intro_text(model: str, indexes: list[str], default_model: bool, default_index: bool,
+               openings: list[str] | None = None) -> str:
     parts = [f"Model: {model}" + (" (embedded default: Gemma 3 270M base, Q4_K_M)" if default_model else "")]
     parts.append("Indexes: " + ", ".join(indexes) + (
         " (default: this Python's standard library sources and pydoc topics)" if default_index else ""))
@@ -38,6 +39,9 @@ def intro_text(model: str, indexes: list[str], default_model: bool, default_inde
     parts.append("Type a prompt and press Enter. Tab / Shift+Tab walk the highlighted spans; F1 for help.")
     parts.append("F3 switches chat / continue mode (a base model continues the opening of a text); "
                  "F4 puts a demo opening into the prompt.")
+    if openings:
+        parts.append("Demo openings (F4 cycles): " + "  ·  ".join(
+            repr(o.strip().splitlines()[0])[1:-1] for o in openings))
     return "\n".join(parts)
 
 
@@ -68,7 +72,7 @@ def run_app(model: str | None, indexes: list[str] | None, config_path: str | Non
         return IndexSet.open([default_index_dir(build_if_missing=True, progress=False)])
 
     app = TraceApp(index_set, backend, settings=settings, backend_error=error,
-                   intro=intro_text(str(model), names, default_model, default_index),
+                   intro=intro_text(str(model), names, default_model, default_index, load_openings()),
                    index_loader=load_default if default_index else None,
                    export_dir=data_dir() / "exports", store=ConversationStore(data_dir() / "conversations.sqlite3"),
                    theme=config.get("theme"),
