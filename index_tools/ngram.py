@@ -1,0 +1,179 @@
+"""∞-gram queries (infini-gram's `ntd`, `infgram_prob`, `infgram_ntd`), exact and batched.
+
+Definitions follow infini-gram's engine: the next token after an occurrence that ends a document
+(or the corpus) is the document end, reported as `DOC_END`; `prompt_cnt` counts every occurrence
+of the prompt; the ∞-gram context of a token is the longest suffix of what precedes it that
+occurs in the corpus (its length is the *effective n* minus one), and with no such suffix the
+estimate is the unigram count over all token positions (separators included).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .engine import Index, Shard
+from .format import separator_id
+
+DOC_END = -1  # "the document ends here": infini-gram reports its eos token id
+SCAN = 4096  # ranges at most this long are read rank by rank
+
+
+@dataclass
+class NextTokens:
+    """The distribution of the token after a prompt: distinct ids (ascending, DOC_END first) and
+    how often each follows; `prompt_cnt` occurrences in all (the counts sum to it)."""
+
+    prompt_cnt: int
+    ids: np.ndarray
+    counts: np.ndarray
+
+    def prob(self, token: int) -> float:
+        i = np.searchsorted(self.ids, token)
+        return float(self.counts[i] / self.prompt_cnt) if i < len(self.ids) and self.ids[i] == token else 0.0
+
+
+_EOF_KEY = -2  # an occurrence at the very end of the file sorts first in its range
+
+
+def _next_keys(shard: Shard, ranks: np.ndarray, m: int) -> np.ndarray:
+    """Sort keys of the tokens after the occurrences (the order they are sorted in)."""
+    pos = shard.sa_tokens(ranks) + m
+    keys = shard.keys[np.minimum(pos, shard.n_tokens - 1)].astype(np.int64)
+    return np.where(pos >= shard.n_tokens, _EOF_KEY, keys)
+
+
+def _key_to_id(shard: Shard, keys: np.ndarray) -> np.ndarray:
+    """Token ids of sort keys; the separator and the end of the file are DOC_END."""
+    sep = separator_id(shard.width)
+    # a key is the token with its bytes swapped (memcmp order); swapping again gives the id
+    ids = keys if shard.width == 1 else np.where(
+        keys < 0, 0, keys).astype(f"<u{shard.width}").byteswap().astype(np.int64)
+    return np.where((keys < 0) | (keys == sep), DOC_END, ids)
+
+
+def _shard_ntd(shard: Shard, lo: int, hi: int, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, counts) after the prompt in one shard. The range's following tokens are sorted, so a
+    segment whose first and last following tokens agree is one block, counted from its size; the
+    rest is halved (lock-step over all segments) down to `SCAN` ranks, read directly. The cost
+    grows with the number of distinct following tokens, not with the occurrences.
+
+    Blocks are told apart by sort key, not by reported id: the occurrence at the very end of the
+    file sorts first and one before a separator last, yet both are reported as DOC_END. (infini-
+    gram compares reported ids and so counts a whole range as document ends when the file ends
+    with the prompt; see tests/test_ngram.py.)"""
+    if hi <= lo:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    got_ids: list[np.ndarray] = []
+    got_cnt: list[np.ndarray] = []
+    seg_lo, seg_hi = np.array([lo], dtype=np.int64), np.array([hi], dtype=np.int64)
+    while len(seg_lo):
+        small = seg_hi - seg_lo <= SCAN
+        if small.any():
+            a, b = seg_lo[small], seg_hi[small]
+            sizes = b - a
+            ranks = np.repeat(a, sizes) + (np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes))
+            u, c = np.unique(_next_keys(shard, ranks, m), return_counts=True)
+            got_ids.append(u)
+            got_cnt.append(c)
+        seg_lo, seg_hi = seg_lo[~small], seg_hi[~small]
+        if not len(seg_lo):
+            break
+        first, last = _next_keys(shard, seg_lo, m), _next_keys(shard, seg_hi - 1, m)
+        one = first == last
+        got_ids.append(first[one])
+        got_cnt.append((seg_hi - seg_lo)[one])
+        seg_lo, seg_hi = seg_lo[~one], seg_hi[~one]
+        mid = (seg_lo + seg_hi) // 2
+        seg_lo, seg_hi = np.concatenate([seg_lo, mid]), np.concatenate([mid, seg_hi])
+    ids = _key_to_id(shard, np.concatenate(got_ids))
+    cnt = np.concatenate(got_cnt)
+    u, inv = np.unique(ids, return_inverse=True)
+    return u, np.bincount(inv, weights=cnt).astype(np.int64)
+
+
+def ntd(index: Index, prompt: np.ndarray) -> NextTokens:
+    """Next-token distribution after `prompt`, exact, over every shard (an empty prompt: the
+    unigram distribution of all positions)."""
+    prompt = np.asarray(prompt, dtype=np.int64)
+    m = len(prompt)
+    ids_all, cnt_all = [], []
+    if m:
+        lo, hi = index.find_ranges([prompt])
+        ranges = [(int(lo[k, 0]), int(hi[k, 0])) for k in range(len(index.shards))]
+    else:
+        ranges = [(0, s.n_tokens) for s in index.shards]
+    for shard, (a, b) in zip(index.shards, ranges, strict=True):
+        u, c = _shard_ntd(shard, a, b, m)
+        ids_all.append(u)
+        cnt_all.append(c)
+    ids = np.concatenate(ids_all)
+    cnt = np.concatenate(cnt_all)
+    u, inv = np.unique(ids, return_inverse=True)
+    counts = np.bincount(inv, weights=cnt).astype(np.int64) if len(u) else np.zeros(0, dtype=np.int64)
+    return NextTokens(int(counts.sum()), u, counts)
+
+
+@dataclass
+class InfgramRow:
+    """The ∞-gram estimate of one token: its context suffix length, the counts, the probability."""
+
+    suffix_len: int  # tokens of context used (effective n - 1)
+    prompt_cnt: int  # occurrences of that context (all positions when suffix_len is 0)
+    cont_cnt: int  # occurrences of context + token
+    prob: float
+
+
+def infgram_suffix_lengths(index: Index, ids: np.ndarray, longest: np.ndarray | None = None) -> np.ndarray:
+    """For every position t of `ids`, the longest suffix of ids[:t] that occurs in the corpus.
+
+    From the longest match starting at each position s (n_s, one batched search, or given):
+    ids[s:t] occurs iff s + n_s >= t, so the answer is t minus the first s whose match reaches t.
+    """
+    ids = np.asarray(ids, dtype=np.int64)
+    L = len(ids)
+    if L == 0:
+        return np.zeros(0, dtype=np.int64)
+    n = index.longest_prefixes(ids) if longest is None else np.asarray(longest, dtype=np.int64)
+    reach = np.maximum.accumulate(np.arange(L) + n)  # furthest end reached by a match from <= s
+    t = np.arange(L)
+    first = np.searchsorted(reach, t, side="left")  # first s with reach[s] >= t
+    return t - np.minimum(first, t)
+
+
+def infgram_probs(index: Index, ids: np.ndarray, longest: np.ndarray | None = None) -> list[InfgramRow]:
+    """The ∞-gram probability of every token of `ids` given what precedes it: all positions in
+    two batched searches (the longest matches, then the counts of every context and context +
+    token), instead of one engine call per token."""
+    ids = np.asarray(ids, dtype=np.int64)
+    L = len(ids)
+    if L == 0:
+        return []
+    k = infgram_suffix_lengths(index, ids, longest)
+    t = np.arange(L)
+    with_ctx = np.flatnonzero(k > 0)
+    seqs = [ids[i - k[i] : i] for i in with_ctx] + [ids[i - k[i] : i + 1] for i in with_ctx]
+    counts = index.count_many(seqs) if seqs else np.zeros(0, dtype=np.int64)
+    uni = index.unigram_counts()
+    total = index.total_tokens
+    prompt_cnt = np.full(L, total, dtype=np.int64)
+    cont_cnt = uni[np.clip(ids, 0, len(uni) - 1)] * (ids < len(uni))
+    prompt_cnt[with_ctx] = counts[: len(with_ctx)]
+    cont_cnt = cont_cnt.astype(np.int64)
+    cont_cnt[with_ctx] = counts[len(with_ctx) :]
+    return [InfgramRow(int(k[i]), int(prompt_cnt[i]), int(cont_cnt[i]),
+                       float(cont_cnt[i] / prompt_cnt[i]) if prompt_cnt[i] else 0.0) for i in t]
+
+
+def infgram_ntd(index: Index, context: np.ndarray) -> tuple[int, NextTokens]:
+    """The next-token distribution after the longest suffix of `context` that occurs: (its
+    length, the distribution)."""
+    context = np.asarray(context, dtype=np.int64)
+    if not len(context):
+        return 0, ntd(index, context)
+    k = int(infgram_suffix_lengths(index, np.append(context, 0))[-1])
+    return k, ntd(index, context[len(context) - k :])
+
+
+__all__ = ["DOC_END", "NextTokens", "InfgramRow", "ntd", "infgram_probs", "infgram_suffix_lengths", "infgram_ntd"]
