@@ -102,3 +102,34 @@ def test_reference_misreads_a_range_that_starts_at_the_file_end(tmp_path: Path, 
     assert reference_misreads_file_end(index, [1])
     assert _ours(ntd(index, np.array([1]))) == {1: 2, EOS: 2} == brute_ntd([[1], [1, 1, 1]], [1])
     assert {int(k): v["cont_cnt"] for k, v in eng.ntd([1])["result_by_token_id"].items()} == {EOS: 4}
+
+
+def test_cli_ntd_and_infgram_json(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    import json as _json
+
+    from index_tools.builder import BuildOptions, build_index
+    from tracetui.cli import main
+
+    from .conftest import SAMPLE_TEXTS, write_jsonl
+
+    src = write_jsonl(tmp_path / "c.jsonl", SAMPLE_TEXTS)
+    build_index([src], tmp_path / "bix", BuildOptions(tokenizer="bytes", progress=False))
+    assert main(["ntd", "--index", str(tmp_path / "bix"), "The quick", "--json"]) == 0
+    out = _json.loads(capsys.readouterr().out)
+    (res,) = out["results"]
+    assert out["schema"] == "tracetui.ntd/1" and res["prompt_count"] == 2
+    assert [(r["text"], r["count"]) for r in res["next"]] == [(" ", 2)]
+    text = "The quick brown fox is lazy. Xq"
+    (tmp_path / "r.txt").write_text(text, encoding="utf-8")
+    assert main(["infgram", "--index", str(tmp_path / "bix"), str(tmp_path / "r.txt"), "--json"]) == 0
+    got = _json.loads(capsys.readouterr().out)["results"][0]
+    assert "".join(t["text"] for t in got["tokens"]) == text
+    # covered_share by brute force: characters inside a corpus substring of >= 8 bytes
+    covered = [False] * len(text)
+    for a in range(len(text)):
+        for b in range(a + 8, len(text) + 1):
+            if any(text[a:b] in d for d in SAMPLE_TEXTS):
+                for i in range(a, b):
+                    covered[i] = True
+    assert 0 < got["covered_share"] == sum(covered) / len(text)
+    assert got["tokens"][-2]["count"] == 0 and got["tokens"][-2]["prob"] == 0.0  # "X" never follows ". "

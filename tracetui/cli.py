@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from index_tools.errors import IndexToolsError
 
 from .sanitize import inert
@@ -172,6 +174,66 @@ def cmd_trace(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_text(arg: str | None) -> str:
+    if arg in (None, "-"):
+        return sys.stdin.read()
+    try:
+        return Path(arg).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliError(f"{arg}: cannot read as UTF-8 text ({exc})") from None
+
+
+def _bar(p: float, width: int = 20) -> str:
+    full = int(round(p * width))
+    return "█" * full + "·" * (width - full)
+
+
+def cmd_ntd(args: argparse.Namespace) -> int:
+    from index_tools.ngram import DOC_END, ntd
+
+    indexes = _open_indexes(args.index)
+    out = []
+    for index in indexes:
+        ids = index.encode(args.text)
+        dist = ntd(index, ids)
+        order = np.argsort(-dist.counts, kind="stable")[: args.top]
+        rows = []
+        for i in order.tolist():
+            tid = int(dist.ids[i])
+            text = "<document end>" if tid == DOC_END else index.tokenizer.decode([tid])
+            rows.append({"token": tid, "text": text, "count": int(dist.counts[i]),
+                         "prob": float(dist.counts[i] / dist.prompt_cnt)})
+        out.append({"index": index.name, "prompt_tokens": ids.tolist(), "prompt_count": dist.prompt_cnt,
+                    "distinct": len(dist.ids), "next": rows})
+    if args.json:
+        _print_json({"schema": "tracetui.ntd/1", "text": args.text, "results": out})
+        return 0
+    for r in out:
+        print(f"[{inert(r['index'])}] {r['prompt_count']:,} occurrence(s), {r['distinct']:,} distinct next tokens")
+        for row in r["next"]:
+            print(f"  {_bar(row['prob'])} {row['prob']:7.2%} {row['count']:>10,}  {inert(repr(row['text']))}")
+    return 0
+
+
+def cmd_infgram(args: argparse.Namespace) -> int:
+    from .tracing.memorization import memorization
+
+    text = _read_text(args.file)
+    indexes = _open_indexes(args.index)
+    results = [(index.name, memorization(index, text, args.min_tokens)) for index in indexes]
+    if args.json:
+        _print_json({"schema": "tracetui.infgram/1", "text": text,
+                     "results": [{"index": name, **m.to_json()} for name, m in results]})
+        return 0
+    for name, m in results:
+        print(f"[{inert(name)}] memorization: {m.covered_share:.1%} of characters in matches of "
+              f">= {m.min_tokens} tokens, mean effective n {m.mean_effective_n:.2f}")
+        for t in m.tokens:
+            print(f"  n={t.effective_n:<4} {_bar(t.prob, 10)} {t.prob:7.2%} {t.count:>9,}/{t.context_count:<11,} "
+                  f"{inert(repr(t.text))}")
+    return 0
+
+
 def cmd_app(args: argparse.Namespace) -> int:
     from .app.main import run_app
 
@@ -236,6 +298,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--substring", action="store_true",
                    help="also count occurrences inside longer words (the published OLMoTrace behaviour)")
     s.set_defaults(func=cmd_search)
+    n = sub.add_parser("ntd", help="next-token distribution after TEXT in the corpus (exact)")
+    n.add_argument("text")
+    n.add_argument("--index", action="append")
+    n.add_argument("--top", type=int, default=10, help="most frequent next tokens shown (default 10)")
+    n.add_argument("--json", action="store_true")
+    n.set_defaults(func=cmd_ntd)
+    g = sub.add_parser("infgram", help="per token of a text (FILE or stdin): ∞-gram probability, effective n; "
+                       "and the text's memorization score")
+    g.add_argument("file", nargs="?", help="text file, or - for stdin")
+    g.add_argument("--index", action="append")
+    g.add_argument("--min-tokens", type=int, default=8, help="match length counted by the score (default 8)")
+    g.add_argument("--json", action="store_true")
+    g.set_defaults(func=cmd_infgram)
     t = sub.add_parser("trace", help="trace a response (FILE or stdin) against indexes, OLMoTrace-style")
     t.add_argument("file", nargs="?", help="response text file, or - for stdin")
     t.add_argument("--index", action="append")

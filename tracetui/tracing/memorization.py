@@ -1,0 +1,72 @@
+"""The memorization lens of a text: per token, how strongly the corpus predicts it (∞-gram), and
+a score per reply.
+
+Memorization score (defined once, here; the README quotes it):
+- `covered_share`: the share of the text's characters inside a verbatim corpus match of at least
+  `min_tokens` tokens (default 8; any match, whole words or not -- the ∞-gram view);
+- `mean_effective_n`: the mean over tokens of the ∞-gram effective n (1 + the length of the
+  longest preceding context that occurs in the corpus).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from index_tools.engine import Index
+from index_tools.ngram import infgram_probs
+
+MIN_TOKENS = 8
+
+
+@dataclass
+class TokenRow:
+    start: int  # characters of the text, [start, end)
+    end: int
+    text: str
+    effective_n: int
+    context_count: int
+    count: int
+    prob: float
+
+
+@dataclass
+class Memorization:
+    tokens: list[TokenRow]
+    covered_share: float
+    mean_effective_n: float
+    min_tokens: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"schema": "tracetui.infgram/1", "covered_share": self.covered_share,
+                "mean_effective_n": self.mean_effective_n, "min_tokens": self.min_tokens,
+                "tokens": [asdict(t) for t in self.tokens]}
+
+
+def memorization(index: Index, text: str, min_tokens: int = MIN_TOKENS) -> Memorization:
+    """All of it from one longest-prefix search and one batched count search."""
+    ids, offsets = index.tokenizer.encode_with_offsets(text)
+    if len(ids) == 0:
+        return Memorization([], 0.0, 0.0, min_tokens)
+    longest = index.longest_prefixes(ids)
+    rows = infgram_probs(index, ids, longest)
+    tokens = []
+    for i, r in enumerate(rows):
+        a, b = int(offsets[i][0]), int(offsets[i][1])
+        tokens.append(TokenRow(a, b, text[a:b], r.suffix_len + 1, r.prompt_cnt, r.cont_cnt, r.prob))
+    # characters inside some match of >= min_tokens tokens: a difference array over token positions
+    L = len(ids)
+    cover = np.zeros(L + 1, dtype=np.int64)
+    starts = np.flatnonzero(longest >= min_tokens)
+    np.add.at(cover, starts, 1)
+    np.add.at(cover, np.minimum(starts + longest[starts], L), -1)
+    covered_tok = np.cumsum(cover)[:L] > 0
+    chars = np.zeros(len(text) + 1, dtype=np.int64)
+    for i in np.flatnonzero(covered_tok):
+        chars[offsets[i][0]] += 1
+        chars[offsets[i][1]] -= 1
+    covered_chars = int(np.count_nonzero(np.cumsum(chars)[: len(text)] > 0))
+    share = covered_chars / max(1, len(text))
+    return Memorization(tokens, share, float(np.mean([t.effective_n for t in tokens])), min_tokens)
