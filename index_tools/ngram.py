@@ -78,6 +78,8 @@ def _shard_ntd(shard: Shard, lo: int, hi: int, m: int) -> tuple[np.ndarray, np.n
     with the prompt; see tests/test_ngram.py.)"""
     if hi <= lo:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    # one histogram pass over every occurrence: measured faster in numpy than halving (which
+    # reads about distinct followers x log ranks, but in many rounds) up to 8.7M occurrences
     if shard.width <= 2 and hi - lo > SCAN:
         keys, cnt = _scan_ntd(shard, lo, hi, m)
         ids = _key_to_id(shard, keys)
