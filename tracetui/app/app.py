@@ -12,6 +12,7 @@ Threads and state, by design:
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
 import time
@@ -65,12 +66,15 @@ class TraceApp(App[None]):
         Binding("tab", "next_span", "Next span", priority=True, id="span.next"),
         Binding("shift+tab", "prev_span", "Prev span", priority=True, id="span.prev"),
         Binding("escape", "escape", "Stop / clear", id="escape"),
-        Binding("f1,question_mark", "help", "Help", id="help"),
+        Binding("f1", "help", "Help", id="help"),
+        Binding("question_mark", "help", "Help", show=False, id="help.question"),
         Binding("ctrl+o", "focus_docs", "Documents", id="docs.focus"),
         Binding("f3", "toggle_mode", "Chat/continue", id="mode.toggle"),
         Binding("f4", "demo_opening", "Demo opening", id="demo.opening"),
         Binding("ctrl+t", "trace_text", "Trace text", id="trace.text"),
-        Binding("ctrl+e", "export", "Export", id="export"),
+        # priority: the prompt's Input would take Ctrl+E as "end of line" (and the footer would
+        # change with the focus)
+        Binding("ctrl+e", "export", "Export", priority=True, id="export"),
         Binding("ctrl+y", "copy_span", "Copy span", id="copy.span"),
         Binding("ctrl+n", "new_chat", "New chat", id="chat.new"),
         Binding("ctrl+r", "conversations", "Chats", id="chat.list"),
@@ -141,6 +145,7 @@ class TraceApp(App[None]):
 
     def on_mount(self) -> None:
         self._show_mode()
+        self.call_after_refresh(self._freeze_heap)
         self.trace_loop()
         if self.index_loader is not None:
             self.push_screen(IndexingScreen())
@@ -149,12 +154,31 @@ class TraceApp(App[None]):
             self.notify(self.backend_error, title="Model not loaded", severity="error", timeout=10, markup=False)
             self.set_status(f"model: {self.backend_error} — tracing pasted text (Ctrl+T) still works")
 
+    # -- garbage collection ----------------------------------------------------------------------
+    # A full collection scans ~100k objects (mostly Textual's render caches) and blocked the
+    # event loop for 70-200 ms while replies streamed (bench_app.py --profile). Objects alive
+    # after startup are frozen out of every later scan, and while a reply streams only young
+    # generations are collected; one full collection runs when it ends.
+    def _freeze_heap(self) -> None:
+        gc.collect()
+        gc.freeze()
+
+    @staticmethod
+    def _streaming_gc(on: bool) -> None:
+        gc.set_threshold(700, 10, 1_000_000 if on else 10)
+
+    def _reply_ended_gc(self) -> None:
+        self._streaming_gc(False)
+        self.set_timer(0.5, gc.collect)
+
     def on_unmount(self) -> None:
         self._stop_workers()
 
     def _stop_workers(self) -> None:
         self._stop.set()
         self._traces.close()
+        self._streaming_gc(False)
+        gc.unfreeze()  # what the app froze becomes collectable again once it is gone
 
     async def action_quit(self) -> None:
         self._stop_workers()
@@ -191,6 +215,7 @@ class TraceApp(App[None]):
             self.pop_screen()
         tokens = sum(ix.manifest.tokens for ix in indexes)
         self.set_status(f"index ready: {tokens:,} tokens ({seconds:.1f} s)")
+        self.call_after_refresh(self._freeze_heap)
 
     def _indexes_failed(self, message: str) -> None:
         if isinstance(self.screen, IndexingScreen):
@@ -225,6 +250,7 @@ class TraceApp(App[None]):
         self.main.focused_view = None
         self._stop = threading.Event()
         self._live_pending = False
+        self._streaming_gc(True)
         self.set_status("generating…")
         self.generate(conv.key, reply.gen, conv.mode, turns, text, self._stop)
 
@@ -285,6 +311,7 @@ class TraceApp(App[None]):
             return
         msg.text = msg.text[: msg.prompt_chars] + event.text
         msg.done = True
+        self._reply_ended_gc()
         view = self.main.view_of(msg)
         if view is not None:
             self.main.text_changed(view)
@@ -504,6 +531,7 @@ class TraceApp(App[None]):
         """Stop what streams, forget the old conversation (late results for it are dropped)."""
         self._stop.set()
         self._live_pending = False
+        self._reply_ended_gc()
         self.conversation = conv
         self.main.clear()
         self._show_mode()
@@ -582,5 +610,6 @@ class TraceApp(App[None]):
         if event.state == WorkerState.ERROR:
             if event.worker.group == "generate" and (msg := self.conversation.streaming) is not None:
                 msg.done = True  # no ReplyDone will come: the reply ends here
+                self._reply_ended_gc()
             self.notify(f"{event.worker.name} failed: {event.worker.error}", severity="error", markup=False)
 

@@ -10,12 +10,13 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Input, Static
+from textual.widgets import Header, Input, Static
 
 from ...conversation import Message
 from ...sanitize import inert
 from ...tracing.pipeline import TraceResult
 from ..widgets.documents import DocumentPanel
+from ..widgets.footer import StableFooter
 from ..widgets.message import MessageView
 
 
@@ -34,7 +35,7 @@ class MainScreen(Screen[None]):
                 yield Input(placeholder="Ask the model… (Enter to send, F1 for help)", id="prompt")
             yield DocumentPanel(id="docs")
         yield Static("ready", id="status")
-        yield Footer()
+        yield StableFooter()
 
     def on_mount(self) -> None:
         self.query_one("#prompt", Input).focus()
