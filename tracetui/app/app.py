@@ -44,8 +44,8 @@ from .trace_queue import TraceQueue, TraceRequest
 from .widgets.documents import DocumentPanel
 from .widgets.message import HUES, MessageView
 
-TRACE_INTERVAL = 0.3  # seconds between live traces while a reply streams (CPU shared with llama.cpp)
-CHUNK_INTERVAL = 1 / 20  # the generation thread posts the text so far at most this often
+TRACE_INTERVAL = 0.5  # seconds between live traces while a reply streams (CPU shared with llama.cpp)
+CHUNK_INTERVAL = 1 / 10  # the generation thread posts the text so far at most this often
 
 
 def _lower_thread_priority() -> None:
