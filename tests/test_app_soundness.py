@@ -256,3 +256,32 @@ async def test_quit_while_streaming_or_tracing_leaves_no_thread(text_index: Path
     assert app.return_code in (0, None) and app._exception is None
     await asyncio.sleep(0.5)
     assert not (worker_threads() - before), "a worker thread outlived the app"
+
+
+async def test_memorization_score_heat_view_and_export(text_index: Path, tmp_path: Path) -> None:
+    import json
+
+    from index_tools.engine import Index
+    from tracetui.tracing.memorization import memorization
+
+    app = TraceApp(IndexSet.open([text_index]), ScriptedBackend([REPLY]), intro="t", export_dir=tmp_path)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await start_reply(app, pilot)
+        await wait_idle(app, pilot)
+        view = app.main.views[-1]
+        lens = view.trace.memorization
+        want = memorization(Index.open(text_index), REPLY)
+        assert lens["covered_share"] == want.covered_share and lens["mean_effective_n"] == want.mean_effective_n
+        assert [t[2] for t in lens["tokens"]] == [t.effective_n for t in want.tokens]
+        assert f"memorized {want.covered_share:.0%}" in view.build_content().plain
+        spans_view = {str(s.style) for s in view.build_content().spans}
+        await pilot.press("f5")
+        assert app.main.heat and "heat view" in app.last_status
+        heat = [s for s in view.build_content().spans if "on #" in str(s.style)]
+        assert len(heat) == sum(1 for t in want.tokens if t.effective_n > 1)  # one shade per token
+        assert {str(s.style) for s in view.build_content().spans} != spans_view
+        await pilot.press("f5")
+        assert not app.main.heat
+        await pilot.press("ctrl+e")
+        exported = json.loads(next(tmp_path.glob("tracetui-*.json")).read_text())
+        assert exported["turns"][-1]["trace"]["memorization"]["covered_share"] == want.covered_share

@@ -70,3 +70,13 @@ def test_document_screen(snap_compare, snap_index: Path) -> None:
 
 def test_help_screen(snap_compare, snap_index: Path) -> None:
     assert snap_compare(make(snap_index), terminal_size=(120, 32), press=["f1"])
+
+
+def test_heat_view(snap_compare, snap_index: Path) -> None:
+    """F5: every token shaded by its ∞-gram effective n (the memorization lens)."""
+    async def run_before(pilot) -> None:  # type: ignore[no-untyped-def]
+        await _chat(pilot)
+        await pilot.press("f5")
+        pilot.app.set_status("fixed status for the snapshot")
+
+    assert snap_compare(make(snap_index), terminal_size=(120, 32), run_before=run_before)

@@ -71,6 +71,7 @@ class TraceApp(App[None]):
         Binding("ctrl+o", "focus_docs", "Documents", id="docs.focus"),
         Binding("f3", "toggle_mode", "Chat/continue", id="mode.toggle"),
         Binding("f4", "demo_opening", "Demo opening", id="demo.opening"),
+        Binding("f5", "toggle_heat", "Heat view", id="heat.toggle"),
         Binding("ctrl+t", "trace_text", "Trace text", id="trace.text"),
         # priority: the prompt's Input would take Ctrl+E as "end of line" (and the footer would
         # change with the focus)
@@ -356,7 +357,7 @@ class TraceApp(App[None]):
                                 "copy still open, reopen the app after restoring it", severity="warning",
                                 markup=False)
             try:
-                result = tracer.trace(req.text, prompt=req.prompt)
+                result = tracer.trace(req.text, prompt=req.prompt, lens=not req.live)
             except Exception as exc:  # an index that vanished or broke: say so, keep running
                 self.post_message(TraceFailed(req.conversation, req.gen, str(exc), req.live))
             else:
@@ -500,6 +501,13 @@ class TraceApp(App[None]):
         prompt = self.main.query_one("#prompt", Input)
         prompt.value = text
         prompt.focus()
+
+    def action_toggle_heat(self) -> None:
+        """Shade every token of the replies by its ∞-gram effective n instead of the spans."""
+        self.main.heat = not self.main.heat
+        self.main.restyle()
+        self.set_status("heat view: tokens shaded by effective n (darker: longer context found in the corpus)"
+                        if self.main.heat else "span view")
 
     # -- other actions ------------------------------------------------------------------------------
     def action_help(self) -> None:

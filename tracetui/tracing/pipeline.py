@@ -16,6 +16,7 @@ import numpy as np
 
 from index_tools.engine import Hit, Index, IndexSet
 
+from .memorization import memorization
 from .merge import Highlight, merge_spans
 from .ranking import (
     HIGH,
@@ -113,6 +114,9 @@ class TraceResult:
     #: index name -> fingerprint of the indexes traced against (a saved trace is reused only
     #: while they are unchanged)
     indexes: dict[str, str] = field(default_factory=dict)
+    #: the memorization lens of the text against the first index (`Tracer.trace(lens=True)`):
+    #: index, covered_share, mean_effective_n, min_tokens, tokens as [start, end, effective n, prob]
+    memorization: dict[str, Any] | None = None
 
     def documents_for_span(self, span: int) -> list[Document]:
         return [d for d in self.documents if span in d.spans]
@@ -141,6 +145,7 @@ class TraceResult:
             "timings_ms": self.timings_ms,
             "params": asdict(self.params),
             "indexes": self.indexes,
+            "memorization": self.memorization,
         }
 
     @classmethod
@@ -159,7 +164,7 @@ class TraceResult:
             docs.append(doc)
         highlights = [Highlight(int(h["start"]), int(h["end"]), list(h["spans"])) for h in data["highlights"]]
         return cls(data["text"], data["prompt"], spans, docs, highlights, dict(data["timings_ms"]), params,
-                   dict(data.get("indexes", {})))
+                   dict(data.get("indexes", {})), data.get("memorization"))
 
 
 def _spans_in(window: str, spans: list[Span]) -> list[dict[str, int]]:
@@ -225,7 +230,8 @@ class Tracer:
         st.ids, st.lengths, st.witnessed = ids, lengths, witnessed
         return np.maximum(lengths, 0), witnessed
 
-    def trace(self, text: str, prompt: str = "") -> TraceResult:
+    def trace(self, text: str, prompt: str = "", lens: bool = False) -> TraceResult:
+        """Trace `text`; with `lens`, also its memorization lens against the first index."""
         p = self.params
         t0 = time.perf_counter()
         timings = {"tokenize": 0.0, "spans": 0.0, "documents": 0.0, "rank": 0.0}
@@ -256,8 +262,16 @@ class Tracer:
         timings["rank"] = (time.perf_counter() - c) * 1000
         timings["total"] = (time.perf_counter() - t0) * 1000
         timings = {k: round(v, 3) for k, v in timings.items()}
-        return TraceResult(text, prompt, spans, documents, highlights, timings, p,
-                           {ix.name: ix.fingerprint for ix in self.indexes})
+        result = TraceResult(text, prompt, spans, documents, highlights, timings, p,
+                             {ix.name: ix.fingerprint for ix in self.indexes})
+        if lens and self.indexes and text:
+            a = time.perf_counter()
+            m = memorization(self.indexes[0], text)
+            result.memorization = {"index": self.indexes[0].name, "covered_share": m.covered_share,
+                                   "mean_effective_n": m.mean_effective_n, "min_tokens": m.min_tokens,
+                                   "tokens": [[t.start, t.end, t.effective_n, t.prob] for t in m.tokens]}
+            result.timings_ms["lens"] = round((time.perf_counter() - a) * 1000, 3)
+        return result
 
     def _prefetch_runs(self, index: Index, seqs: list[np.ndarray]) -> None:
         """The occurrence runs of every span not fetched yet, in one batched search."""

@@ -26,6 +26,7 @@ class MainScreen(Screen[None]):
         self.intro = intro
         self.views: list[MessageView] = []
         self.focused_view: MessageView | None = None  # the reply last clicked
+        self.heat = False  # tokens shaded by effective n instead of span highlights
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -43,6 +44,7 @@ class MainScreen(Screen[None]):
     # -- messages ---------------------------------------------------------------------------------
     def add(self, message: Message, index_hue: dict[str, str]) -> MessageView:
         view = MessageView(message, number=len(self.views), index_hue=index_hue, classes="message")
+        view.heat = self.heat
         self.views.append(view)
         chat = self.query_one("#chat", VerticalScroll)
         chat.mount(view)
@@ -75,6 +77,7 @@ class MainScreen(Screen[None]):
     def restyle(self) -> None:
         """Colours follow the theme: redraw every message."""
         for v in self.views:
+            v.heat = self.heat
             v.refresh_content()
 
     # -- spans ------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from .markdown_style import markdown_styles
 # three strengths of one hue per index (reference: 50% / 25% / 10% background)
 HUES = ["#2f81f7", "#d29922", "#3fb950", "#db61a2"]
 STRENGTH = {"high": 0.5, "medium": 0.25, "low": 0.1}
+HEAT = "#f85149"  # heat view: effective n 1 (no context in the corpus) unshaded, 16+ full
 LABELS = {"user": "You", "assistant": "Model", "text": "Traced text"}
 
 
@@ -54,6 +55,7 @@ class MessageView(Static):
         self.message = message
         self.number = number  # position in the conversation: clicks name it
         self.selected: int | None = None  # index into trace.highlights
+        self.heat = False  # shade tokens by ∞-gram effective n (the memorization lens)
         self.index_hue = index_hue or {}
         self.add_class(f"-{message.role}")
 
@@ -96,6 +98,9 @@ class MessageView(Static):
         label = LABELS.get(msg.role, msg.role)
         if msg.role == "assistant" and msg.prompt_chars:
             label += " (continues your opening)"
+        lens = msg.trace.memorization if msg.trace is not None else None
+        if lens:
+            label += f" · memorized {lens['covered_share']:.0%} · n̄ {lens['mean_effective_n']:.1f}"
         text = inert(msg.text)
         content = Content(text)
         if msg.traced:
@@ -104,6 +109,12 @@ class MessageView(Static):
         if msg.prompt_chars:
             content = content.stylize("italic dim", 0, min(msg.prompt_chars, len(text)))
         trace = msg.trace
+        if self.heat and lens and trace is not None and trace.text == msg.text[: len(trace.text)]:
+            base = self._background()
+            for a, b, n, _prob in lens["tokens"]:
+                if n > 1:
+                    content = content.stylize(f"on {mix(HEAT, min(1.0, (n - 1) / 15), base)}", a, b)
+            return Content.assemble((f"{label}\n", "bold"), content)
         if trace is not None and trace.text == msg.text[: len(trace.text)]:
             base = self._background()
             for i, h in enumerate(trace.highlights):
