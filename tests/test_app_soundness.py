@@ -10,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -285,3 +286,38 @@ async def test_memorization_score_heat_view_and_export(text_index: Path, tmp_pat
         await pilot.press("ctrl+e")
         exported = json.loads(next(tmp_path.glob("tracetui-*.json")).read_text())
         assert exported["turns"][-1]["trace"]["memorization"]["covered_share"] == want.covered_share
+
+
+async def test_next_in_corpus_view(text_index: Path, tmp_path: Path) -> None:
+    from index_tools.engine import Index
+    from index_tools.ngram import infgram_ntd
+    from tracetui.app.screens.next_tokens import NextTokensScreen
+
+    app = TraceApp(IndexSet.open([text_index]), ScriptedBackend([REPLY]), intro="t", export_dir=tmp_path)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await start_reply(app, pilot)
+        await wait_idle(app, pilot)
+        await pilot.press("tab", "f6")
+        await pilot.pause(0.3)
+        screen = app.screen
+        assert isinstance(screen, NextTokensScreen)
+        view = app.main.views[-1]
+        end = view.trace.highlights[0].end
+        index = Index.open(text_index)
+        ids, offs = index.tokenizer.encode_with_offsets(REPLY)
+        pos = int(np.searchsorted(np.asarray(offs)[:, 0], end))
+        assert screen.pos == pos
+        k, dist = infgram_ntd(index, ids[:pos])
+        assert screen.context_len == k and screen.total == dist.prompt_cnt
+        top = np.argsort(-dist.counts, kind="stable")[:12]
+        assert [(r[0], r[2]) for r in screen.rows] == [(int(dist.ids[i]), int(dist.counts[i])) for i in top]
+        assert screen.rows, "the context occurs in the corpus, so something follows it"
+        shown = screen.query_one("#next-list").render().plain
+        if int(ids[pos]) in dist.ids.tolist():
+            assert "the model's token" in shown
+        await pilot.press("right")
+        await pilot.pause(0.3)
+        assert screen.pos == pos + 1
+        await pilot.press("escape")
+        await pilot.pause()
+        assert isinstance(app.screen, MainScreen)

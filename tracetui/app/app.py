@@ -39,6 +39,7 @@ from .screens.document import DocumentScreen
 from .screens.help import HelpScreen
 from .screens.indexing import IndexingScreen
 from .screens.main import MainScreen
+from .screens.next_tokens import NextTokensScreen
 from .screens.trace_text import TraceTextScreen
 from .trace_queue import TraceQueue, TraceRequest
 from .widgets.documents import DocumentPanel
@@ -72,6 +73,7 @@ class TraceApp(App[None]):
         Binding("f3", "toggle_mode", "Chat/continue", id="mode.toggle"),
         Binding("f4", "demo_opening", "Demo opening", id="demo.opening"),
         Binding("f5", "toggle_heat", "Heat view", id="heat.toggle"),
+        Binding("f6", "next_in_corpus", "Next in corpus", id="next.open"),
         Binding("ctrl+t", "trace_text", "Trace text", id="trace.text"),
         # priority: the prompt's Input would take Ctrl+E as "end of line" (and the footer would
         # change with the focus)
@@ -508,6 +510,23 @@ class TraceApp(App[None]):
         self.main.restyle()
         self.set_status("heat view: tokens shaded by effective n (darker: longer context found in the corpus)"
                         if self.main.heat else "span view")
+
+    def action_next_in_corpus(self) -> None:
+        """What the corpus says comes next at the end of the selected span (else at the end of
+        the latest traced reply): the ∞-gram next tokens, the model's own token marked."""
+        if not self._on_main() or not self.indexes:
+            return
+        view = self.main.focused_reply()
+        if view is None:
+            traced = [v for v in self.main.views if v.message.traced and v.text]
+            view = traced[-1] if traced else None
+        if view is None:
+            self.notify("no reply yet", severity="information")
+            return
+        pos = len(view.text)
+        if view.selected is not None and view.trace is not None:
+            pos = view.trace.highlights[view.selected].end
+        self.push_screen(NextTokensScreen(self.indexes.indexes[0], view.text, pos))
 
     # -- other actions ------------------------------------------------------------------------------
     def action_help(self) -> None:
