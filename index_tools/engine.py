@@ -550,12 +550,9 @@ class Index:
         corpus token begins a word, or the document or the corpus ends there. The occurrences of
         a sequence are one suffix-array range sorted by that next token, so this is a few range
         tests, not a scan (`index_tools.word_ends`)."""
-        ids = np.asarray(ids, dtype=np.int64)
-        m = np.array([len(ids)], dtype=np.int64)
-        out = []
-        for shard, (lo, hi) in zip(self.shards, self.find(ids), strict=True):
-            _, a, b = self._word_ends(shard, np.array([lo]), np.array([hi]), m)
-            out.append(list(zip(a.tolist(), b.tolist(), strict=True)))
+        out: list[list[tuple[int, int]]] = [[] for _ in self.shards]
+        for k, a, b in self.find_words_many([np.asarray(ids, dtype=np.int64)])[0]:
+            out[k].append((a, b))
         return out
 
     def word_occurrences(self, ids: np.ndarray, chunk: int = 1 << 18):  # type: ignore[no-untyped-def]

@@ -9,6 +9,7 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable, Sequence
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -115,14 +116,18 @@ class HFTokenizer(Tokenizer):
     def decode(self, ids: Sequence[int] | np.ndarray) -> str:
         return self._tok.decode([int(i) for i in ids], skip_special_tokens=False)
 
+    @cached_property
+    def _spec(self) -> dict:
+        return json.loads(self._tok.to_str())
+
     @property
     def family(self) -> str:
         """"byte-level", "wordpiece" or "sentencepiece" (also any plain-text vocabulary)."""
-        return _family(json.loads(self._tok.to_str()))
+        return _family(self._spec)
 
     def word_boundaries(self) -> WordBoundaries:
         if self._words is None:
-            spec = json.loads(self._tok.to_str())
+            spec = self._spec
             family = _family(spec)
             special = {t["id"] for t in spec.get("added_tokens", []) if t.get("special")}
             prefix = (spec.get("model") or {}).get("continuing_subword_prefix") or "##"

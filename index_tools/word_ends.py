@@ -207,37 +207,10 @@ def word_end_counts(shard: Shard, runs: KeyRuns, words: WordBoundaries, lo: np.n
         acc += np.bincount(q[ends_word(shard, runs, words, ranks, mm)], minlength=len(acc))
         pos[act] = end
         act = act[(pos[act] < hi[act]) & (acc[act] <= cap)]
-    if len(act) and cap >= (1 << 14):
-        proven = _proven_by_probes(shard, runs, lo[act], hi[act], m[act])
-        done = proven > cap
-        acc[act[done]] = cap + 1
-        act = act[~done]
     if len(act):
         left = np.full(len(act), cap, dtype=np.int64) - acc[act]
         acc[act] += _halving_counts(shard, runs, words, pos[act], hi[act], m[act], left)
     return np.minimum(acc, cap + 1)
-
-
-def _proven_by_probes(shard: Shard, runs: KeyRuns, lo: np.ndarray, hi: np.ndarray, m: np.ndarray,
-                      probes: int = 4096) -> np.ndarray:
-    """A lower bound of the whole-word occurrences in each range from one gather of evenly spaced
-    probes: two consecutive probes whose following tokens lie in the same word-start run prove
-    every rank between them (the following tokens are sorted). For a sequence with millions of
-    occurrences the large blocks of its frequent followers prove "more than cap" at once."""
-    size = hi - lo
-    stride = np.maximum(1, -(-size // probes))
-    n = -(-size // stride)  # probes per range, the last one at hi - 1
-    q, offs, mm = _expand(np.arange(len(lo)), np.zeros(len(lo), dtype=np.int64), n + 1, m)
-    ranks = np.minimum(lo[q] + offs * stride[q], hi[q] - 1)
-    run = runs.run_of(_next_keys(shard, ranks, mm))
-    same = (q[1:] == q[:-1]) & (run[1:] == run[:-1]) & (runs.run_class[run[1:]] == BEGINS) & (ranks[1:] > ranks[:-1])
-    if not same.any():
-        return np.zeros(len(lo), dtype=np.int64)
-    prev = np.concatenate([[False], same[:-1]])
-    nxt = np.concatenate([same[1:], [False]])
-    starts = np.flatnonzero(same & ~prev)  # chain of proven pairs from ranks[i] ...
-    ends = np.flatnonzero(same & ~nxt) + 1  # ... to ranks[j]
-    return np.bincount(q[starts], weights=ranks[ends] - ranks[starts] + 1, minlength=len(lo)).astype(np.int64)
 
 
 __all__ = ["KeyRuns", "ends_word", "word_end_intervals", "word_end_counts"]

@@ -279,13 +279,7 @@ class Tracer:
         todo = [s for s in seqs if s.tobytes() not in st.fetched and s.tobytes() not in st.runs]
         if not todo:
             return
-        if self.params.whole_words:
-            found = index.find_words_many(todo)
-        else:
-            lo, hi = index.find_ranges(todo)
-            found = [[(k, int(lo[k, j]), int(hi[k, j])) for k in range(lo.shape[0]) if hi[k, j] > lo[k, j]]
-                     for j in range(len(todo))]
-        for s, runs in zip(todo, found, strict=True):
+        for s, runs in zip(todo, occurrence_runs(index, todo, self.params.whole_words), strict=True):
             st.runs[s.tobytes()] = runs
 
     def _fetch(self, index: Index, span_ids: np.ndarray) -> _Fetched:
@@ -298,8 +292,8 @@ class Tracer:
         hits = []
         n = len(span_ids)
         runs = st.runs.pop(key, None)
-        if runs is None:
-            runs = occurrence_intervals(index, span_ids, p.whole_words)
+        if runs is None:  # not prefetched (a direct call): search it now
+            runs = occurrence_runs(index, [span_ids], p.whole_words)[0]
         for shard, rank in sample_runs(runs, p.docs_per_span, p.seed):
             hit = index.hit(shard, rank)
             texts = [window_text(index, hit, n, ctx) for ctx in (p.snippet_context, p.long_context)]
@@ -336,11 +330,14 @@ class Tracer:
         documents.sort(key=lambda d: (-LEVEL_RANK[d.level], -d.score, d.id))
 
 
-def occurrence_intervals(index: Index, ids: np.ndarray, whole_words: bool) -> list[tuple[int, int, int]]:
-    """(shard, first rank, end rank) of every run of occurrences, in shard then rank order."""
+def occurrence_runs(index: Index, seqs: list[np.ndarray], whole_words: bool) -> list[list[tuple[int, int, int]]]:
+    """Per sequence, its (shard, first rank, end rank) runs of occurrences (whole-word ones, or
+    every substring occurrence), in shard then rank order: one batched search for all."""
     if whole_words:
-        return [(n, a, b) for n, runs in enumerate(index.find_words(ids)) for a, b in runs]
-    return [(n, a, b) for n, (a, b) in enumerate(index.find(ids)) if b > a]
+        return index.find_words_many(seqs)
+    lo, hi = index.find_ranges(seqs)
+    return [[(k, int(lo[k, j]), int(hi[k, j])) for k in range(lo.shape[0]) if hi[k, j] > lo[k, j]]
+            for j in range(len(seqs))]
 
 
 def sample_runs(runs: list[tuple[int, int, int]], k: int, seed: int) -> list[tuple[int, int]]:
