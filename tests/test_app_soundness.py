@@ -175,6 +175,8 @@ async def test_continue_mode_for_models_without_template(text_index: Path, tmp_p
                    export_dir=tmp_path, openings=["The quick brown fox"])
     async with app.run_test(size=(120, 36)) as pilot:
         assert app.conversation.mode == "continue" and "continue" in app.sub_title
+        await pilot.pause()
+        assert "opening" in app.main.query_one("#prompt").placeholder
         await pilot.press("f4")
         assert app.main.query_one("#prompt").value == "The quick brown fox"
         await pilot.press("enter")

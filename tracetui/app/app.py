@@ -148,6 +148,7 @@ class TraceApp(App[None]):
 
     def on_mount(self) -> None:
         self._show_mode()
+        self.call_after_refresh(self._show_mode)  # again once the main screen has its prompt
         self.call_after_refresh(self._freeze_heap)
         self.trace_loop()
         if self.index_loader is not None:
