@@ -5,9 +5,10 @@
 
 Measures, medians over several queries:
   1. `ntd` of the most frequent 1-token prefix (millions of occurrences) and of rare 5-token
-     prefixes: ours is exact; infini-gram's default (max_support=1000) samples 1000 occurrences
-     of a prompt that occurs more often ("approx"; its exact setting, max_support above the
-     count, aborts on this machine); ours is checked against a brute-force count over the tokens;
+     prefixes: ours exact, and ours with infini-gram's own sampling (max_support=1000, its
+     default: a prompt that occurs more often is read at a stride; its exact setting, max_support
+     above the count, aborts on this machine). Exact is checked against a brute-force count over
+     the tokens, sampled against infini-gram's counts (identical, like for like);
   2. the ∞-gram probability of every token of a 500-token reply: ours in one batched call
      (`infgram_probs`), infini-gram called per token (`infgram_prob`); results compared.
 """
@@ -58,6 +59,10 @@ def bench_size(n_tokens: int, args: argparse.Namespace) -> dict:
     truth = dict(zip(*np.unique(after, return_counts=True), strict=True))
     if toks[-1] == top:
         truth[-1] = truth.get(-1, 0) + 1
+    approx, t_approx = timed(lambda: ntd(index, q1, max_support=1000), 3)
+    res.update(f_approx=t_approx, f_approx_equal=approx.approx == bool(ref.get("approx")) and sorted(
+        (int(k), v["cont_cnt"]) for k, v in ref["result_by_token_id"].items()) == sorted(
+        (C.UNK_ID if int(i) < 0 else int(i), int(n)) for i, n in zip(approx.ids, approx.counts, strict=True)))
     res.update(f_count=ours.prompt_cnt, f_distinct=len(ours.ids), f_ours=t_ours, f_ig=t_ig,
                f_ig_approx=ref.get("approx"), f_ig_support=sum(v["cont_cnt"] for v in ref["result_by_token_id"].values()),
                f_equal={int(k): int(v) for k, v in truth.items()}
@@ -109,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
              C.ratio(r["f_ours"], r["f_ig"])],
             [f"{lab}    exact (= brute force over the tokens) / infini-gram counted", "yes" if r["f_equal"] else "NO",
              f"{r['f_ig_support']:,} of {r['f_count']:,}", ""],
+            [f"{lab}  ntd, most frequent token, both sampled (max_support 1000)", C.fmt_s(r["f_approx"]) + " approx",
+             C.fmt_s(r["f_ig"]) + " approx", C.ratio(r["f_approx"], r["f_ig"])],
+            [f"{lab}    identical sampled distributions", "yes" if r["f_approx_equal"] else "NO", "", ""],
             [f"{lab}  ntd, rare 5-token prefix (median)", C.fmt_s(r["r_ours"]), C.fmt_s(r["r_ig"]),
              C.ratio(r["r_ours"], r["r_ig"])],
             [f"{lab}    identical distributions", r["r_equal"], "", ""],

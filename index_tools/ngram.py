@@ -28,6 +28,7 @@ class NextTokens:
     prompt_cnt: int
     ids: np.ndarray
     counts: np.ndarray
+    approx: bool = False  # sampled (a `max_support` below the prompt's count), as infini-gram's
 
     def prob(self, token: int) -> float:
         i = np.searchsorted(self.ids, token)
@@ -113,9 +114,58 @@ def _shard_ntd(shard: Shard, lo: int, hi: int, m: int) -> tuple[np.ndarray, np.n
     return u, np.bincount(inv, weights=cnt).astype(np.int64)
 
 
-def ntd(index: Index, prompt: np.ndarray) -> NextTokens:
-    """Next-token distribution after `prompt`, exact, over every shard (an empty prompt: the
-    unigram distribution of all positions)."""
+def sample_unit(count: int, max_support: int | None) -> int:
+    """infini-gram's stride for a prompt of `count` occurrences: the least power of two `unit`
+    with count <= unit x max_support (1, i.e. exact, without a `max_support`)."""
+    unit = 1
+    if max_support is not None:
+        if max_support <= 0:
+            raise ValueError("max_support must be a positive integer")
+        while count > unit * max_support:
+            unit <<= 1
+    return unit
+
+
+def _sampled_ntd(shard: Shard, lo: int, hi: int, m: int, unit: int) -> tuple[np.ndarray, np.ndarray]:
+    """infini-gram's approximate distribution with stride `unit` (> 1), lock-step over segments:
+    a segment whose first and last following tokens agree is counted whole; one shorter than
+    4 x unit is read every `unit` ranks, each read standing for the `unit` ranks around it (the
+    last for what is left); otherwise it is halved. Same segments, reads and weights as its
+    engine, so the same counts (they still sum to the prompt's count)."""
+    got_keys: list[np.ndarray] = []
+    got_cnt: list[np.ndarray] = []
+    seg_lo, seg_hi = np.array([lo], dtype=np.int64), np.array([hi], dtype=np.int64)
+    while len(seg_lo):
+        small = seg_hi - seg_lo < 4 * unit
+        if small.any():
+            a, b = seg_lo[small], seg_hi[small]
+            n = (b - a + unit - 1) // unit
+            starts = np.repeat(a, n) + unit * (np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n))
+            ends = np.repeat(b, n)
+            full = starts + unit <= ends
+            mid = np.where(full, starts + (unit >> 1), (starts + ends) >> 1)
+            got_keys.append(_next_keys(shard, mid, m))
+            got_cnt.append(np.where(full, unit, ends - starts))
+        seg_lo, seg_hi = seg_lo[~small], seg_hi[~small]
+        if not len(seg_lo):
+            break
+        first, last = _next_keys(shard, seg_lo, m), _next_keys(shard, seg_hi - 1, m)
+        one = first == last
+        got_keys.append(first[one])
+        got_cnt.append((seg_hi - seg_lo)[one])
+        seg_lo, seg_hi = seg_lo[~one], seg_hi[~one]
+        mid = (seg_lo + seg_hi) >> 1
+        seg_lo, seg_hi = np.concatenate([seg_lo, mid]), np.concatenate([mid, seg_hi])
+    ids = _key_to_id(shard, np.concatenate(got_keys))
+    u, inv = np.unique(ids, return_inverse=True)
+    return u, np.bincount(inv, weights=np.concatenate(got_cnt)).astype(np.int64)
+
+
+def ntd(index: Index, prompt: np.ndarray, max_support: int | None = None) -> NextTokens:
+    """Next-token distribution after `prompt` over every shard (an empty prompt: the unigram
+    distribution of all positions). Exact by default; with `max_support`, a prompt that occurs
+    more than that many times gets infini-gram's sampled approximation (`sample_unit`,
+    `_sampled_ntd`): same counts as its `ntd(prompt, max_support)`, `approx` set."""
     prompt = np.asarray(prompt, dtype=np.int64)
     m = len(prompt)
     ids_all, cnt_all = [], []
@@ -123,15 +173,19 @@ def ntd(index: Index, prompt: np.ndarray) -> NextTokens:
         ranges = index.find(prompt)  # one query: the scalar search beats a lock-step batch of one
     else:
         ranges = [(0, s.n_tokens) for s in index.shards]
+    unit = sample_unit(sum(b - a for a, b in ranges), max_support)
     for shard, (a, b) in zip(index.shards, ranges, strict=True):
-        u, c = _shard_ntd(shard, a, b, m)
+        if unit > 1 and b > a:
+            u, c = _sampled_ntd(shard, a, b, m, unit)
+        else:
+            u, c = _shard_ntd(shard, a, b, m)
         ids_all.append(u)
         cnt_all.append(c)
     ids = np.concatenate(ids_all)
     cnt = np.concatenate(cnt_all)
     u, inv = np.unique(ids, return_inverse=True)
     counts = np.bincount(inv, weights=cnt).astype(np.int64) if len(u) else np.zeros(0, dtype=np.int64)
-    return NextTokens(int(counts.sum()), u, counts)
+    return NextTokens(int(counts.sum()), u, counts, unit > 1)
 
 
 @dataclass
@@ -185,14 +239,14 @@ def infgram_probs(index: Index, ids: np.ndarray, longest: np.ndarray | None = No
                        float(cont_cnt[i] / prompt_cnt[i]) if prompt_cnt[i] else 0.0) for i in t]
 
 
-def infgram_ntd(index: Index, context: np.ndarray) -> tuple[int, NextTokens]:
+def infgram_ntd(index: Index, context: np.ndarray, max_support: int | None = None) -> tuple[int, NextTokens]:
     """The next-token distribution after the longest suffix of `context` that occurs: (its
-    length, the distribution)."""
+    length, the distribution; exact, or sampled as `ntd` with a `max_support`)."""
     context = np.asarray(context, dtype=np.int64)
     if not len(context):
-        return 0, ntd(index, context)
+        return 0, ntd(index, context, max_support)
     k = int(infgram_suffix_lengths(index, np.append(context, 0))[-1])
-    return k, ntd(index, context[len(context) - k :])
+    return k, ntd(index, context[len(context) - k :], max_support)
 
 
-__all__ = ["DOC_END", "NextTokens", "InfgramRow", "ntd", "infgram_probs", "infgram_suffix_lengths", "infgram_ntd"]
+__all__ = ["DOC_END", "NextTokens", "sample_unit", "InfgramRow", "ntd", "infgram_probs", "infgram_suffix_lengths", "infgram_ntd"]

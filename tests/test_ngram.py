@@ -64,6 +64,12 @@ def test_ntd_and_infgram_match_infinigram_and_brute_force(tmp_path_factory, bpe_
                 assert _ours(ours) == brute_ntd(docs, q)
             if not reference_misreads_file_end(index, q):
                 assert _ours(ours) == {int(k): v["cont_cnt"] for k, v in ref["result_by_token_id"].items()}
+                # infini-gram's sampled mode: same strides, same reads, same counts
+                for support in (1, 3):
+                    approx = ntd(index, np.array(q, dtype=np.int64), max_support=support)
+                    sref = eng.ntd(q, max_support=support)
+                    assert approx.approx == sref["approx"] and approx.prompt_cnt == sref["prompt_cnt"]
+                    assert _ours(approx) == {int(k): v["cont_cnt"] for k, v in sref["result_by_token_id"].items()}
         ids = np.array(reply, dtype=np.int64)
         rows = infgram_probs(index, ids)
         for t, row in enumerate(rows):

@@ -195,7 +195,9 @@ def cmd_ntd(args: argparse.Namespace) -> int:
     out = []
     for index in indexes:
         ids = index.encode(args.text)
-        dist = ntd(index, ids)
+        if args.max_support is not None and args.max_support <= 0:
+            raise CliError("--max-support must be a positive integer")
+        dist = ntd(index, ids, max_support=args.max_support)
         order = np.argsort(-dist.counts, kind="stable")[: args.top]
         rows = []
         for i in order.tolist():
@@ -204,12 +206,13 @@ def cmd_ntd(args: argparse.Namespace) -> int:
             rows.append({"token": tid, "text": text, "count": int(dist.counts[i]),
                          "prob": float(dist.counts[i] / dist.prompt_cnt)})
         out.append({"index": index.name, "prompt_tokens": ids.tolist(), "prompt_count": dist.prompt_cnt,
-                    "distinct": len(dist.ids), "next": rows})
+                    "distinct": len(dist.ids), "approx": dist.approx, "next": rows})
     if args.json:
         _print_json({"schema": "tracetui.ntd/1", "text": args.text, "results": out})
         return 0
     for r in out:
-        print(f"[{inert(r['index'])}] {r['prompt_count']:,} occurrence(s), {r['distinct']:,} distinct next tokens")
+        approx = " (sampled as infini-gram's max_support)" if r["approx"] else ""
+        print(f"[{inert(r['index'])}] {r['prompt_count']:,} occurrence(s), {r['distinct']:,} distinct next tokens{approx}")
         for row in r["next"]:
             print(f"  {_bar(row['prob'])} {row['prob']:7.2%} {row['count']:>10,}  {inert(repr(row['text']))}")
     return 0
@@ -302,6 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("text")
     n.add_argument("--index", action="append")
     n.add_argument("--top", type=int, default=10, help="most frequent next tokens shown (default 10)")
+    n.add_argument("--max-support", type=int, default=None,
+                   help="sample a prompt that occurs more often, as infini-gram's max_support (default: exact)")
     n.add_argument("--json", action="store_true")
     n.set_defaults(func=cmd_ntd)
     g = sub.add_parser("infgram", help="per token of a text (FILE or stdin): ∞-gram probability, effective n; "
