@@ -10,7 +10,9 @@ Measures, medians over several queries:
      above the count, aborts on this machine). Exact is checked against a brute-force count over
      the tokens, sampled against infini-gram's counts (identical, like for like);
   2. the ∞-gram probability of every token of a 500-token reply: ours in one batched call
-     (`infgram_probs`), infini-gram called per token (`infgram_prob`); results compared.
+     (`infgram_probs`), infini-gram called per token (`infgram_prob`); results compared;
+  3. the app's lens while a reply streams: one update per token with its cache kept (what the
+     trace worker pays per live trace), against one fresh lens of the whole reply.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import _common as C  # noqa: E402
 
 from index_tools.engine import Index  # noqa: E402
 from index_tools.ngram import infgram_probs, ntd  # noqa: E402
+from tracetui.tracing.memorization import LensCache, memorization  # noqa: E402
 
 
 def timed(fn, reps: int):  # type: ignore[no-untyped-def]
@@ -91,6 +94,16 @@ def bench_size(n_tokens: int, args: argparse.Namespace) -> dict:
                for r, x in zip(rows, refs, strict=True))
     res.update(i_ours=t_batch, i_ig=t_per, i_equal=f"{same}/{len(reply)}",
                mean_n=float(np.mean([r.suffix_len + 1 for r in rows])))
+    # the lens of a reply while it streams: one update per token, its cache kept between them
+    cache, lat = LensCache(), []
+    for k in range(1, len(reply) + 1):
+        text = C.decode(c, reply[:k])
+        a = time.perf_counter()
+        last = memorization(index, text, cache=cache)
+        lat.append(time.perf_counter() - a)
+    fresh, t_fresh = timed(lambda: memorization(index, C.decode(c, reply)), 1)
+    res.update(s_median=C.median(lat), s_p95=C.pct(lat, 95), s_sum=float(np.sum(lat)), s_fresh=t_fresh,
+               s_equal=last == fresh)
     return res
 
 
@@ -123,6 +136,11 @@ def main(argv: list[str] | None = None) -> int:
             [f"{lab}  ∞-gram prob of every token, {args.length}-token reply", C.fmt_s(r["i_ours"]) + " batched",
              C.fmt_s(r["i_ig"]) + " per token", C.ratio(r["i_ours"], r["i_ig"])],
             [f"{lab}    identical (suffix_len, counts); mean effective n {r['mean_n']:.1f}", r["i_equal"], "", ""],
+            [f"{lab}  lens while streaming, per token update (median / p95)",
+             f"{C.fmt_s(r['s_median'])} / {C.fmt_s(r['s_p95'])}", "", ""],
+            [f"{lab}    all {args.length} updates / one fresh lens of the whole reply",
+             f"{C.fmt_s(r['s_sum'])} / {C.fmt_s(r['s_fresh'])}", "", ""],
+            [f"{lab}    last update == fresh lens", "yes" if r["s_equal"] else "NO", "", ""],
         ]
     C.print_table("∞-gram queries: ours vs infini-gram (ratio = ours / infini-gram)",
                   ["measure", "ours", "infini-gram", "ratio"], rows)

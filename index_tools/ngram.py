@@ -167,6 +167,8 @@ def ntd(index: Index, prompt: np.ndarray, max_support: int | None = None) -> Nex
     more than that many times gets infini-gram's sampled approximation (`sample_unit`,
     `_sampled_ntd`): same counts as its `ntd(prompt, max_support)`, `approx` set."""
     prompt = np.asarray(prompt, dtype=np.int64)
+    if not isinstance(index, Index):  # a served index: its server runs this function on its shards
+        return index.ntd(prompt)
     m = len(prompt)
     ids_all, cnt_all = [], []
     if m:
@@ -215,10 +217,12 @@ def infgram_suffix_lengths(index: Index, ids: np.ndarray, longest: np.ndarray | 
     return t - np.minimum(first, t)
 
 
-def infgram_probs(index: Index, ids: np.ndarray, longest: np.ndarray | None = None) -> list[InfgramRow]:
+def infgram_probs(index: Index, ids: np.ndarray, longest: np.ndarray | None = None,
+                  cache: dict[bytes, int] | None = None) -> list[InfgramRow]:
     """The ∞-gram probability of every token of `ids` given what precedes it: all positions in
     two batched searches (the longest matches, then the counts of every context and context +
-    token), instead of one engine call per token."""
+    token), instead of one engine call per token. `cache` (sequence bytes -> count) keeps counts
+    across calls, so a growing text only counts its new contexts."""
     ids = np.asarray(ids, dtype=np.int64)
     L = len(ids)
     if L == 0:
@@ -227,7 +231,7 @@ def infgram_probs(index: Index, ids: np.ndarray, longest: np.ndarray | None = No
     t = np.arange(L)
     with_ctx = np.flatnonzero(k > 0)
     seqs = [ids[i - k[i] : i] for i in with_ctx] + [ids[i - k[i] : i + 1] for i in with_ctx]
-    counts = index.count_many(seqs) if seqs else np.zeros(0, dtype=np.int64)
+    counts = _cached_counts(index, seqs, cache)
     uni = index.unigram_counts()
     total = index.total_tokens
     prompt_cnt = np.full(L, total, dtype=np.int64)
@@ -237,6 +241,17 @@ def infgram_probs(index: Index, ids: np.ndarray, longest: np.ndarray | None = No
     cont_cnt[with_ctx] = counts[len(with_ctx) :]
     return [InfgramRow(int(k[i]), int(prompt_cnt[i]), int(cont_cnt[i]),
                        float(cont_cnt[i] / prompt_cnt[i]) if prompt_cnt[i] else 0.0) for i in t]
+
+
+def _cached_counts(index: Index, seqs: list[np.ndarray], cache: dict[bytes, int] | None) -> np.ndarray:
+    if cache is None:
+        return index.count_many(seqs) if seqs else np.zeros(0, dtype=np.int64)
+    keys = [s.tobytes() for s in seqs]
+    todo = [i for i, k in enumerate(keys) if k not in cache]
+    if todo:
+        got = index.count_many([seqs[i] for i in todo])
+        cache.update(zip((keys[i] for i in todo), got.tolist(), strict=True))
+    return np.array([cache[k] for k in keys], dtype=np.int64)
 
 
 def infgram_ntd(index: Index, context: np.ndarray, max_support: int | None = None) -> tuple[int, NextTokens]:

@@ -323,3 +323,32 @@ async def test_next_in_corpus_view(text_index: Path, tmp_path: Path) -> None:
         await pilot.press("escape")
         await pilot.pause()
         assert isinstance(app.screen, MainScreen)
+
+
+async def test_lens_and_heat_view_follow_a_streaming_reply(text_index: Path, tmp_path: Path) -> None:
+    """While a reply streams, its live traces carry the lens: the score beside the label and the
+    heat view (F5) show for the text so far, before the reply ends."""
+    from index_tools.engine import Index
+    from tracetui.tracing.memorization import memorization
+
+    slow = " ".join([REPLY] * 3)
+    app = TraceApp(IndexSet.open([text_index]), ScriptedBackend([slow], delay=0.05, piece=4), intro="t",
+                   export_dir=tmp_path)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await start_reply(app, pilot)
+        await pilot.press("f5")
+        view = app.main.views[-1]
+        deadline = time.monotonic() + 10
+        while (view.trace is None or not view.trace.memorization) and time.monotonic() < deadline:
+            await pilot.pause(0.1)
+        assert app.generating, "the reply should still be streaming"
+        trace = view.trace
+        assert trace.memorization and len(trace.text) < len(slow)
+        want = memorization(Index.open(text_index), trace.text)
+        assert [t[2] for t in trace.memorization["tokens"]] == [t.effective_n for t in want.tokens]
+        content = view.build_content()
+        assert "memorized" in content.plain
+        assert sum(1 for s in content.spans if "on #" in str(s.style)) == sum(
+            1 for t in want.tokens if t.effective_n > 1)
+        await wait_idle(app, pilot)
+        assert view.trace.text == slow and view.trace.memorization

@@ -139,3 +139,22 @@ def test_cli_ntd_and_infgram_json(tmp_path: Path, capsys) -> None:  # type: igno
                     covered[i] = True
     assert 0 < got["covered_share"] == sum(covered) / len(text)
     assert got["tokens"][-2]["count"] == 0 and got["tokens"][-2]["prob"] == 0.0  # "X" never follows ". "
+
+
+@settings(max_examples=30, deadline=None)
+@given(pieces=st.lists(st.sampled_from(["The quick", " brown fox", " jumps over", " the lazy dog.", " is quick",
+                                         "\n", " To be", ", or not", " zebra", "x"]), min_size=1, max_size=12),
+       cut=st.integers(0, 40))
+def test_streamed_lens_equals_lens_of_the_whole_text(text_index: Path, pieces: list[str], cut: int) -> None:
+    """The lens of a reply updated piece by piece (its cache kept between updates, one update
+    also rewriting the tail) equals the lens computed afresh at every step."""
+    from tracetui.tracing.memorization import LensCache, memorization
+
+    index = Index.open(text_index)
+    cache = LensCache()
+    text = ""
+    for k, piece in enumerate(pieces):
+        text += piece
+        if k == len(pieces) // 2:  # an edit behind the end: positions after it are searched again
+            text = text[: min(cut, len(text))] + piece
+        assert memorization(index, text, cache=cache) == memorization(index, text)

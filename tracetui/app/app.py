@@ -360,7 +360,7 @@ class TraceApp(App[None]):
                                 "copy still open, reopen the app after restoring it", severity="warning",
                                 markup=False)
             try:
-                result = tracer.trace(req.text, prompt=req.prompt, lens=not req.live)
+                result = tracer.trace(req.text, prompt=req.prompt, lens=True)
             except Exception as exc:  # an index that vanished or broke: say so, keep running
                 self.post_message(TraceFailed(req.conversation, req.gen, str(exc), req.live))
             else:

@@ -45,13 +45,41 @@ class Memorization:
                 "tokens": [asdict(t) for t in self.tokens]}
 
 
-def memorization(index: Index, text: str, min_tokens: int = MIN_TOKENS) -> Memorization:
-    """All of it from one longest-prefix search and one batched count search."""
+class LensCache:
+    """What the lens of a growing text (a streaming reply) can keep between updates: the longest
+    match at each position whose match ended before the first changed token (it cannot change),
+    and the counts of contexts already counted. An update then searches only the new tail."""
+
+    def __init__(self) -> None:
+        self.ids = np.zeros(0, dtype=np.int64)
+        self.longest = np.zeros(0, dtype=np.int64)
+        self.counts: dict[bytes, int] = {}
+
+    def longest_prefixes(self, index: Index, ids: np.ndarray) -> np.ndarray:
+        old, m = self.ids, min(len(self.ids), len(ids))
+        diff = np.flatnonzero(old[:m] != ids[:m]) if m else np.zeros(0, dtype=np.int64)
+        common = int(diff[0]) if len(diff) else m
+        longest = np.full(len(ids), -1, dtype=np.int64)
+        reuse = np.arange(common) + self.longest[:common] < common
+        longest[:common][reuse] = self.longest[:common][reuse]
+        todo = np.flatnonzero(longest < 0)
+        if len(todo):
+            longest[todo] = index.longest_prefixes(ids, todo)
+        if len(self.counts) > 100_000:  # a long session: start afresh rather than grow
+            self.counts.clear()
+        self.ids, self.longest = ids, longest
+        return longest
+
+
+def memorization(index: Index, text: str, min_tokens: int = MIN_TOKENS,
+                 cache: LensCache | None = None) -> Memorization:
+    """All of it from one longest-prefix search and one batched count search (with a `cache`,
+    of the positions and contexts not seen at the previous update only)."""
     ids, offsets = index.tokenizer.encode_with_offsets(text)
     if len(ids) == 0:
         return Memorization([], 0.0, 0.0, min_tokens)
-    longest = index.longest_prefixes(ids)
-    rows = infgram_probs(index, ids, longest)
+    longest = cache.longest_prefixes(index, ids) if cache is not None else index.longest_prefixes(ids)
+    rows = infgram_probs(index, ids, longest, cache.counts if cache is not None else None)
     tokens = []
     for i, r in enumerate(rows):
         a, b = int(offsets[i][0]), int(offsets[i][1])

@@ -16,7 +16,7 @@ import numpy as np
 
 from index_tools.engine import Hit, Index, IndexSet
 
-from .memorization import memorization
+from .memorization import LensCache, memorization
 from .merge import Highlight, merge_spans
 from .ranking import (
     HIGH,
@@ -202,9 +202,11 @@ class Tracer:
         self.indexes = list(indexes)
         self.params = params or TraceParams()
         self._state = {ix.name: _IndexState() for ix in self.indexes}
+        self._lens = LensCache()  # the lens of the first index, kept across updates of a text
 
     def reset(self) -> None:
         self._state = {ix.name: _IndexState() for ix in self.indexes}
+        self._lens = LensCache()
 
     def _lengths(self, index: Index, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Longest prefixes at every position (and whether each was seen as whole words), reusing
@@ -266,7 +268,7 @@ class Tracer:
                              {ix.name: ix.fingerprint for ix in self.indexes})
         if lens and self.indexes and text:
             a = time.perf_counter()
-            m = memorization(self.indexes[0], text)
+            m = memorization(self.indexes[0], text, cache=self._lens)
             result.memorization = {"index": self.indexes[0].name, "covered_share": m.covered_share,
                                    "mean_effective_n": m.mean_effective_n, "min_tokens": m.min_tokens,
                                    "tokens": [[t.start, t.end, t.effective_n, t.prob] for t in m.tokens]}
