@@ -47,6 +47,15 @@ async def main() -> None:
         await pilot.pause(0.2)
         app.set_status(app.last_status)
         app.save_screenshot("continue-mode.svg", str(HERE))
+        await pilot.press("f5")  # the memorization lens: tokens shaded by effective n
+        await pilot.pause(0.2)
+        app.save_screenshot("heat-view.svg", str(HERE))
+        await pilot.press("f5", "f6")  # what the corpus says comes next, at the highlight's end
+        await wait_quiet(app, pilot)
+        await pilot.pause(0.5)
+        app.save_screenshot("next-in-corpus.svg", str(HERE))
+        await pilot.press("escape")
+        await pilot.pause(0.2)
         await pilot.press("ctrl+o", "enter")
         await pilot.pause(0.5)
         app.save_screenshot("document.svg", str(HERE))

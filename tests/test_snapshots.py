@@ -80,3 +80,17 @@ def test_heat_view(snap_compare, snap_index: Path) -> None:
         pilot.app.set_status("fixed status for the snapshot")
 
     assert snap_compare(make(snap_index), terminal_size=(120, 32), run_before=run_before)
+
+
+def test_next_in_corpus_view(snap_compare, snap_index: Path) -> None:
+    """F6 at the end of the first highlight: what the corpus says comes next, the model's token marked."""
+    async def run_before(pilot) -> None:  # type: ignore[no-untyped-def]
+        await _chat(pilot)
+        await pilot.press("tab", "f6")
+        for _ in range(100):  # the distribution is computed in a worker
+            if getattr(pilot.app.screen, "rows", None):
+                break
+            await pilot.pause(0.05)
+        await pilot.pause()
+
+    assert snap_compare(make(snap_index), terminal_size=(120, 32), run_before=run_before)
