@@ -419,6 +419,17 @@ class Window:
     truncated_right: bool
 
 
+@dataclass
+class Occurrence:
+    """One sampled occurrence with what the tracer shows of it: its document and the windows
+    around it (one per context size asked for)."""
+
+    hit: Hit
+    doc_id: int  # global document id (as `global_doc_id`)
+    metadata: dict[str, Any]
+    windows: list[Window]
+
+
 class Index:
     """An index directory: manifest, tokenizer and shards. Open with `Index.open`."""
 
@@ -689,6 +700,17 @@ class Index:
         b = min(hit.doc_end, hit.token + length + context)
         return Window(shard.token_ids(a, b), hit.token - a, hit.token - a + length, a, a > hit.doc_start, b < hit.doc_end)
 
+    def windows(self, occurrences: list[tuple[int, int, int]], contexts: tuple[int, ...]) -> list[Occurrence]:
+        """Every (shard, rank, match length) occurrence with its document and one `window` per
+        context size, in one call: the tracer's document step asks for all of a trace's samples
+        at once, which a served index answers in one round trip instead of three per sample."""
+        out = []
+        for shard, rank, length in occurrences:
+            hit = self.hit(shard, rank)
+            out.append(Occurrence(hit, self.global_doc_id(shard, hit.doc), self.metadata(shard, hit.doc),
+                                  [self.window(hit, length, c) for c in contexts]))
+        return out
+
     def document_tokens(self, shard: int, doc: int) -> np.ndarray:
         a, b = self.shards[shard].doc_bounds(doc)
         return self.shards[shard].token_ids(a, b)
@@ -736,7 +758,8 @@ class IndexSet:
 
     @classmethod
     def open(cls, directories: list[str | Path]) -> IndexSet:
-        return cls([Index.open(d) for d in directories])
+        """Each entry a directory or a served index's URL (see `open_index`); they mix freely."""
+        return cls([open_index(d) for d in directories])
 
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter(self.indexes)
@@ -745,8 +768,23 @@ class IndexSet:
         return len(self.indexes)
 
 
+def is_index_url(spec: str | Path) -> bool:
+    """An `http(s)://` URL (or a comma-joined list of them) names a served index, not a directory."""
+    return isinstance(spec, str) and spec.strip().lower().startswith(("http://", "https://"))
+
+
+def open_index(spec: str | Path) -> Any:
+    """An index directory (`Index`) or a served one (`index_tools.remote.RemoteIndex`, same
+    index-level interface): everything that takes an index directory takes a URL too."""
+    if is_index_url(spec):
+        from .remote import RemoteIndex
+
+        return RemoteIndex.open(str(spec))
+    return Index.open(spec)
+
+
 def tokenizer_path(directory: Path) -> Path:
     return directory / TOKENIZER_NAME
 
 
-__all__ = ["Index", "IndexSet", "Shard", "Hit", "Window"]
+__all__ = ["Index", "IndexSet", "Shard", "Hit", "Window", "Occurrence", "open_index", "is_index_url"]

@@ -31,3 +31,8 @@ class TokenizerError(IndexToolsError):
 
 class IndexWriteError(IndexToolsError):
     """Writing an index failed (disk full, file-size limit, permissions): the build can be resumed."""
+
+
+class RemoteIndexError(IndexToolsError):
+    """A served index cannot be reached or answered with an error: names the server and the cause,
+    on one line, so the app's status line and the CLI report it like any other index fault."""

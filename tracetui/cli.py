@@ -237,6 +237,15 @@ def cmd_infgram(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .serve import serve
+
+    if not args.index:
+        raise CliError("serve: give at least one --index DIR")
+    serve(args.index, host=args.host, port=args.port, timeout=args.timeout)
+    return 0
+
+
 def cmd_app(args: argparse.Namespace) -> int:
     from .app.main import run_app
 
@@ -246,7 +255,8 @@ def cmd_app(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tracetui", description=__doc__)
     p.add_argument("--model", help="GGUF model file (default: the embedded Gemma 3 270M)")
-    p.add_argument("--index", action="append", help="index directory (repeatable; default: the built-in index)")
+    p.add_argument("--index", action="append", help="index directory or served index URL http(s)://HOST:PORT[/NAME] "
+                   "(several URLs joined by commas: one index split over servers); repeatable; default: the built-in index")
     p.add_argument("--config", help="configuration TOML file")
     sub = p.add_subparsers(dest="command")
 
@@ -316,6 +326,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--min-tokens", type=int, default=8, help="match length counted by the score (default 8)")
     g.add_argument("--json", action="store_true")
     g.set_defaults(func=cmd_infgram)
+    sv = sub.add_parser("serve", help="serve indexes over HTTP, read-only (infini-gram's API and the tracer's; "
+                        "pip install 'tracetui[serve]')")
+    sv.add_argument("--index", action="append", help="index directory to serve (repeatable)")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0: all)")
+    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--timeout", type=float, default=60.0, help="seconds of work per request before a 504")
+    sv.set_defaults(func=cmd_serve)
     t = sub.add_parser("trace", help="trace a response (FILE or stdin) against indexes, OLMoTrace-style")
     t.add_argument("file", nargs="?", help="response text file, or - for stdin")
     t.add_argument("--index", action="append")

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from index_tools.engine import Hit, Index, IndexSet
+from index_tools.engine import Hit, Index, IndexSet, Window
 
 from .memorization import LensCache, memorization
 from .merge import Highlight, merge_spans
@@ -251,11 +251,10 @@ class Tracer:
                               whole_words=p.whole_words, keep_lowest=math.ceil(p.span_density * len(ids)))
             c = time.perf_counter()
             timings["spans"] += (c - b) * 1000
-            self._prefetch_runs(index, [ids[rs.l : rs.r] for rs in kept])
+            fetched_by_span += self._fetch_many(index, [ids[rs.l : rs.r] for rs in kept])
             for rs in kept:
                 start, end = _char_range(text, offsets, rs.l, rs.r)
                 spans.append(Span(index.name, start, end, text[start:end], rs.l, rs.r, rs.count, rs.logprob))
-                fetched_by_span.append(self._fetch(index, ids[rs.l : rs.r]))
             timings["documents"] += (time.perf_counter() - c) * 1000
         c = time.perf_counter()
         documents = self._documents(spans, fetched_by_span)
@@ -285,25 +284,32 @@ class Tracer:
             st.runs[s.tobytes()] = runs
 
     def _fetch(self, index: Index, span_ids: np.ndarray) -> _Fetched:
-        """Sample up to docs_per_span occurrences (fixed seed) and cut their windows."""
+        """Sample up to docs_per_span occurrences of one span and cut their windows."""
+        return self._fetch_many(index, [span_ids])[0]
+
+    def _fetch_many(self, index: Index, seqs: list[np.ndarray]) -> list[_Fetched]:
+        """Sample up to docs_per_span occurrences (fixed seed) of every span and cut their windows:
+        one search for the runs of the spans not fetched yet and one `Index.windows` call for all
+        their samples, so a served index answers a trace's documents in two round trips."""
         st = self._state[index.name]
-        key = span_ids.tobytes()
-        if key in st.fetched:
-            return st.fetched[key]
         p = self.params
-        hits = []
-        n = len(span_ids)
-        runs = st.runs.pop(key, None)
-        if runs is None:  # not prefetched (a direct call): search it now
-            runs = occurrence_runs(index, [span_ids], p.whole_words)[0]
-        for shard, rank in sample_runs(runs, p.docs_per_span, p.seed):
-            hit = index.hit(shard, rank)
-            texts = [window_text(index, hit, n, ctx) for ctx in (p.snippet_context, p.long_context)]
-            hits.append((shard, index.global_doc_id(shard, hit.doc), index.metadata(shard, hit.doc),
-                         texts[0][0], texts[0][1], texts[1][0], texts[1][1]))
-        fetched = _Fetched(hits)
-        st.fetched[key] = fetched
-        return fetched
+        self._prefetch_runs(index, seqs)
+        todo: dict[bytes, tuple[int, list[tuple[int, int]]]] = {}
+        for s in seqs:
+            key = s.tobytes()
+            if key not in st.fetched and key not in todo:
+                todo[key] = (len(s), sample_runs(st.runs.pop(key), p.docs_per_span, p.seed))
+        wanted = [(shard, rank, n) for n, picks in todo.values() for shard, rank in picks]
+        found = iter(index.windows(wanted, (p.snippet_context, p.long_context)) if wanted else [])
+        for key, (_, picks) in todo.items():
+            hits = []
+            for _ in picks:
+                o = next(found)
+                snippet, smatch = decode_window(index, o.windows[0])
+                window, wmatch = decode_window(index, o.windows[1])
+                hits.append((o.hit.shard, o.doc_id, o.metadata, snippet, smatch, window, wmatch))
+            st.fetched[key] = _Fetched(hits)
+        return [st.fetched[s.tobytes()] for s in seqs]
 
     def _documents(self, spans: list[Span], fetched: list[_Fetched]) -> list[Document]:
         docs: dict[str, Document] = {}
@@ -364,7 +370,11 @@ def window_text(index: Index, hit: Hit, length: int, context: int) -> tuple[str,
 
     Decoding the three parts separately gives exact offsets whatever the tokenizer.
     """
-    w = index.window(hit, length, context)
+    return decode_window(index, index.window(hit, length, context))
+
+
+def decode_window(index: Index, w: Window) -> tuple[str, tuple[int, int]]:
+    """A window's text and the character range of its match (see `window_text`)."""
     tok = index.tokenizer
     before = tok.decode(w.tokens[: w.match_start])
     match = tok.decode(w.tokens[w.match_start : w.match_end])

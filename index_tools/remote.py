@@ -1,0 +1,471 @@
+"""A served index (`tracetui serve`) used like a local one: `RemoteIndex`.
+
+`RemoteIndex` implements the index-level interface of `engine.Index` that the tracer, span
+finding, `count`, `search`, `ntd` and `infgram` use, by asking the server: the searches run
+next to the suffix arrays, only small arrays cross the network. The tokenizer is downloaded once
+(tokenizing and decoding stay local: the same bytes give the same tokens), and so are the
+unigram counts.
+
+A URL names one index: `http://host:port/NAME` (NAME may be omitted when the server serves only
+one). Several URLs joined with commas are *one* index whose shards are spread over servers
+(`http://a:8000/web,http://b:8000/web`): the shard axes are concatenated in the order given,
+every query goes to all servers concurrently, counts are summed and longest matches maximised,
+exactly as the local engine merges its own shards.
+
+Arrays travel as base64 of little-endian int64 (`pack` / `unpack`): a 500-token reply's
+longest-prefix answer is 5 KB, not a JSON list of thousands of numbers. Only the standard
+library is used (`http.client`, one kept-alive connection per server).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import http.client
+import json
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit
+
+import numpy as np
+
+from .engine import Hit, Occurrence, Window
+from .errors import RemoteIndexError
+from .format import Manifest
+from .ngram import NextTokens
+from .tokenizer import Tokenizer, load_tokenizer
+
+TIMEOUT = 120.0  # seconds the client waits for one answer (the server's own limit is lower)
+API_VERSION = 1
+
+
+# -- wire format (shared with index_tools.serve) ------------------------------------------------
+def pack(arr: np.ndarray | list[int]) -> str:
+    """An integer array as base64 of its little-endian int64 bytes."""
+    return base64.b64encode(np.ascontiguousarray(arr, dtype="<i8").tobytes()).decode("ascii")
+
+
+def unpack(text: Any, what: str = "array") -> np.ndarray:
+    """The inverse of `pack`; ValueError on anything that is not one."""
+    if not isinstance(text, str):
+        raise ValueError(f"{what}: expected a base64 string of little-endian int64")
+    try:
+        raw = base64.b64decode(text.encode("ascii"), validate=True)
+    except (ValueError, UnicodeEncodeError):
+        raise ValueError(f"{what}: not valid base64") from None
+    if len(raw) % 8:
+        raise ValueError(f"{what}: {len(raw)} bytes is not a whole number of int64")
+    return np.frombuffer(raw, dtype="<i8").astype(np.int64)
+
+
+def pack_seqs(seqs: list[np.ndarray]) -> dict[str, str]:
+    """Many token sequences as one concatenated array and their lengths."""
+    lens = [len(s) for s in seqs]
+    flat = np.concatenate([np.asarray(s, dtype=np.int64) for s in seqs]) if seqs else np.zeros(0, dtype=np.int64)
+    return {"ids": pack(flat), "lengths": pack(lens)}
+
+
+def unpack_seqs(data: dict[str, Any]) -> list[np.ndarray]:
+    flat, lens = unpack(data.get("ids"), "ids"), unpack(data.get("lengths"), "lengths")
+    if np.any(lens < 0) or int(lens.sum()) != len(flat):
+        raise ValueError("lengths do not add up to the ids given")
+    return np.split(flat, np.cumsum(lens)[:-1]) if len(lens) else []
+
+
+def window_to_json(w: Window) -> dict[str, Any]:
+    return {"tokens": pack(w.tokens), "match": [w.match_start, w.match_end], "doc_start": w.doc_start,
+            "truncated": [w.truncated_left, w.truncated_right]}
+
+
+def window_from_json(d: dict[str, Any]) -> Window:
+    return Window(unpack(d["tokens"], "window"), int(d["match"][0]), int(d["match"][1]), int(d["doc_start"]),
+                  bool(d["truncated"][0]), bool(d["truncated"][1]))
+
+
+def hit_to_json(h: Hit) -> list[int]:
+    return [h.shard, h.rank, h.pointer, h.doc, h.doc_start, h.doc_end, h.token]
+
+
+# -- transport ------------------------------------------------------------------------------------
+class _Server:
+    """One server: a kept-alive connection, used by one request at a time (a lock), reopened once
+    when the server closed it between requests (idle keep-alive) and reported otherwise."""
+
+    def __init__(self, base: str, timeout: float = TIMEOUT) -> None:
+        parts = urlsplit(base)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise RemoteIndexError(f"{base}: not an http(s) URL of a served index")
+        self.scheme, self.host = parts.scheme, parts.hostname
+        try:
+            self.port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:
+            raise RemoteIndexError(f"{base}: bad port") from None
+        self.url = f"{parts.scheme}://{parts.netloc}"
+        self.timeout = timeout
+        self.requests = 0  # round trips made (the benchmark reports them per trace)
+        self._conn: http.client.HTTPConnection | None = None
+        self._lock = threading.Lock()
+
+    def _connect(self) -> http.client.HTTPConnection:
+        cls = http.client.HTTPSConnection if self.scheme == "https" else http.client.HTTPConnection
+        return cls(self.host, self.port, timeout=self.timeout)
+
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        """The JSON answer of one request; RemoteIndexError (one line) for any failure."""
+        data = json.dumps(body).encode("utf-8") if body is not None else None
+        headers = {"Content-Type": "application/json"} if data is not None else {}
+        with self._lock:
+            self.requests += 1
+            for attempt in (0, 1):
+                fresh = self._conn is None
+                if self._conn is None:
+                    self._conn = self._connect()
+                try:
+                    self._conn.request(method, path, body=data, headers=headers)
+                    resp = self._conn.getresponse()
+                    raw = resp.read()
+                    status = resp.status
+                    break
+                except (OSError, http.client.HTTPException) as exc:
+                    self._conn.close()
+                    self._conn = None
+                    # a kept-alive connection the server closed while idle fails on first use:
+                    # one retry on a fresh connection; a fresh one failing means the server is gone
+                    if attempt == 0 and not fresh and not isinstance(exc, (socket.timeout, TimeoutError)):
+                        continue
+                    what = "timed out" if isinstance(exc, (socket.timeout, TimeoutError)) else "unreachable"
+                    raise RemoteIndexError(f"{self.url}: index server {what} ({type(exc).__name__}: {exc})") from None
+        try:
+            answer = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            raise RemoteIndexError(f"{self.url}{path}: HTTP {status}, not a JSON answer (not a tracetui server?)") from None
+        if status != 200 or (isinstance(answer, dict) and "error" in answer):
+            err = answer.get("error") if isinstance(answer, dict) else answer
+            raise RemoteIndexError(f"{self.url}{path}: HTTP {status}: {err}")
+        return answer
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+
+class _Part:
+    """One server's index within a (possibly multi-server) RemoteIndex."""
+
+    def __init__(self, server: _Server, name: str, info: dict[str, Any]) -> None:
+        self.server, self.name, self.info = server, name, info
+        self.manifest = Manifest.from_dict(info["manifest"])
+        self.n_shards = len(self.manifest.shards)
+        self.path = "/indexes/" + quote(name, safe="")
+
+    def post(self, op: str, body: dict[str, Any]) -> Any:
+        return self.server.call("POST", f"{self.path}/{op}", body)
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "tracetui" / "remote-tokenizers"
+
+
+def _local_tokenizer(part: _Part) -> Tokenizer:
+    """The served index's tokenizer: downloaded once, kept by content digest (tokenizing and
+    decoding run on the client, so a trace needs no round trip for them)."""
+    if part.manifest.tokenizer == "bytes":
+        return load_tokenizer("bytes")
+    digest = part.info.get("tokenizer_sha256", "")
+    if not isinstance(digest, str) or len(digest) != 64 or not all(c in "0123456789abcdef" for c in digest):
+        raise RemoteIndexError(f"{part.server.url}: index {part.name} reports no tokenizer digest")
+    path = _cache_dir() / digest / "tokenizer.json"
+    if not path.exists():
+        answer = part.server.call("GET", f"{part.path}/tokenizer.json")
+        raw = answer.get("tokenizer", "").encode("utf-8") if isinstance(answer, dict) else b""
+        if hashlib.sha256(raw).hexdigest() != digest:
+            raise RemoteIndexError(f"{part.server.url}: tokenizer of {part.name} does not match its digest")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".tokenizer.{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.write_bytes(raw)
+        os.replace(tmp, path)
+    return load_tokenizer(path)
+
+
+class _Location:
+    """What `RemoteIndex.directory` is: where the index lives, for messages (`str` is the URL).
+    `location / name` answers `exists()` with True: the files are the server's to check, and a
+    server that is gone shows up as the `RemoteIndexError` of the next query instead."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def __truediv__(self, name: str) -> _Location:
+        return _Location(f"{self.url}/{name}")
+
+    def exists(self) -> bool:
+        return True
+
+    def __str__(self) -> str:
+        return self.url
+
+
+class RemoteIndex:
+    """A served index (one URL) or one index split over several servers (URLs joined by commas),
+    with the index-level interface of `engine.Index`. Open with `RemoteIndex.open(url)`."""
+
+    def __init__(self, spec: str, parts: list[_Part]) -> None:
+        self.spec = spec
+        self.parts = parts
+        first = parts[0]
+        for p in parts[1:]:
+            m, f = p.manifest, first.manifest
+            if (m.token_width, m.vocab_size, m.tokenizer) != (f.token_width, f.vocab_size, f.tokenizer) or \
+                    p.info.get("tokenizer_sha256") != first.info.get("tokenizer_sha256"):
+                raise RemoteIndexError(f"{p.server.url}: index {p.name} has another tokenizer than "
+                                       f"{first.server.url}/{first.name}: not shards of one corpus")
+        self.name = first.name
+        self.directory = _Location(spec)
+        self.width = first.manifest.token_width
+        self.tokenizer = _local_tokenizer(first)
+        # one manifest for all: the shards of every server, in the order given
+        f = first.manifest
+        self.manifest = Manifest(token_width=f.token_width, tokenizer=f.tokenizer,
+                                 shards=[s for p in parts for s in p.manifest.shards], vocab_size=f.vocab_size,
+                                 eos_id=f.eos_id, source=f.source)
+        self.shard_base = np.cumsum([0] + [p.n_shards for p in parts])
+        docs = [s.documents for s in self.manifest.shards]
+        self._doc_base = np.cumsum([0] + docs)
+        self._unigram: np.ndarray | None = None
+        self._pool = ThreadPoolExecutor(max_workers=len(parts)) if len(parts) > 1 else None
+
+    @classmethod
+    def open(cls, spec: str, timeout: float = TIMEOUT) -> RemoteIndex:
+        """`http(s)://host:port[/NAME]`, or several joined by commas (one index, shards spread)."""
+        urls = [u.strip() for u in spec.split(",") if u.strip()]
+        if not urls:
+            raise RemoteIndexError(f"{spec!r}: no URL")
+        parts = []
+        for url in urls:
+            split = urlsplit(url)
+            server = _Server(url, timeout)
+            name = unquote(split.path.strip("/"))
+            listing = server.call("GET", "/indexes")
+            if not isinstance(listing, dict) or listing.get("api") != API_VERSION:
+                raise RemoteIndexError(f"{server.url}: not a tracetui index server of API version {API_VERSION}")
+            names = [str(i["name"]) for i in listing.get("indexes", [])]
+            if not name:
+                if len(names) != 1:
+                    raise RemoteIndexError(f"{server.url} serves {len(names)} indexes ({', '.join(names)}): "
+                                           "add /NAME to the URL")
+                name = names[0]
+            elif name not in names:
+                raise RemoteIndexError(f"{server.url}: no index named {name!r} (served: {', '.join(names)})")
+            parts.append(_Part(server, name, server.call("GET", "/indexes/" + quote(name, safe=""))))
+        return cls(spec, parts)
+
+    def __repr__(self) -> str:
+        return f"RemoteIndex({self.spec!r})"
+
+    # -- plumbing ------------------------------------------------------------------------------
+    def _all(self, op: str, bodies: list[dict[str, Any]] | dict[str, Any]) -> list[Any]:
+        """`op` on every server (concurrently when there are several), answers in server order."""
+        per = bodies if isinstance(bodies, list) else [bodies] * len(self.parts)
+        if self._pool is None:
+            return [self.parts[0].post(op, per[0])]
+        futures = [self._pool.submit(p.post, op, b) for p, b in zip(self.parts, per, strict=True)]
+        return [f.result() for f in futures]
+
+    def _part_of(self, shard: int) -> tuple[_Part, int]:
+        if not 0 <= shard < int(self.shard_base[-1]):
+            raise IndexError(f"shard {shard} out of range (0..{int(self.shard_base[-1]) - 1})")
+        k = int(np.searchsorted(self.shard_base, shard, side="right")) - 1
+        return self.parts[k], shard - int(self.shard_base[k])
+
+    @property
+    def requests(self) -> int:
+        """Round trips made so far (all servers)."""
+        return sum(p.server.requests for p in self.parts)
+
+    def close(self) -> None:
+        for p in self.parts:
+            p.server.close()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+
+    @cached_property
+    def fingerprint(self) -> str:
+        fps = [p.info["fingerprint"] for p in self.parts]
+        return fps[0] if len(fps) == 1 else hashlib.sha256(",".join(fps).encode()).hexdigest()[:16]
+
+    @property
+    def total_tokens(self) -> int:
+        return int(self.manifest.tokens)
+
+    @property
+    def n_shards(self) -> int:
+        return int(self.shard_base[-1])
+
+    def encode(self, text: str) -> np.ndarray:
+        return self.tokenizer.encode(text)
+
+    # -- queries (the same answers as engine.Index) ----------------------------------------------
+    def find(self, ids: np.ndarray) -> list[tuple[int, int]]:
+        lo, hi = self.find_ranges([np.asarray(ids, dtype=np.int64)])
+        return [(int(a), int(b)) for a, b in zip(lo[:, 0], hi[:, 0], strict=True)]
+
+    def find_ranges(self, seqs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        los, his = [], []
+        for ans in self._all("find_ranges", pack_seqs(seqs)):
+            los.append(unpack(ans["lo"]).reshape(-1, len(seqs)))
+            his.append(unpack(ans["hi"]).reshape(-1, len(seqs)))
+        return np.concatenate(los), np.concatenate(his)
+
+    def count(self, ids: np.ndarray, whole_words: bool = False) -> int:
+        ids = np.asarray(ids, dtype=np.int64)
+        if len(ids) == 0:
+            return self.total_tokens
+        return int(self.count_many([ids], whole_words=whole_words)[0])
+
+    def count_many(self, seqs: list[np.ndarray], whole_words: bool = False, cap: int | None = None) -> np.ndarray:
+        lo, hi = self.find_ranges(seqs)
+        if not whole_words:
+            return (hi - lo).sum(axis=0)
+        return self.word_counts(lo, hi, np.array([len(s) for s in seqs], dtype=np.int64), cap)
+
+    def word_counts(self, lo: np.ndarray, hi: np.ndarray, m: np.ndarray, cap: int | None = None) -> np.ndarray:
+        """Each server counts its shards (capped at `cap` itself); the sum capped again is the
+        same answer as the local shard-by-shard count (exact up to cap, cap + 1 beyond)."""
+        bodies = []
+        for k in range(len(self.parts)):
+            a, b = int(self.shard_base[k]), int(self.shard_base[k + 1])
+            bodies.append({"lo": pack(lo[a:b].ravel()), "hi": pack(hi[a:b].ravel()), "m": pack(m), "cap": cap})
+        total = sum(unpack(ans["counts"]) for ans in self._all("word_counts", bodies))
+        return np.minimum(total, cap + 1) if cap is not None else np.asarray(total, dtype=np.int64)
+
+    def find_words(self, ids: np.ndarray) -> list[list[tuple[int, int]]]:
+        out: list[list[tuple[int, int]]] = [[] for _ in range(self.n_shards)]
+        for k, a, b in self.find_words_many([np.asarray(ids, dtype=np.int64)])[0]:
+            out[k].append((a, b))
+        return out
+
+    def find_words_many(self, seqs: list[np.ndarray]) -> list[list[tuple[int, int, int]]]:
+        out: list[list[tuple[int, int, int]]] = [[] for _ in seqs]
+        if not seqs:
+            return out
+        for k, ans in enumerate(self._all("find_words_many", pack_seqs(seqs))):
+            q, s, a, b = (unpack(ans[f]) for f in ("seq", "shard", "start", "end"))
+            base = int(self.shard_base[k])
+            for qi, si, ai, bi in zip(q.tolist(), s.tolist(), a.tolist(), b.tolist(), strict=True):
+                out[qi].append((base + si, ai, bi))
+        return out
+
+    def word_occurrences(self, ids: np.ndarray, chunk: int = 1 << 18) -> Iterator[tuple[int, np.ndarray]]:
+        """As `Index.word_occurrences`, fetched a chunk per request (memory stays bounded)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if len(ids) == 0:
+            return
+        for k, p in enumerate(self.parts):
+            n = 0
+            while True:
+                ans = p.post("word_occurrences", {"ids": pack(ids), "chunk": chunk, "skip": n})
+                for shard, ranks in zip(ans["shards"], ans["ranks"], strict=True):
+                    yield int(self.shard_base[k]) + int(shard), unpack(ranks)
+                n += len(ans["shards"])
+                if ans["done"]:
+                    break
+
+    def count_words(self, ids: np.ndarray) -> int:
+        return int(sum(int(a["count"]) for a in self._all("count_words", {"ids": pack(ids)})))
+
+    def longest_prefixes(self, ids: np.ndarray, positions: np.ndarray | None = None,
+                         word_ends: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        ids = np.asarray(ids, dtype=np.int64)
+        body: dict[str, Any] = {"ids": pack(ids), "word_ends": bool(word_ends)}
+        if positions is not None:
+            body["positions"] = pack(positions)
+        n = len(ids) if positions is None else len(np.asarray(positions))
+        best = np.zeros(n, dtype=np.int64)
+        ends = np.zeros(n, dtype=bool)
+        for ans in self._all("longest_prefixes", body):  # merged as the engine merges its shards
+            got = unpack(ans["lengths"])
+            e = unpack(ans["word_ends"]).astype(bool) if word_ends else np.zeros(n, dtype=bool)
+            ends = np.where(got > best, e, ends | (e & (got == best)))
+            best = np.maximum(best, got)
+        return (best, ends) if word_ends else best
+
+    def ntd(self, prompt: np.ndarray) -> NextTokens:
+        """`index_tools.ngram.ntd` on every server, the distributions summed (exact)."""
+        ids_all, cnt_all = [], []
+        for ans in self._all("ntd", {"ids": pack(prompt)}):
+            ids_all.append(unpack(ans["ids"]))
+            cnt_all.append(unpack(ans["counts"]))
+        ids, cnt = np.concatenate(ids_all), np.concatenate(cnt_all)
+        u, inv = np.unique(ids, return_inverse=True)
+        counts = np.bincount(inv, weights=cnt).astype(np.int64) if len(u) else np.zeros(0, dtype=np.int64)
+        return NextTokens(int(counts.sum()), u, counts)
+
+    def unigram_counts(self) -> np.ndarray:
+        if self._unigram is None:
+            self._unigram = sum(unpack(a["counts"]) for a in self._all("unigram_counts", {}))
+        return self._unigram
+
+    # -- documents ---------------------------------------------------------------------------------
+    def global_doc_id(self, shard: int, doc: int) -> int:
+        return int(self._doc_base[shard] + doc)
+
+    def locate_doc(self, global_id: int) -> tuple[int, int]:
+        if not 0 <= global_id < int(self._doc_base[-1]):
+            raise IndexError(f"document {global_id} out of range (0..{int(self._doc_base[-1]) - 1})")
+        shard = int(np.searchsorted(self._doc_base, global_id, side="right")) - 1
+        return shard, global_id - int(self._doc_base[shard])
+
+    def windows(self, occurrences: list[tuple[int, int, int]], contexts: tuple[int, ...]) -> list[Occurrence]:
+        """As `Index.windows`: one request per server holding some of them, concurrently."""
+        by_part: list[list[int]] = [[] for _ in self.parts]
+        local: list[list[list[int]]] = [[] for _ in self.parts]
+        for i, (shard, rank, length) in enumerate(occurrences):
+            part, n = self._part_of(int(shard))
+            k = self.parts.index(part)
+            by_part[k].append(i)
+            local[k].append([n, int(rank), int(length)])
+        out: list[Occurrence | None] = [None] * len(occurrences)
+        busy = [k for k in range(len(self.parts)) if by_part[k]]
+
+        def one(k: int) -> Any:
+            return self.parts[k].post("windows", {"occurrences": local[k], "contexts": list(contexts)})
+
+        answers = list(self._pool.map(one, busy)) if self._pool is not None and len(busy) > 1 else [one(k) for k in busy]
+        for k, ans in zip(busy, answers, strict=True):
+            base = int(self.shard_base[k])
+            for i, o in zip(by_part[k], ans["occurrences"], strict=True):
+                h = o["hit"]
+                hit = Hit(base + int(h[0]), *(int(v) for v in h[1:]))
+                out[i] = Occurrence(hit, self.global_doc_id(hit.shard, hit.doc), o["metadata"],
+                                    [window_from_json(w) for w in o["windows"]])
+        return [o for o in out if o is not None]
+
+    def hit(self, shard: int, rank: int) -> Hit:
+        return self.windows([(shard, rank, 0)], ())[0].hit
+
+    def window(self, hit: Hit, length: int, context: int) -> Window:
+        return self.windows([(hit.shard, hit.rank, length)], (context,))[0].windows[0]
+
+    def metadata(self, shard: int, doc: int) -> dict[str, Any]:
+        part, n = self._part_of(shard)
+        return part.post("document", {"shard": n, "doc": doc, "tokens": False})["metadata"]
+
+    def document_tokens(self, shard: int, doc: int) -> np.ndarray:
+        part, n = self._part_of(shard)
+        return unpack(part.post("document", {"shard": n, "doc": doc, "tokens": True})["tokens"])
+
+    def document_text(self, global_id: int) -> str:
+        shard, doc = self.locate_doc(global_id)
+        return self.tokenizer.decode(self.document_tokens(shard, doc))
+
+
+__all__ = ["RemoteIndex", "pack", "unpack", "pack_seqs", "unpack_seqs"]

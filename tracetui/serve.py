@@ -1,0 +1,422 @@
+"""`tracetui serve`: indexes over HTTP, read-only (Starlette on uvicorn; `pip install 'tracetui[serve]'`).
+
+Two families of endpoints, both JSON over POST, both answering `{"error": "..."}` with a 4xx
+status on bad input (5xx only for a fault of the server itself), and never taking the server
+down:
+
+- `POST /`: infini-gram's public API convention: `{"index": NAME, "query_type": "count" | "prob"
+  | "find" | "ntd" | "infgram_prob" | "infgram_ntd" | "search_docs" | "attribute", "query": TEXT}`
+  or `"query_ids": [ids]`; the answer has infini-gram's field names plus `latency` (ms). Counts
+  are substring counts as infini-gram's; `"whole_words": true` gives ours.
+- `GET /indexes`, `GET /indexes/NAME`, `GET /indexes/NAME/tokenizer.json` and `POST
+  /indexes/NAME/OP`: the index-level operations of `engine.Index` that `RemoteIndex`
+  (index_tools/remote.py) forwards, batched (a whole trace is a handful of requests) and with
+  arrays as base64 of little-endian int64.
+
+The server only parses, checks and calls `Index` methods: no engine logic lives here. Each
+request runs in a small thread pool with a time limit (504 past it; numpy cannot be interrupted,
+so the thread finishes its work in the background), bodies are bounded (413), and every
+size a request can ask for is bounded too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from index_tools.engine import Index, IndexSet, is_index_url
+from index_tools.errors import IndexToolsError
+from index_tools.ngram import DOC_END, infgram_ntd, infgram_probs, ntd
+from index_tools.remote import API_VERSION, hit_to_json, pack, unpack, unpack_seqs, window_to_json
+
+MAX_BODY = 8 << 20  # bytes of one request body
+MAX_TOKENS = 200_000  # token ids in one request (all sequences together)
+MAX_SEQS = 100_000  # sequences in one batched request
+MAX_WINDOWS = 10_000  # occurrences in one `windows` request
+MAX_CONTEXT = 10_000  # tokens of context each side of a window
+MAX_DOCS = 100  # documents of one `search_docs`
+TIMEOUT = 60.0  # seconds of work per request
+WORKERS = 4  # requests computed at once
+
+
+class BadRequest(Exception):
+    """Input the server refuses: answered with `status` and {"error": message}."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+# -- input checks ---------------------------------------------------------------------------------
+def _int(body: dict[str, Any], key: str, default: int | None = None, lo: int = 0, hi: int = 1 << 62) -> int:
+    value = body.get(key, default)
+    if value is None or isinstance(value, bool) or not isinstance(value, int):
+        raise BadRequest(f"{key}: expected an integer")
+    if not lo <= value <= hi:
+        raise BadRequest(f"{key}: {value} out of range ({lo}..{hi})")
+    return value
+
+
+def _array(body: dict[str, Any], key: str) -> np.ndarray:
+    try:
+        return unpack(body.get(key), key)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
+
+
+def _check_ids(index: Index, ids: np.ndarray, what: str = "ids") -> np.ndarray:
+    if len(ids) > MAX_TOKENS:
+        raise BadRequest(f"{what}: {len(ids)} tokens, at most {MAX_TOKENS} per request", 413)
+    if len(ids) and (ids.min() < 0 or ids.max() >= index.tokenizer.vocab_size):
+        raise BadRequest(f"{what}: token ids must be in 0..{index.tokenizer.vocab_size - 1}")
+    return ids
+
+
+def _seqs(index: Index, body: dict[str, Any]) -> list[np.ndarray]:
+    try:
+        seqs = unpack_seqs(body)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
+    if len(seqs) > MAX_SEQS:
+        raise BadRequest(f"{len(seqs)} sequences, at most {MAX_SEQS} per request", 413)
+    _check_ids(index, np.concatenate(seqs) if seqs else np.zeros(0, dtype=np.int64))
+    return seqs
+
+
+def _ranges(index: Index, body: dict[str, Any], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Suffix-array ranges (shards x n) as `find_ranges` gives them, checked against the shards."""
+    k = len(index.shards)
+    lo, hi = _array(body, "lo"), _array(body, "hi")
+    if len(lo) != k * n or len(hi) != k * n:
+        raise BadRequest(f"lo and hi: expected {k} shards x {n} ranges")
+    lo, hi = lo.reshape(k, n), hi.reshape(k, n)
+    sizes = np.array([s.n_tokens for s in index.shards], dtype=np.int64)[:, None]
+    if np.any(lo < 0) or np.any(hi < lo) or np.any(hi > sizes):
+        raise BadRequest("lo and hi: not ranges of the shards' suffix arrays")
+    return lo, hi
+
+
+def _shard_doc(index: Index, body: dict[str, Any]) -> tuple[int, int]:
+    shard = _int(body, "shard", hi=len(index.shards) - 1)
+    return shard, _int(body, "doc", hi=index.shards[shard].n_docs - 1)
+
+
+# -- the index-level operations (what RemoteIndex forwards) ----------------------------------------
+def op_find_ranges(index: Index, body: dict[str, Any]) -> dict[str, Any]:
+    seqs = _seqs(index, body)
+    lo, hi = index.find_ranges(seqs)
+    return {"lo": pack(lo.ravel()), "hi": pack(hi.ravel())}
+
+
+def op_word_counts(index: Index, body: dict[str, Any]) -> dict[str, Any]:
+    m = _array(body, "m")
+    if len(m) > MAX_SEQS or np.any(m < 0) or np.any(m > MAX_TOKENS):
+        raise BadRequest("m: lengths out of range")
+    lo, hi = _ranges(index, body, len(m))
+    cap = None if body.get("cap") is None else _int(body, "cap")
+    return {"counts": pack(index.word_counts(lo, hi, m, cap))}
+
+
+def op_find_words_many(index: Index, body: dict[str, Any]) -> dict[str, Any]:
+    runs = index.find_words_many(_seqs(index, body))
+    flat = [(q, k, a, b) for q, rs in enumerate(runs) for k, a, b in rs]
+    cols = np.array(flat, dtype=np.int64).reshape(-1, 4)
+    return {"seq": pack(cols[:, 0]), "shard": pack(cols[:, 1]), "start": pack(cols[:, 2]), "end": pack(cols[:, 3])}
+
+
+def op_word_occurrences(index: Index, body: dict[str, Any]) -> dict[str, Any]:
+    """One chunk of `Index.word_occurrences` after `skip` chunks (the client pages through them)."""
+    ids = _check_ids(index, _array(body, "ids"))
+    chunk = _int(body, "chunk", 1 << 18, 1, 1 << 18)
+    skip = _int(body, "skip", 0)
+    shards: list[int] = []
+    ranks: list[str] = []
+    done = True
+    for n, (shard, r) in enumerate(index.word_occurrences(ids, chunk)):
+        if n < skip:
+            continue
+        if shards:  # one more exists
+            done = False
+            break
+        shards.append(shard)
+        ranks.append(pack(r))
+    return {"shards": shards, "ranks": ranks, "done": done}
+
+
+def op_count_words(index: Index, body: dict[str, Any]) -> dict[str, Any]:
+    return {"count": index.count_words(_check_ids(index, _array(body, "ids")))}
+
+
+def op_longest_prefixes(index: Index, body: dict[str, Any]) -> dict[str, Any]:
+    ids = _check_ids(index, _array(body, "ids"))
+    positions = _array(body, "positions") if "positions" in body else None
+    if positions is not None and len(positions) and (positions.min() < 0 or positions.max() >= len(ids)):
+        raise BadRequest("positions: must be positions of ids")
+    if body.get("word_ends"):
+        lengths, ends = index.longest_prefixes(ids, positions, word_ends=True)
+        return {"lengths": pack(lengths), "word_ends": pack(ends.astype(np.int64))}
+    return {"lengths": pack(index.longest_prefixes(ids, positions))}
+
+
+def op_ntd(index: Index, body: dict[str, Any]) -> dict[str, Any]:
+    dist = ntd(index, _check_ids(index, _array(body, "ids")))
+    return {"ids": pack(dist.ids), "counts": pack(dist.counts)}
+
+
+def op_unigram_counts(index: Index, body: dict[str, Any]) -> dict[str, Any]:
+    return {"counts": pack(index.unigram_counts())}
+
+
+def op_windows(index: Index, body: dict[str, Any]) -> dict[str, Any]:
+    occ, contexts = body.get("occurrences"), body.get("contexts", [])
+    if not isinstance(occ, list) or not isinstance(contexts, list):
+        raise BadRequest("occurrences: expected [[shard, rank, length], ...] and contexts: [tokens, ...]")
+    if len(occ) > MAX_WINDOWS or len(contexts) > 4:
+        raise BadRequest(f"at most {MAX_WINDOWS} occurrences and 4 contexts per request", 413)
+    ctx = [_int({"context": c}, "context", hi=MAX_CONTEXT) for c in contexts]
+    wanted = []
+    for o in occ:
+        if not (isinstance(o, list) and len(o) == 3):
+            raise BadRequest("occurrences: each is [shard, rank, length]")
+        d = dict(zip(("shard", "rank", "length"), o, strict=True))
+        shard = _int(d, "shard", hi=len(index.shards) - 1)
+        wanted.append((shard, _int(d, "rank", hi=index.shards[shard].n_tokens - 1), _int(d, "length", hi=MAX_TOKENS)))
+    found = index.windows(wanted, tuple(ctx))
+    return {"occurrences": [{"hit": hit_to_json(o.hit), "doc_id": o.doc_id, "metadata": o.metadata,
+                             "windows": [window_to_json(w) for w in o.windows]} for o in found]}
+
+
+def op_document(index: Index, body: dict[str, Any]) -> dict[str, Any]:
+    shard, doc = _shard_doc(index, body)
+    out: dict[str, Any] = {"metadata": index.metadata(shard, doc)}
+    if body.get("tokens"):
+        out["tokens"] = pack(index.document_tokens(shard, doc))
+    return out
+
+
+OPS: dict[str, Callable[[Index, dict[str, Any]], dict[str, Any]]] = {
+    "find_ranges": op_find_ranges, "word_counts": op_word_counts, "find_words_many": op_find_words_many,
+    "word_occurrences": op_word_occurrences, "count_words": op_count_words,
+    "longest_prefixes": op_longest_prefixes, "ntd": op_ntd, "unigram_counts": op_unigram_counts,
+    "windows": op_windows, "document": op_document,
+}
+
+
+# -- infini-gram's public API convention ------------------------------------------------------------
+def _query_ids(index: Index, body: dict[str, Any]) -> np.ndarray:
+    if "query_ids" in body:
+        q = body["query_ids"]
+        if not isinstance(q, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in q):
+            raise BadRequest("query_ids: expected a list of integers")
+        return _check_ids(index, np.array(q, dtype=np.int64), "query_ids")
+    q = body.get("query")
+    if not isinstance(q, str):
+        raise BadRequest("query: expected a string (or query_ids: a list of token ids)")
+    if len(q) > 4 * MAX_TOKENS:
+        raise BadRequest("query: too long", 413)
+    return _check_ids(index, index.encode(q), "query")
+
+
+def _dist_json(index: Index, prompt_cnt: int, ids: np.ndarray, counts: np.ndarray) -> dict[str, Any]:
+    return {"prompt_cnt": prompt_cnt, "approx": False,
+            "result_by_token_id": {str(int(t)): {"cont_cnt": int(c), "prob": float(c / prompt_cnt)}
+                                   for t, c in zip(ids, counts, strict=True)},
+            "doc_end_id": DOC_END}
+
+
+def api_query(index: Index, body: dict[str, Any]) -> dict[str, Any]:
+    """One infini-gram-style query on one index."""
+    qt = body.get("query_type")
+    ids = _query_ids(index, body)
+    whole = bool(body.get("whole_words", False))
+    out: dict[str, Any] = {"token_ids": ids.tolist()}
+    if qt == "count":
+        out.update(count=int(index.count_words(ids) if whole and len(ids) else index.count(ids)), approx=False)
+    elif qt == "find":
+        ranges = index.find(ids)
+        out.update(cnt=int(sum(b - a for a, b in ranges)), segment_by_shard=[list(r) for r in ranges])
+    elif qt == "prob":
+        if not len(ids):
+            raise BadRequest("prob: the query needs at least one token (the continuation)")
+        prompt_cnt, cont_cnt = (int(c) for c in index.count_many([ids[:-1], ids]))
+        out.update(prompt_cnt=prompt_cnt, cont_cnt=cont_cnt, prob=cont_cnt / prompt_cnt if prompt_cnt else -1.0)
+    elif qt == "ntd":
+        d = ntd(index, ids)
+        out.update(_dist_json(index, d.prompt_cnt, d.ids, d.counts))
+    elif qt == "infgram_prob":
+        if not len(ids):
+            raise BadRequest("infgram_prob: the query needs at least one token (the continuation)")
+        row = infgram_probs(index, ids)[-1]
+        out.update(prompt_cnt=row.prompt_cnt, cont_cnt=row.cont_cnt, prob=row.prob, suffix_len=row.suffix_len)
+    elif qt == "infgram_ntd":
+        k, d = infgram_ntd(index, ids)
+        out.update(_dist_json(index, d.prompt_cnt, d.ids, d.counts), suffix_len=k)
+    elif qt == "search_docs":
+        from .tracing.search import search_documents
+
+        limit = _int(body, "maxnum", 1, 1, MAX_DOCS)
+        text = body["query"] if isinstance(body.get("query"), str) else index.tokenizer.decode(ids)
+        found = search_documents([index], text, limit=limit, whole_words=whole)  # type: ignore[arg-type]
+        out.update(cnt=found["counts"][0]["count"], approx=False,
+                   documents=[{"doc_ix": d["doc_id"], "shard": d["shard"], "metadata": d["metadata"],
+                               "text": d["snippet"], "match": d["match"]} for d in found["documents"]])
+    elif qt == "attribute":
+        from .tracing.spans import find_spans
+
+        delims = body.get("delimiters", [".", "\n"])
+        if not isinstance(delims, list) or not all(isinstance(d, str) for d in delims):
+            raise BadRequest("delimiters: expected a list of strings")
+        spans = find_spans(index, ids, delimiters=tuple(delims), min_len=_int(body, "min_len", 1),
+                           max_cnt=_int(body, "max_cnt", 1_000_000), whole_words=bool(body.get("whole_words", True)))
+        out["spans"] = [{"l": s.l, "r": s.r, "length": s.r - s.l, "count": s.count,
+                         "unigram_logprob_sum": s.logprob} for s in spans]
+    else:
+        raise BadRequest("query_type: one of count, prob, find, ntd, infgram_prob, infgram_ntd, search_docs, attribute")
+    return out
+
+
+# -- the application ------------------------------------------------------------------------------
+def create_app(indexes: IndexSet | list[Index], timeout: float = TIMEOUT, max_body: int = MAX_BODY) -> Any:
+    """The Starlette application serving `indexes` (by name, as `IndexSet` made them unique)."""
+    from starlette.applications import Starlette
+    from starlette.exceptions import HTTPException
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    by_name: dict[str, Index] = {ix.name: ix for ix in indexes}
+    pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="tracetui-serve")
+
+    def info(ix: Index) -> dict[str, Any]:
+        tok = "" if ix.manifest.tokenizer == "bytes" else hashlib.sha256(
+            (ix.directory / ix.manifest.tokenizer).read_bytes()).hexdigest()
+        return {"name": ix.name, "fingerprint": ix.fingerprint, "manifest": json.loads(ix.manifest.to_json()),
+                "tokenizer_sha256": tok}
+
+    infos = {name: info(ix) for name, ix in by_name.items()}  # read once: the files are immutable
+
+    def error(status: int, message: str) -> JSONResponse:
+        return JSONResponse({"error": message}, status_code=status)
+
+    def index_of(name: str | None) -> Index:
+        if name is None and len(by_name) == 1:
+            return next(iter(by_name.values()))
+        if not isinstance(name, str) or name not in by_name:
+            raise BadRequest(f"no index named {name!r} (served: {', '.join(by_name)})", 404)
+        return by_name[name]
+
+    async def body_of(request: Request) -> dict[str, Any]:
+        size = request.headers.get("content-length")
+        if size is not None and (not size.isdigit() or int(size) > max_body):
+            raise BadRequest(f"request body over {max_body} bytes", 413)
+        chunks, total = [], 0
+        async for chunk in request.stream():
+            total += len(chunk)
+            if total > max_body:
+                raise BadRequest(f"request body over {max_body} bytes", 413)
+            chunks.append(chunk)
+        try:
+            body = json.loads(b"".join(chunks).decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            raise BadRequest("body: not JSON") from None
+        if not isinstance(body, dict):
+            raise BadRequest("body: expected a JSON object")
+        return body
+
+    async def run(fn: Callable[[], dict[str, Any]]) -> Response:
+        t0 = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        try:
+            out = await asyncio.wait_for(loop.run_in_executor(pool, fn), timeout)
+        except TimeoutError:
+            return error(504, f"the query took longer than {timeout:g} s")
+        except BadRequest as exc:
+            return error(exc.status, str(exc))
+        except (IndexToolsError, ValueError, IndexError) as exc:  # an input the checks let through
+            return error(400, f"{type(exc).__name__}: {exc}")
+        out["latency"] = round((time.perf_counter() - t0) * 1000, 3)
+        return JSONResponse(out)
+
+    async def api(request: Request) -> Response:
+        try:
+            body = await body_of(request)
+            index = index_of(body.get("index"))
+        except BadRequest as exc:
+            return error(exc.status, str(exc))
+        return await run(lambda: api_query(index, body))
+
+    async def listing(request: Request) -> Response:
+        return JSONResponse({"api": API_VERSION, "indexes": [
+            {"name": n, "fingerprint": i["fingerprint"], "tokens": by_name[n].manifest.tokens,
+             "documents": by_name[n].manifest.documents} for n, i in infos.items()]})
+
+    async def index_info(request: Request) -> Response:
+        try:
+            return JSONResponse(infos[index_of(request.path_params["name"]).name])
+        except BadRequest as exc:
+            return error(exc.status, str(exc))
+
+    async def tokenizer(request: Request) -> Response:
+        try:
+            ix = index_of(request.path_params["name"])
+        except BadRequest as exc:
+            return error(exc.status, str(exc))
+        if ix.manifest.tokenizer == "bytes":
+            return error(404, "this index uses the bytes tokenizer (no tokenizer.json)")
+        text = (ix.directory / ix.manifest.tokenizer).read_text(encoding="utf-8")
+        return JSONResponse({"tokenizer": text})
+
+    async def operation(request: Request) -> Response:
+        try:
+            ix = index_of(request.path_params["name"])
+            op = OPS.get(request.path_params["op"])
+            if op is None:
+                raise BadRequest(f"no operation {request.path_params['op']!r} (one of {', '.join(OPS)})", 404)
+            body = await body_of(request)
+        except BadRequest as exc:
+            return error(exc.status, str(exc))
+        return await run(lambda: op(ix, body))
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        detail = exc.detail if isinstance(exc, HTTPException) else f"internal error: {type(exc).__name__}"
+        return error(status, str(detail))
+
+    routes = [
+        Route("/", api, methods=["POST"]),
+        Route("/", listing, methods=["GET"]),
+        Route("/indexes", listing, methods=["GET"]),
+        Route("/indexes/{name}", index_info, methods=["GET"]),
+        Route("/indexes/{name}/tokenizer.json", tokenizer, methods=["GET"]),
+        Route("/indexes/{name}/{op}", operation, methods=["POST"]),
+    ]
+    return Starlette(routes=routes, exception_handlers={HTTPException: http_error, Exception: http_error})
+
+
+def open_served(directories: list[str]) -> IndexSet:
+    """The indexes to serve: directories only (a server in front of another server adds nothing)."""
+    for d in directories:
+        if is_index_url(d):
+            raise IndexToolsError(f"{d}: serve takes index directories, not URLs")
+    return IndexSet([Index.open(Path(d)) for d in directories])
+
+
+def serve(directories: list[str], host: str = "127.0.0.1", port: int = 8000, timeout: float = TIMEOUT) -> None:
+    """Open the indexes and serve them until interrupted."""
+    try:
+        import uvicorn
+    except ImportError:
+        raise IndexToolsError("serving needs Starlette and uvicorn: pip install 'tracetui[serve]'") from None
+    app = create_app(open_served(directories), timeout=timeout)
+    uvicorn.run(app, host=host, port=port, log_level="info", timeout_keep_alive=75, limit_concurrency=64)
+
+
+__all__ = ["create_app", "serve", "open_served", "api_query", "OPS", "BadRequest"]
