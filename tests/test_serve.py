@@ -1,0 +1,308 @@
+"""`tracetui serve` and `RemoteIndex`: a served index answers exactly as the same index opened
+locally (real uvicorn on a free port, real indexes), also when its shards are split over two
+servers; bad requests get 4xx JSON errors and the server stays up; a server that goes away is
+one line of `RemoteIndexError`."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("starlette")
+uvicorn = pytest.importorskip("uvicorn")
+
+from index_tools.builder import BuildOptions, build_index  # noqa: E402
+from index_tools.engine import Index, IndexSet  # noqa: E402
+from index_tools.errors import RemoteIndexError  # noqa: E402
+from index_tools.format import MANIFEST_NAME, read_manifest, shard_file, write_manifest  # noqa: E402
+from index_tools.ngram import infgram_ntd, infgram_probs, ntd  # noqa: E402
+from index_tools.remote import RemoteIndex, pack  # noqa: E402
+from tracetui.cli import main  # noqa: E402
+from tracetui.serve import create_app  # noqa: E402
+from tracetui.tracing.memorization import memorization  # noqa: E402
+from tracetui.tracing.pipeline import Tracer  # noqa: E402
+from tracetui.tracing.search import search_documents  # noqa: E402
+
+from .conftest import SAMPLE_TEXTS, write_jsonl  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+REPLY = ("The quick brown fox jumps over the lazy dog. A stitch in time saves nine.\n"
+         "To be, or not to be, that is the question. def add(a, b):\n    return a + b\n"
+         "The lazy dog sleeps all day long, quick as a fox.")
+PROBES = ["The quick", " the lazy dog", " quick", "Hi", " to be", "return a + b", "nothing like this at all"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ThreadServer:
+    """uvicorn serving `create_app(indexes)` in a thread of the test process."""
+
+    def __init__(self, directories: list[Path]) -> None:
+        self.port = free_port()
+        app = create_app(IndexSet([Index.open(d) for d in directories]))
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.02)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+def split_shard(whole: Path, n: int, out: Path) -> Path:
+    """Shard n of an index as an index of its own (what one machine of a split corpus holds)."""
+    out.mkdir(parents=True)
+    m = read_manifest(whole)
+    assert m is not None
+    files = {}
+    for kind in ("tokenized", "table", "offset", "metadata", "metaoff", "unigram"):
+        src = shard_file(whole, kind, n)
+        if src.exists():
+            shutil.copyfile(src, shard_file(out, kind, 0))
+            if src.name in m.files:
+                files[shard_file(out, kind, 0).name] = m.files[src.name]
+    shutil.copyfile(whole / m.tokenizer, out / m.tokenizer)
+    if m.tokenizer in m.files:
+        files[m.tokenizer] = m.files[m.tokenizer]
+    write_manifest(out, replace(m, shards=[m.shards[n]], files=files))
+    assert (out / MANIFEST_NAME).exists()
+    return out
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory, bpe_tokenizer: Path) -> dict[str, Path]:
+    """A two-shard index, its shards as two indexes, and a second index to mix with."""
+    d = tmp_path_factory.mktemp("served")
+    texts = [f"{t} Note {i}." for i, t in enumerate(SAMPLE_TEXTS * 6)]
+    whole = d / "corpus"
+    build_index([write_jsonl(d / "c.jsonl", texts)], whole,
+                BuildOptions(tokenizer=str(bpe_tokenizer), shards=2, progress=False))
+    assert len(read_manifest(whole).shards) == 2  # type: ignore[union-attr]
+    other = d / "other"
+    build_index([write_jsonl(d / "o.jsonl", SAMPLE_TEXTS[:3])], other,
+                BuildOptions(tokenizer=str(bpe_tokenizer), progress=False))
+    return {"whole": whole, "a": split_shard(whole, 0, d / "a" / "corpus"), "b": split_shard(whole, 1, d / "b" / "corpus"),
+            "other": other}
+
+
+@pytest.fixture(scope="module")
+def servers(corpus: dict[str, Path]) -> Iterator[dict[str, str]]:
+    """One server with the whole index and the other one; two servers with a shard each."""
+    full, a, b = ThreadServer([corpus["whole"], corpus["other"]]), ThreadServer([corpus["a"]]), ThreadServer([corpus["b"]])
+    yield {"full": full.url, "split": f"{a.url}/corpus,{b.url}/corpus"}
+    for s in (full, a, b):
+        s.stop()
+
+
+def _trace_json(indexes: Any, text: str = REPLY) -> dict[str, Any]:
+    out = Tracer(indexes).trace(text, prompt="a fox?", lens=True).to_json()
+    out.pop("timings_ms")
+    out.pop("indexes")
+    return out
+
+
+def _same_queries(local: Index, remote: RemoteIndex) -> None:
+    """Every index-level query the tracer and the CLI use gives the same answer."""
+    assert remote.total_tokens == local.total_tokens
+    assert np.array_equal(remote.unigram_counts(), local.unigram_counts())
+    seqs = [local.encode(p) for p in PROBES]
+    for lo_r, lo_l in zip(remote.find_ranges(seqs), local.find_ranges(seqs), strict=True):
+        assert np.array_equal(lo_r, lo_l)
+    for whole in (False, True):
+        assert remote.count_many(seqs, whole_words=whole).tolist() == local.count_many(seqs, whole_words=whole).tolist()
+    assert remote.count_many(seqs, whole_words=True, cap=3).tolist() == local.count_many(seqs, whole_words=True, cap=3).tolist()
+    assert remote.find_words_many(seqs) == local.find_words_many(seqs)
+    for p, ids in zip(PROBES, seqs, strict=True):
+        assert remote.count(ids) == local.count(ids), p
+        assert remote.count_words(ids) == local.count_words(ids), p
+        assert remote.find(ids) == local.find(ids), p
+        a, b = ntd(remote, ids), ntd(local, ids)
+        assert (a.prompt_cnt, a.ids.tolist(), a.counts.tolist()) == (b.prompt_cnt, b.ids.tolist(), b.counts.tolist())
+        ka, da = infgram_ntd(remote, ids)
+        kb, db = infgram_ntd(local, ids)
+        assert (ka, da.counts.tolist()) == (kb, db.counts.tolist())
+    ids = local.encode(REPLY)
+    for positions in (None, np.arange(0, len(ids), 3)):
+        got, want = remote.longest_prefixes(ids, positions, word_ends=True), local.longest_prefixes(ids, positions, word_ends=True)
+        assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+    assert infgram_probs(remote, ids) == infgram_probs(local, ids)
+    assert memorization(remote, REPLY) == memorization(local, REPLY)
+    for text in ("quick", " the lazy dog", "Hi"):
+        for whole in (True, False):
+            assert search_documents([remote], text, whole_words=whole) == search_documents([local], text, whole_words=whole)  # type: ignore[list-item]
+    assert remote.document_text(3) == local.document_text(3)
+    assert remote.metadata(1, 2) == local.metadata(1, 2)
+
+
+def test_served_index_answers_as_local(corpus: dict[str, Path], servers: dict[str, str]) -> None:
+    local = Index.open(corpus["whole"])
+    remote = RemoteIndex.open(f"{servers['full']}/corpus")
+    _same_queries(local, remote)
+    assert remote.fingerprint == local.fingerprint
+    assert _trace_json([remote]) == _trace_json([local])
+
+
+def test_two_servers_one_index_answers_as_local(corpus: dict[str, Path], servers: dict[str, str]) -> None:
+    """Shards on two servers, queried concurrently and merged: the same as the two-shard index."""
+    local = Index.open(corpus["whole"])
+    remote = RemoteIndex.open(servers["split"])
+    assert remote.n_shards == 2 and remote.manifest.documents == local.manifest.documents
+    _same_queries(local, remote)
+    got, want = _trace_json([remote]), _trace_json([local])
+    assert got["spans"] and got["documents"]
+    assert {d["shard"] for d in want["documents"]} == {0, 1}  # documents come from both servers
+    assert got == want
+
+
+def test_trace_mixes_local_and_remote_and_few_round_trips(corpus: dict[str, Path], servers: dict[str, str]) -> None:
+    mixed = IndexSet.open([str(corpus["other"]), f"{servers['full']}/corpus"])
+    local = IndexSet.open([str(corpus["other"]), str(corpus["whole"])])
+    assert [ix.name for ix in mixed] == [ix.name for ix in local]
+    assert _trace_json(mixed) == _trace_json(local)
+    remote = RemoteIndex.open(f"{servers['full']}/corpus")
+    before = remote.requests
+    Tracer([remote]).trace(REPLY)
+    assert remote.requests - before <= 12  # a handful of batched requests, not one per token or document
+
+
+def test_cli_accepts_urls(corpus: dict[str, Path], servers: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    out = {}
+    for where in (str(corpus["whole"]), f"{servers['full']}/corpus"):
+        assert main(["count", "--index", where, "The quick brown", "--json"]) == 0
+        out[where] = json.loads(capsys.readouterr().out)
+    a, b = out.values()
+    assert a == b and a["results"][0]["count"] > 0
+
+
+def _post(url: str, body: Any, raw: bytes | None = None, method: str = "POST") -> tuple[int, dict[str, Any]]:
+    data = raw if raw is not None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data if method == "POST" else None, method=method,
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_infinigram_api_conventions(corpus: dict[str, Path], servers: dict[str, str]) -> None:
+    url, local = servers["full"] + "/", Index.open(corpus["whole"])
+    ids = local.encode(" the lazy dog")
+    st, r = _post(url, {"index": "corpus", "query_type": "count", "query": " the lazy dog"})
+    assert st == 200 and r["count"] == local.count(ids) > 0 and r["token_ids"] == ids.tolist() and "latency" in r
+    st, r = _post(url, {"index": "corpus", "query_type": "count", "query_ids": ids.tolist(), "whole_words": True})
+    assert r["count"] == local.count_words(ids)
+    st, r = _post(url, {"index": "corpus", "query_type": "find", "query_ids": ids.tolist()})
+    assert r["segment_by_shard"] == [list(x) for x in local.find(ids)] and r["cnt"] == local.count(ids)
+    st, r = _post(url, {"index": "corpus", "query_type": "ntd", "query": "The quick"})
+    d = ntd(local, local.encode("The quick"))
+    assert r["prompt_cnt"] == d.prompt_cnt
+    assert {int(k): v["cont_cnt"] for k, v in r["result_by_token_id"].items()} == dict(zip(d.ids.tolist(), d.counts.tolist(), strict=True))
+    st, r = _post(url, {"index": "corpus", "query_type": "infgram_prob", "query": " the lazy dog"})
+    row = infgram_probs(local, ids)[-1]
+    assert (r["prompt_cnt"], r["cont_cnt"], r["suffix_len"]) == (row.prompt_cnt, row.cont_cnt, row.suffix_len)
+    st, r = _post(url, {"index": "corpus", "query_type": "search_docs", "query": " lazy dog", "maxnum": 2})
+    assert st == 200 and r["cnt"] > 0 and len(r["documents"]) == 2 and "lazy dog" in r["documents"][0]["text"]
+    st, r = _post(url, {"index": "corpus", "query_type": "attribute", "query": REPLY})
+    assert st == 200 and r["spans"] and all(s["r"] > s["l"] for s in r["spans"])
+
+
+def test_bad_requests_get_4xx_json_and_server_stays_up(servers: dict[str, str]) -> None:
+    base = servers["full"]
+    bad: list[tuple[str, Any, bytes | None, str, int]] = [
+        ("/", None, b"{not json", "POST", 400),
+        ("/", [1, 2], None, "POST", 400),
+        ("/", {"index": "corpus", "query_type": "nonsense", "query": "x"}, None, "POST", 400),
+        ("/", {"index": "nope", "query_type": "count", "query": "x"}, None, "POST", 404),
+        ("/", {"query_type": "count", "query": "x"}, None, "POST", 404),  # two indexes served: name one
+        ("/", {"index": "corpus", "query_type": "count"}, None, "POST", 400),
+        ("/", {"index": "corpus", "query_type": "count", "query_ids": [1, "a"]}, None, "POST", 400),
+        ("/", {"index": "corpus", "query_type": "count", "query_ids": [10**9]}, None, "POST", 400),
+        ("/", {"index": "corpus", "query_type": "count", "query_ids": [-1]}, None, "POST", 400),
+        ("/", {"index": "corpus", "query_type": "prob", "query_ids": []}, None, "POST", 400),
+        ("/indexes/corpus/longest_prefixes", {"ids": "!!!"}, None, "POST", 400),
+        ("/indexes/corpus/longest_prefixes", {"ids": pack([1, 2]), "positions": pack([5])}, None, "POST", 400),
+        ("/indexes/corpus/find_ranges", {"ids": pack([1, 2]), "lengths": pack([3])}, None, "POST", 400),
+        ("/indexes/corpus/word_counts", {"lo": pack([0]), "hi": pack([5]), "m": pack([1])}, None, "POST", 400),
+        ("/indexes/corpus/word_counts", {"lo": pack([5, 0]), "hi": pack([1, 1]), "m": pack([1])}, None, "POST", 400),
+        ("/indexes/corpus/windows", {"occurrences": [[7, 0, 1]], "contexts": [5]}, None, "POST", 400),
+        ("/indexes/corpus/windows", {"occurrences": [[0, 10**12, 1]], "contexts": [5]}, None, "POST", 400),
+        ("/indexes/corpus/windows", {"occurrences": "x"}, None, "POST", 400),
+        ("/indexes/corpus/document", {"shard": 0, "doc": 10**9}, None, "POST", 400),
+        ("/indexes/corpus/drop_table", {}, None, "POST", 404),
+        ("/indexes/nope/find_ranges", {}, None, "POST", 404),
+        ("/indexes/corpus/find_ranges", None, None, "GET", 405),
+        ("/nowhere", None, None, "GET", 404),
+    ]
+    for path, body, raw, method, status in bad:
+        st, r = _post(base + path, body, raw, method)
+        assert (st, isinstance(r.get("error"), str)) == (status, True), (path, body, r)
+    # a body over the limit is refused from its Content-Length, before it is read
+    conn = http.client.HTTPConnection("127.0.0.1", int(base.rsplit(":", 1)[1]), timeout=30)
+    conn.putrequest("POST", "/")
+    conn.putheader("Content-Type", "application/json")
+    conn.putheader("Content-Length", str(9 << 20))
+    conn.endheaders()
+    resp = conn.getresponse()
+    assert resp.status == 413 and "error" in json.loads(resp.read())
+    conn.close()
+    st, r = _post(base + "/", {"index": "corpus", "query_type": "count", "query": " quick"})
+    assert st == 200 and r["count"] > 0
+
+
+def test_server_gone_is_one_line_error(corpus: dict[str, Path], tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """A real `tracetui serve` process killed mid-use: the next query raises RemoteIndexError with
+    the server's URL on one line (what the app shows in its status line), and the CLI exits 1."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "tracetui.cli", "serve", "--index", str(corpus["whole"]),
+                             "--port", str(port)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                remote = RemoteIndex.open(url)
+                break
+            except RemoteIndexError:
+                assert proc.poll() is None and time.monotonic() < deadline, "server did not start"
+                time.sleep(0.1)
+        tracer = Tracer([remote])
+        assert tracer.trace(REPLY).spans
+        proc.kill()
+        proc.wait(10)
+        with pytest.raises(RemoteIndexError) as info:
+            tracer.trace(REPLY + " And more text the quick brown fox.")
+        message = str(info.value)
+        assert url in message and "unreachable" in message and "\n" not in message
+        assert main(["count", "--index", url, "quick"]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and url in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
