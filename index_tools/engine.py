@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import mmap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -576,14 +576,11 @@ class Index:
         if len(ids) == 0:
             return
         begins = bool(self.tokenizer.word_boundaries().starts(ids)[0])
-        for n, runs in enumerate(self.find_words(ids)):
-            for a, b in runs:
-                for c in range(a, b, chunk):
-                    ranks = np.arange(c, min(b, c + chunk), dtype=np.int64)
-                    if not begins:
-                        ranks = ranks[self._preceded_by_boundary(self.shards[n], ranks)]
-                    if len(ranks):
-                        yield n, ranks
+        for n, ranks in rank_chunks(self.find_words(ids), chunk):
+            if not begins:
+                ranks = ranks[self._preceded_by_boundary(self.shards[n], ranks)]
+            if len(ranks):
+                yield n, ranks
 
     def count_words(self, ids: np.ndarray) -> int:
         """Whole-word occurrences of a text query (see `word_occurrences`)."""
@@ -731,6 +728,15 @@ class Index:
                 total += out[p.name]
         out["total"] = total
         return out
+
+
+def rank_chunks(runs: list[list[tuple[int, int]]], chunk: int) -> Iterator[tuple[int, np.ndarray]]:
+    """(shard, ranks) chunks of at most `chunk` ranks of per-shard rank runs, in order: the
+    streaming unit of `word_occurrences` (a served index builds them from the runs alone)."""
+    for n, shard_runs in enumerate(runs):
+        for a, b in shard_runs:
+            for c in range(a, b, chunk):
+                yield n, np.arange(c, min(b, c + chunk), dtype=np.int64)
 
 
 def _check_sizes(directory: Path, manifest: Manifest) -> None:

@@ -35,7 +35,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 import numpy as np
 
-from .engine import Hit, Occurrence, Window
+from .engine import Hit, Occurrence, Window, rank_chunks
 from .errors import RemoteIndexError
 from .format import Manifest
 from .ngram import NextTokens
@@ -365,9 +365,15 @@ class RemoteIndex:
         return out
 
     def word_occurrences(self, ids: np.ndarray, chunk: int = 1 << 18) -> Iterator[tuple[int, np.ndarray]]:
-        """As `Index.word_occurrences`, fetched a chunk per request (memory stays bounded)."""
+        """As `Index.word_occurrences`. A query that begins a word has its occurrences as whole
+        rank runs: one request for the runs, no ranks shipped. One that starts mid-word needs the
+        server's check of the character before each occurrence: fetched a chunk per request
+        (memory stays bounded; the server recomputes the chunks before the one asked for)."""
         ids = np.asarray(ids, dtype=np.int64)
         if len(ids) == 0:
+            return
+        if self.tokenizer.word_boundaries().starts(ids)[0]:
+            yield from rank_chunks(self.find_words(ids), chunk)
             return
         for k, p in enumerate(self.parts):
             n = 0
