@@ -56,9 +56,9 @@ def free_port() -> int:
 class ThreadServer:
     """uvicorn serving `create_app(indexes)` in a thread of the test process."""
 
-    def __init__(self, directories: list[Path]) -> None:
+    def __init__(self, directories: list[Path], timeout: float = 60.0) -> None:
         self.port = free_port()
-        app = create_app(IndexSet([Index.open(d) for d in directories]))
+        app = create_app(IndexSet([Index.open(d) for d in directories]), timeout=timeout)
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
@@ -306,3 +306,15 @@ def test_server_gone_is_one_line_error(corpus: dict[str, Path], tmp_path: Path,
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+
+
+def test_time_limit_per_request_is_a_504_json(corpus: dict[str, Path]) -> None:
+    """A query over the time limit is answered 504 with a JSON error; the server keeps serving."""
+    server = ThreadServer([corpus["whole"]], timeout=0)
+    try:
+        st, r = _post(server.url + "/", {"query_type": "count", "query": " quick"})
+        assert st == 504 and "longer than" in r["error"]
+        st, r = _post(server.url + "/indexes", None, method="GET")
+        assert st == 200 and r["indexes"][0]["name"] == "corpus"
+    finally:
+        server.stop()
