@@ -318,3 +318,36 @@ def test_time_limit_per_request_is_a_504_json(corpus: dict[str, Path]) -> None:
         assert st == 200 and r["indexes"][0]["name"] == "corpus"
     finally:
         server.stop()
+
+
+async def test_app_traces_against_a_served_index_and_survives_its_loss(text_index: Path, tmp_path: Path) -> None:
+    """The app with a served index: replies are traced as against the local index; once the
+    server is gone, the status line says so on one line and the chat goes on."""
+    from tracetui.app.app import TraceApp
+    from tracetui.model import ScriptedBackend
+
+    from .test_app import wait_idle
+
+    server = ThreadServer([text_index])
+    reply = "Sure. The quick brown fox jumps over the lazy dog. A stitch in time saves nine."
+    try:
+        app = TraceApp(IndexSet.open([server.url]), ScriptedBackend([reply, reply + " Again."]), intro="t",
+                       export_dir=tmp_path)
+        async with app.run_test(size=(120, 36)) as pilot:
+            await pilot.click("#prompt")
+            await pilot.press(*"a proverb", "enter")
+            await wait_idle(app, pilot)
+            got = app.messages[-1].trace
+            want = Tracer(IndexSet.open([text_index])).trace(reply)
+            assert got is not None and got.spans
+            assert [(s.start, s.end, s.count, s.documents) for s in got.spans] == [
+                (s.start, s.end, s.count, s.documents) for s in want.spans]
+            assert not any("disappeared" in str(n.message) for n in app._notifications)
+            server.stop()
+            await pilot.press(*"again", "enter")
+            await wait_idle(app, pilot)
+            assert app.messages[-1].text == reply + " Again."  # the chat keeps working
+            assert "tracing failed" in app.last_status and server.url in app.last_status
+            assert "\n" not in app.last_status
+    finally:
+        server.stop()
