@@ -618,13 +618,16 @@ class Index:
         return word_end_intervals(shard, self.word_runs(), self.tokenizer.word_boundaries(), lo, hi, m)
 
     def longest_prefixes(self, ids: np.ndarray, positions: np.ndarray | None = None,
-                         word_ends: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+                         word_ends: bool = False, stops: np.ndarray | None = None,
+                         ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """For each start position l, the longest n such that ids[l:l+n] occurs in the corpus.
 
         One lock-step binary search over all positions at once, with the whole remaining
         sequence as the query, then the LCP with the two neighbours at the insertion point.
         With `word_ends`, also whether one of those neighbours shows a whole-word occurrence of
         ids[l:l+n] (its next token begins a word): then no search is needed to know one exists.
+        `stops` (per position) ends each match there: many texts laid end to end are searched in
+        one batch, none matching into the next.
         """
         ids = np.asarray(ids, dtype=np.int64)
         L = len(ids)
@@ -635,7 +638,7 @@ class Index:
         ends = np.zeros(len(positions), dtype=bool)
         if L and len(positions):
             qbuf = self.keys_of(ids)
-            qlen = L - positions
+            qlen = (L if stops is None else np.minimum(np.asarray(stops, dtype=np.int64), L)) - positions
             for shard in self.shards:
                 check = None
                 if word_ends:

@@ -65,7 +65,8 @@ def is_token_file(path: Path) -> bool:
     return _matches(path, TOKEN_SUFFIXES)
 
 
-def _open_lines(path: Path) -> io.BufferedIOBase:
+def open_lines(path: Path) -> io.BufferedIOBase:
+    """A binary stream of a file, decompressed on the fly when it ends in .gz or .zst."""
     name = path.name.lower()
     if name.endswith(".gz"):
         return gzip.open(path, "rb")  # type: ignore[return-value]
@@ -78,7 +79,7 @@ def _open_lines(path: Path) -> io.BufferedIOBase:
 
 def read_jsonl(path: Path, text_field: str) -> Iterator[TextDoc]:
     try:
-        with _open_lines(path) as raw:
+        with open_lines(path) as raw:
             for lineno, line in enumerate(io.BufferedReader(raw), start=1):  # type: ignore[arg-type]
                 if not line.strip():
                     continue

@@ -174,6 +174,16 @@ def cmd_trace(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_overlap(args: argparse.Namespace) -> int:
+    from .overlap.command import cmd_overlap as run_overlap_command
+
+    if args.n < 1 or args.min_span < 1 or args.docs < 0:
+        raise CliError("-n and --min-span must be at least 1, --docs at least 0")
+    if not 0 <= args.suspicious <= args.contaminated <= 1:
+        raise CliError("thresholds must satisfy 0 <= --suspicious <= --contaminated <= 1")
+    return run_overlap_command(args, list(_open_indexes(args.index)))
+
+
 def _read_text(arg: str | None) -> str:
     if arg in (None, "-"):
         return sys.stdin.read()
@@ -311,6 +321,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--substring", action="store_true",
                    help="also count occurrences inside longer words (the published OLMoTrace behaviour)")
     s.set_defaults(func=cmd_search)
+    o = sub.add_parser("overlap", help="which test items (benchmarks, prompts) sit verbatim in the indexes")
+    o.add_argument("items", nargs="+", help="JSONL (.gz/.zst), Parquet, CSV or text (one item per line) files")
+    o.add_argument("--index", action="append")
+    o.add_argument("--field", action="append", help="field(s) to join into an item's text (default: text)")
+    o.add_argument("-n", type=int, default=13, help="word n-gram length (default 13, as GPT-3 / OLMo)")
+    o.add_argument("--min-span", type=int, default=13, help="shortest match counted in coverage, tokens (13)")
+    o.add_argument("--suspicious", type=float, default=0.0, help="score above this: suspicious (default 0)")
+    o.add_argument("--contaminated", type=float, default=0.5, help="score at or above: contaminated (0.5)")
+    o.add_argument("--docs", type=int, default=3, help="documents reported per item (default 3)")
+    o.add_argument("--normalize-space", action="store_true",
+                   help="collapse whitespace runs in items to one space (the index still matches verbatim)")
+    o.add_argument("--json", action="store_true", help="stream a JSON document (schema tracetui.overlap/1)")
+    o.add_argument("--markdown", metavar="FILE", help="also write a Markdown report")
+    o.add_argument("--open", action="store_true", help="browse the items in the app's Overlap screen")
+    o.set_defaults(func=cmd_overlap)
     n = sub.add_parser("ntd", help="next-token distribution after TEXT in the corpus (exact)")
     n.add_argument("text")
     n.add_argument("--index", action="append")

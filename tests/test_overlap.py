@@ -1,0 +1,245 @@
+"""Overlap reports: planted items get the expected verdicts; n-gram shares and coverage equal a
+brute-force search over the documents' tokens (bytes and byte-level BPE); bad item files are one
+line naming the file and the line; the JSON stream stays valid when a run is interrupted."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from index_tools.builder import BuildOptions, build_index
+from index_tools.engine import Index
+from index_tools.words import is_word_char
+from tracetui.cli import main
+from tracetui.overlap.command import run
+from tracetui.overlap.items import Item, read_items
+from tracetui.overlap.measure import measure
+from tracetui.overlap.report import OverlapParams, run_overlap
+
+from .conftest import write_jsonl
+
+WORDS = ("river stone light morning garden window silver quiet north paper candle orange winter "
+         "harbor meadow thunder violet copper lantern valley ember forest island marble cedar").split()
+
+
+def _passage(rng: np.random.Generator, n: int) -> str:
+    return " ".join(rng.choice(WORDS, size=n).tolist())
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    rng = np.random.default_rng(7)
+    d = tmp_path_factory.mktemp("planted")
+    docs = [_passage(rng, 120) + "." for _ in range(30)]
+    verbatim = " ".join(docs[3].split()[20:60])
+    words = docs[5].split()[10:50]
+    words[20] = "zebra"
+    changed = " ".join(words)
+    items = [
+        {"id": "verbatim", "question": "Recite:", "answer": verbatim},
+        {"id": "changed", "question": "Recite:", "answer": changed},
+        {"id": "paraphrase", "question": "Say:", "answer": "a brook of pebbles glows at dawn beside the "
+                                                         "hushed allotment and its pane of gleaming argent"},
+        {"id": "novel", "question": "Q:", "answer": "xylophones quarrel with jubilant kumquats yesterday"},
+    ]
+    src = write_jsonl(d / "corpus.jsonl", docs)
+    out = d / "index"
+    build_index([src], out, BuildOptions(tokenizer="bytes", progress=False))
+    bench = d / "bench.jsonl"
+    bench.write_text("".join(json.dumps(i) + "\n" for i in items), encoding="utf-8")
+    return {"index": out, "bench": bench, "docs": docs}
+
+
+def test_planted_items_get_the_expected_verdicts(planted: dict) -> None:
+    index = Index.open(planted["index"])
+    items = list(read_items(planted["bench"], ["question", "answer"]))
+    got = {r.id: r for r in run_overlap([index], items, OverlapParams(batch=3))}
+    # 41 words ("Recite:" and the passage): 29 13-grams, of which the two that start at "Recite:"
+    # and at the line break before the passage are not in the corpus (a newline there, not a space)
+    assert got["verbatim"].verdict == "contaminated"
+    assert (got["verbatim"].ngrams_found, got["verbatim"].ngrams) == (27, 29)
+    assert got["verbatim"].coverage > 0.85
+    assert got["verbatim"].longest_text.startswith(planted["docs"][3].split()[21])  # after the line break
+    assert any(w.doc == 3 for w in got["verbatim"].where)
+    # one changed word: the 13 n-grams through it are lost too; coverage stays high
+    assert got["changed"].verdict == "contaminated"
+    assert (got["changed"].ngrams_found, got["changed"].ngrams) == (14, 29)
+    assert got["changed"].coverage > 0.8
+    assert got["paraphrase"].verdict == "clean" and got["paraphrase"].ngrams_found == 0
+    assert got["novel"].verdict == "clean" and got["novel"].coverage == 0.0
+
+
+# -- brute force -------------------------------------------------------------------------------
+def _words(index: Index, ids: np.ndarray, text: str, offs: np.ndarray) -> tuple[list[int], np.ndarray]:
+    bow = index.tokenizer.word_boundaries().starts(ids)
+    if len(ids):
+        bow[0] = True
+    pos = np.flatnonzero(bow).tolist()
+    out = []
+    for k, p in enumerate(pos):
+        end = pos[k + 1] if k + 1 < len(pos) else len(ids)
+        chars = text[offs[p][0] : offs[end - 1][1]]
+        if any(is_word_char(c) for c in chars):
+            out.append(p)
+    return out, bow
+
+
+def _occurs_whole(index: Index, docs_ids: list[np.ndarray], docs_bow: list[np.ndarray], seq: np.ndarray) -> bool:
+    m = len(seq)
+    for d, b in zip(docs_ids, docs_bow, strict=True):
+        for o in range(len(d) - m + 1):
+            if np.array_equal(d[o : o + m], seq) and (o + m == len(d) or b[o + m]):
+                return True
+    return False
+
+
+def brute(index: Index, docs: list[str], text: str, n: int, min_span: int) -> tuple[int, int, int]:
+    tok = index.tokenizer
+    docs_ids = [tok.encode(d) for d in docs]
+    docs_bow = [tok.word_boundaries().starts(d) for d in docs_ids]
+    ids, offs = tok.encode_with_offsets(text)
+    offs = np.asarray(offs).reshape(-1, 2)
+    W, bow = _words(index, ids, text, offs)
+    ends = W[1:] + [len(ids)]
+    if not W:
+        grams = []
+    elif len(W) >= n:
+        grams = [(W[i], ends[i + n - 1]) for i in range(len(W) - n + 1)]
+    else:
+        grams = [(W[0], ends[-1])]
+    found = sum(_occurs_whole(index, docs_ids, docs_bow, ids[a:b]) for a, b in grams)
+    # coverage: from each word start, the longest whole-word match ending at a word boundary
+    covered = np.zeros(len(text), dtype=bool)
+    boundary = [k for k in range(1, len(ids) + 1) if k == len(ids) or bow[k]]
+    prev_r = -1
+    for p in np.flatnonzero(bow).tolist():
+        best = p
+        for r in boundary:
+            if r > p and _occurs_whole(index, docs_ids, docs_bow, ids[p:r]):
+                best = r
+            elif r > p:
+                break  # a longer match contains this one
+        if best - p >= min_span and best > prev_r:
+            covered[offs[p][0] : offs[best - 1][1]] = True
+        prev_r = max(prev_r, best)
+    nonspace = np.array([not c.isspace() for c in text], dtype=bool)
+    return found, len(grams), int(np.count_nonzero(covered & nonspace))
+
+
+chars = st.sampled_from(list("ab  c.\n") + ["é", "—"])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(docs=st.lists(st.text(chars, min_size=1, max_size=80), min_size=1, max_size=4),
+       items=st.lists(st.text(chars, min_size=1, max_size=50), min_size=1, max_size=4),
+       n=st.integers(1, 4), min_span=st.integers(1, 6))
+def test_ngram_share_and_coverage_equal_brute_force(tmp_path_factory, docs, items, n, min_span) -> None:
+    docs = [d for d in docs if d.strip()] or ["a b"]
+    d = tmp_path_factory.mktemp("ovb")
+    build_index([write_jsonl(d / "c.jsonl", docs)], d / "ix", BuildOptions(tokenizer="bytes", progress=False))
+    index = Index.open(d / "ix")
+    for text, got in zip(items, measure(index, items, n=n, min_span=min_span, docs=0), strict=True):
+        found, total, covered = brute(index, docs, text, n, min_span)
+        assert (got.ngrams_found, got.ngrams) == (found, total), text
+        assert got.covered_chars == covered, text
+        STATS["found"] += found
+        STATS["covered"] += covered
+
+
+STATS = {"found": 0, "covered": 0}
+
+
+def test_the_oracle_saw_matches() -> None:
+    """The random cases above are not all empty: some n-grams were found, some characters covered."""
+    if STATS == {"found": 0, "covered": 0}:
+        pytest.skip("run with the oracle test")
+    assert STATS["found"] > 0 and STATS["covered"] > 0
+
+
+def test_bpe_ngram_share_equals_brute_force(text_index: Path) -> None:
+    """The same oracle with a trained byte-level BPE (word starts carry their space)."""
+    from .conftest import SAMPLE_TEXTS
+
+    index = Index.open(text_index)
+    items = ["The quick brown fox jumps over the lazy dog all day long.", "To be, or not to be, that is the",
+             "return a + b\nimport numpy as np", "the early bird catches the worm. A stitch in time"]
+    for n in (2, 4, 13):
+        for text, got in zip(items, measure(index, items, n=n, min_span=3, docs=0), strict=True):
+            found, total, covered = brute(index, SAMPLE_TEXTS, text, n, 3)
+            assert (got.ngrams_found, got.ngrams) == (found, total), (text, n)
+            assert got.covered_chars == covered, (text, n)
+
+
+# -- input files and CLI -------------------------------------------------------------------
+@pytest.mark.parametrize("name,content,expect", [
+    ("bad.jsonl", '{"text": "a"}\n{"text": "b"}\n{"text": \n', "bad.jsonl:3: invalid JSON"),
+    ("nofield.jsonl", '{"text": "a"}\n{"body": "b"}\n', "nofield.jsonl:2: no field 'text'"),
+    ("notobj.jsonl", '["a"]\n', "notobj.jsonl:1: record is not a JSON object"),
+    ("bad.csv", 'id,text\n1,hello\n2,"world,x\n', "bad.csv"),
+    ("cols.csv", 'id,text\n1,hello,extra\n', "cols.csv:2: more values than header columns"),
+    ("latin1.txt", b"ok line\ncaf\xe9\n", "latin1.txt:2: invalid UTF-8"),
+    ("missing.jsonl", None, "missing.jsonl: no such file"),
+])
+def test_bad_item_files_are_one_line_naming_file_and_line(planted: dict, tmp_path: Path, capsys, name, content,
+                                                           expect) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / name
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        path.write_text(content, encoding="utf-8")
+    assert main(["overlap", str(path), "--index", str(planted["index"])]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err and expect in err, err
+
+
+def test_cli_json_markdown_csv_and_text(planted: dict, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    csv_path = tmp_path / "b.csv"
+    csv_path.write_text('id,text\nx1,"' + " ".join(planted["docs"][4].split()[:30]) + '"\nx2,kumquat zebra\n',
+                        encoding="utf-8")
+    txt = tmp_path / "lines.txt"
+    txt.write_text(" ".join(planted["docs"][6].split()[5:25]) + "\n\nnothing here at all\n", encoding="utf-8")
+    md = tmp_path / "r.md"
+    assert main(["overlap", str(csv_path), str(txt), "--index", str(planted["index"]), "--json",
+                 "--markdown", str(md)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["schema"] == "tracetui.overlap/1" and not doc["interrupted"]
+    verdicts = {(i["benchmark"], i["id"]): i["verdict"] for i in doc["items"]}
+    assert verdicts == {("b.csv", "x1"): "contaminated", ("b.csv", "x2"): "clean",
+                        ("lines.txt", "1"): "contaminated", ("lines.txt", "3"): "clean"}
+    bench = {b["benchmark"]: b for b in doc["benchmarks"]}
+    assert bench["b.csv"]["items"] == 2 and bench["b.csv"]["verdicts"]["contaminated"] == 1
+    assert sum(bench["lines.txt"]["coverage_histogram"]) == 2
+    report = md.read_text(encoding="utf-8")
+    assert "| b.csv | 2 |" in report and "Items of highest score" in report
+    assert main(["overlap", str(csv_path), "--index", str(planted["index"])]) == 0
+    out = capsys.readouterr().out
+    assert "b.csv" in out and "contaminated" in out
+
+
+def test_interrupted_run_keeps_valid_json_and_counts(planted: dict) -> None:
+    index = Index.open(planted["index"])
+    doc = planted["docs"][0]
+
+    def items():  # type: ignore[no-untyped-def]
+        for k in range(5):
+            yield Item("b", k + 1, str(k), doc[k * 10 : k * 10 + 200])
+        raise KeyboardInterrupt
+
+    import tracetui.overlap.command as command
+
+    buf = io.StringIO()
+    real = command._items
+    command._items = lambda files, fields, normalize: items()
+    try:
+        outcome = run([index], ["x"], None, OverlapParams(batch=2), json_out=buf)
+    finally:
+        command._items = real
+    data = json.loads(buf.getvalue())
+    assert outcome.interrupted and data["interrupted"]
+    assert len(data["items"]) == 4 == outcome.items  # the 5th item's batch was never searched

@@ -1,0 +1,1 @@
+"""Overlap reports: which test items already sit verbatim in the corpus (contamination)."""

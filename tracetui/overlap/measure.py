@@ -1,0 +1,186 @@
+"""How much of each test item sits verbatim in an index, for many items at once.
+
+The items of a batch are tokenized and laid end to end, and every word start of every item gets its
+longest match in one lock-step search (each match stopped at its item's end), then its longest
+*whole-word* match by the span finder's own rule (`tracing.spans`): an occurrence counts only when
+the corpus continues with a word start, the document ends, or the corpus ends. From those:
+
+- words: an item's words are its word starts (as the tracer sees them: tokens that begin with a
+  non-word character, and the item's first token) whose run up to the next word start holds a word
+  character; punctuation and spaces stay with the word before them. A word n-gram is n words in a
+  row, as tokens, with what trails the last word;
+- `ngram_share`: the share of the item's word n-grams that occur as whole words in the corpus (an
+  item of fewer than n words is one n-gram: all its words);
+- `coverage`: the share of the item's non-space characters inside whole-word matches of at least
+  `min_span` tokens;
+- `longest`: the longest whole-word match (tokens, characters, text) and where it occurs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from index_tools.engine import Index
+from index_tools.words import is_word_char
+from tracetui.tracing.pipeline import occurrence_runs, sample_runs
+from tracetui.tracing.spans import _corpus_word_ends, _Counter, candidate_spans, word_starts
+
+_ASCII_WORD = np.array([is_word_char(chr(c)) for c in range(128)], dtype=bool)
+_NO_DELIMITERS = np.zeros(0, dtype=np.int64)
+
+
+@dataclass
+class Where:
+    """A document holding an item's longest match."""
+
+    index: str
+    doc: int
+    source: str
+
+
+@dataclass
+class IndexOverlap:
+    """One item against one index."""
+
+    index: str
+    tokens: int
+    words: int
+    ngrams: int
+    ngrams_found: int
+    covered: list[tuple[int, int]]  # character ranges of the item inside matches >= min_span tokens
+    covered_chars: int  # non-space characters among them
+    longest_tokens: int = 0
+    longest_span: tuple[int, int] = (0, 0)  # characters of the item
+    longest_count: int = 0  # whole-word occurrences (capped at `count_cap` + 1)
+    where: list[Where] = field(default_factory=list)
+
+    @property
+    def ngram_share(self) -> float:
+        return self.ngrams_found / self.ngrams if self.ngrams else 0.0
+
+
+def _word_char_prefix(text: str) -> np.ndarray:
+    """prefix[i] = word characters among text[:i] (the one definition in index_tools.words)."""
+    cps = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+    flags = np.zeros(len(cps), dtype=bool)
+    low = cps < 128
+    flags[low] = _ASCII_WORD[cps[low]]
+    high = np.flatnonzero(~low)
+    if len(high):
+        u, inv = np.unique(cps[high], return_inverse=True)
+        flags[high] = np.array([is_word_char(chr(int(c))) for c in u], dtype=bool)[inv]
+    return np.concatenate([[0], np.cumsum(flags)])
+
+
+def _space_prefix(text: str) -> np.ndarray:
+    cps = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+    space = np.isin(cps, [9, 10, 11, 12, 13, 32, 0x85, 0xA0, 0x2028, 0x2029, 0x3000])
+    return np.concatenate([[0], np.cumsum(~space)])
+
+
+def _source(meta: dict) -> str:
+    path = str(meta.get("path", ""))
+    line = meta.get("linenum")
+    return f"{path}:{line}" if path and line else path
+
+
+def measure(index: Index, texts: list[str], n: int = 13, min_span: int = 13, docs: int = 3,
+            seed: int = 0, count_cap: int = 1000) -> list[IndexOverlap]:
+    """Overlap of every text with `index`, in one batched search for all of them."""
+    tok = index.tokenizer
+    encoded = [tok.encode_with_offsets(t) for t in texts]
+    sizes = np.array([len(ids) for ids, _ in encoded], dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    L = int(starts[-1])
+    out = []
+    if L == 0:
+        return [IndexOverlap(index.name, 0, 0, 0, 0, [], 0) for _ in texts]
+    ids = np.concatenate([np.asarray(e[0], dtype=np.int64) for e in encoded if len(e[0])])
+    item_of = np.repeat(np.arange(len(texts)), sizes)
+    # per item: an unsure last token is decided by its own item's end, not by the next item
+    bow = np.concatenate([word_starts(index, np.asarray(e[0], dtype=np.int64)) for e in encoded if len(e[0])])
+    bow[starts[:-1][sizes > 0]] = True  # every item starts a word (and stops the one before)
+    positions = np.flatnonzero(bow)
+    ends = starts[1:][item_of[positions]]
+    lengths, witnessed = index.longest_prefixes(ids, positions, word_ends=True, stops=ends)
+    l, r = candidate_spans(lengths, positions, ids, bow, _NO_DELIMITERS)
+    counter = _Counter(index, ids, None)
+    r = _corpus_word_ends(index, ids, bow, l, r, positions + lengths, witnessed, counter)
+    # one batch for the longest match of every item: its count and where it occurs
+    best: list[tuple[int, int] | None] = []
+    for k in range(len(texts)):
+        a, b = np.searchsorted(positions, [starts[k], starts[k + 1]])
+        if b > a and (r[a:b] - l[a:b]).max() > 0:
+            j = a + int(np.argmax(r[a:b] - l[a:b]))
+            best.append((int(l[j]), int(r[j])))
+        else:
+            best.append(None)
+    seqs = [ids[x:y] for x, y in (b for b in best if b is not None)]
+    counts = index.count_many(seqs, whole_words=True, cap=count_cap) if seqs else np.zeros(0, dtype=np.int64)
+    runs = occurrence_runs(index, seqs, True) if seqs and docs > 0 else [[] for _ in seqs]
+    found = iter(zip(counts.tolist(), runs, strict=True))
+    for k, text in enumerate(texts):
+        t0, t1 = int(starts[k]), int(starts[k + 1])
+        offs = np.asarray(encoded[k][1], dtype=np.int64).reshape(-1, 2)
+        a, b = np.searchsorted(positions, [t0, t1])
+        pos, rl, rr = positions[a:b] - t0, l[a:b] - t0, r[a:b] - t0
+        words_pre = _word_char_prefix(text)
+        nonspace = _space_prefix(text)
+        # words: word starts whose run up to the next word start holds a word character
+        nxt = np.append(pos[1:], t1 - t0)
+        cs = offs[pos, 0] if len(pos) else pos
+        ce = offs[np.maximum(nxt - 1, 0), 1] if len(pos) else pos
+        has_word = (words_pre[np.minimum(ce, len(text))] - words_pre[np.minimum(cs, len(text))]) > 0
+        wi = np.flatnonzero(has_word)  # indexes into pos
+        n_words = len(wi)
+        if n_words == 0:
+            grams, hits = 0, 0
+        else:
+            w_end = np.append(pos[wi[1:]], t1 - t0)  # token end of each word (what trails it included)
+            reach = rr[wi]  # whole-word match from each word start reaches here
+            if n_words >= n:
+                last = np.arange(n - 1, n_words)
+                grams, hits = len(last), int(np.count_nonzero(reach[last - (n - 1)] >= w_end[last]))
+            else:
+                grams, hits = 1, int(reach[0] >= w_end[-1])
+        # coverage: maximal whole-word matches of at least min_span tokens
+        keep = (rr - rl) >= max(1, min_span)
+        prev = np.maximum.accumulate(np.concatenate([[-1], rr[:-1]])) if len(rr) else rr
+        keep &= rr > prev
+        diff = np.zeros(len(text) + 1, dtype=np.int64)
+        spans = []
+        for x, y in zip(rl[keep].tolist(), rr[keep].tolist(), strict=True):
+            c0, c1 = int(offs[x, 0]), int(offs[y - 1, 1])
+            while c0 < c1 and text[c0].isspace():
+                c0 += 1
+            spans.append((c0, c1))
+            diff[c0] += 1
+            diff[c1] -= 1
+        inside = np.cumsum(diff)[: len(text)] > 0
+        covered_chars = int(np.count_nonzero(inside & (np.diff(nonspace) > 0)))
+        res = IndexOverlap(index.name, t1 - t0, n_words, grams, hits, _merge(spans), covered_chars)
+        if best[k] is not None:
+            x, y = best[k]
+            c0, c1 = int(offs[x - t0, 0]), int(offs[y - 1 - t0, 1])
+            while c0 < c1 and text[c0].isspace():
+                c0 += 1
+            cnt, run = next(found)
+            res.longest_tokens, res.longest_span, res.longest_count = y - x, (c0, c1), int(cnt)
+            for shard, rank in sample_runs(run, docs, seed):
+                hit = index.hit(shard, rank)
+                res.where.append(Where(index.name, index.global_doc_id(shard, hit.doc),
+                                       _source(index.metadata(shard, hit.doc))))
+        out.append(res)
+    return out
+
+
+def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    merged: list[tuple[int, int]] = []
+    for a, b in sorted(spans):
+        if merged and a <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], b))
+        else:
+            merged.append((a, b))
+    return merged
