@@ -103,8 +103,10 @@ def corpus(tmp_path_factory: pytest.TempPathFactory, bpe_tokenizer: Path) -> dic
                 BuildOptions(tokenizer=str(bpe_tokenizer), shards=2, progress=False))
     assert len(read_manifest(whole).shards) == 2  # type: ignore[union-attr]
     other = d / "other"
-    build_index([write_jsonl(d / "o.jsonl", SAMPLE_TEXTS[:3])], other,
-                BuildOptions(tokenizer=str(bpe_tokenizer), progress=False))
+    # metadata JSON may hold NaN (Python's json writes it)
+    lines = [json.dumps({"text": t, "score": float("nan")}) for t in SAMPLE_TEXTS[:3]]
+    (d / "o.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    build_index([d / "o.jsonl"], other, BuildOptions(tokenizer=str(bpe_tokenizer), progress=False))
     return {"whole": whole, "a": split_shard(whole, 0, d / "a" / "corpus"), "b": split_shard(whole, 1, d / "b" / "corpus"),
             "other": other}
 
@@ -183,6 +185,9 @@ def test_trace_mixes_local_and_remote_and_few_round_trips(corpus: dict[str, Path
     local = IndexSet.open([str(corpus["other"]), str(corpus["whole"])])
     assert [ix.name for ix in mixed] == [ix.name for ix in local]
     assert _trace_json(mixed) == _trace_json(local)
+    odd = RemoteIndex.open(f"{servers['full']}/other")
+    got, want = odd.metadata(0, 1), Index.open(corpus["other"]).metadata(0, 1)
+    assert json.dumps(got) == json.dumps(want) and "NaN" in json.dumps(got)
     remote = RemoteIndex.open(f"{servers['full']}/corpus")
     before = remote.requests
     Tracer([remote]).trace(REPLY)

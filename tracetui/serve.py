@@ -24,11 +24,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 
@@ -297,6 +299,13 @@ def create_app(indexes: IndexSet | list[Index], timeout: float = TIMEOUT, max_bo
     from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
 
+    class JSON(JSONResponse):
+        """ASCII-only JSON that also carries what corpus metadata may hold: NaN (Python's json
+        writes it) and lone surrogates (escaped), either of which would make a 500 otherwise."""
+
+        def render(self, content: Any) -> bytes:
+            return json.dumps(content, ensure_ascii=True, allow_nan=True, separators=(",", ":")).encode("ascii")
+
     by_name: dict[str, Index] = {ix.name: ix for ix in indexes}
     pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="tracetui-serve")
 
@@ -309,7 +318,7 @@ def create_app(indexes: IndexSet | list[Index], timeout: float = TIMEOUT, max_bo
     infos = {name: info(ix) for name, ix in by_name.items()}  # read once: the files are immutable
 
     def error(status: int, message: str) -> JSONResponse:
-        return JSONResponse({"error": message}, status_code=status)
+        return JSON({"error": message}, status_code=status)
 
     def index_of(name: str | None) -> Index:
         if name is None and len(by_name) == 1:
@@ -348,7 +357,7 @@ def create_app(indexes: IndexSet | list[Index], timeout: float = TIMEOUT, max_bo
         except (IndexToolsError, ValueError, IndexError) as exc:  # an input the checks let through
             return error(400, f"{type(exc).__name__}: {exc}")
         out["latency"] = round((time.perf_counter() - t0) * 1000, 3)
-        return JSONResponse(out)
+        return JSON(out)
 
     async def api(request: Request) -> Response:
         try:
@@ -359,13 +368,13 @@ def create_app(indexes: IndexSet | list[Index], timeout: float = TIMEOUT, max_bo
         return await run(lambda: api_query(index, body))
 
     async def listing(request: Request) -> Response:
-        return JSONResponse({"api": API_VERSION, "indexes": [
+        return JSON({"api": API_VERSION, "indexes": [
             {"name": n, "fingerprint": i["fingerprint"], "tokens": by_name[n].manifest.tokens,
              "documents": by_name[n].manifest.documents} for n, i in infos.items()]})
 
     async def index_info(request: Request) -> Response:
         try:
-            return JSONResponse(infos[index_of(request.path_params["name"]).name])
+            return JSON(infos[index_of(request.path_params["name"]).name])
         except BadRequest as exc:
             return error(exc.status, str(exc))
 
@@ -376,8 +385,9 @@ def create_app(indexes: IndexSet | list[Index], timeout: float = TIMEOUT, max_bo
             return error(exc.status, str(exc))
         if ix.manifest.tokenizer == "bytes":
             return error(404, "this index uses the bytes tokenizer (no tokenizer.json)")
-        text = (ix.directory / ix.manifest.tokenizer).read_text(encoding="utf-8")
-        return JSONResponse({"tokenizer": text})
+        # decoded as is (no newline translation): the client checks the digest of these bytes
+        text = (ix.directory / ix.manifest.tokenizer).read_bytes().decode("utf-8")
+        return JSON({"tokenizer": text})
 
     async def operation(request: Request) -> Response:
         try:
@@ -417,10 +427,16 @@ def open_served(directories: list[str]) -> IndexSet:
 def serve(directories: list[str], host: str = "127.0.0.1", port: int = 8000, timeout: float = TIMEOUT) -> None:
     """Open the indexes and serve them until interrupted."""
     try:
+        import starlette  # noqa: F401
         import uvicorn
     except ImportError:
         raise IndexToolsError("serving needs Starlette and uvicorn: pip install 'tracetui[serve]'") from None
-    app = create_app(open_served(directories), timeout=timeout)
+    indexes = open_served(directories)
+    app = create_app(indexes, timeout=timeout)
+    shown = f"[{host}]" if ":" in host else host
+    for ix in indexes:
+        print(f"tracetui: serving {ix.name} ({ix.manifest.tokens:,} tokens) at http://{shown}:{port}/{quote(ix.name, safe='')}",
+              file=sys.stderr)
     uvicorn.run(app, host=host, port=port, log_level="info", timeout_keep_alive=75, limit_concurrency=64)
 
 
