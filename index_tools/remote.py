@@ -389,15 +389,15 @@ class RemoteIndex:
         return int(sum(int(a["count"]) for a in self._all("count_words", {"ids": pack(ids)})))
 
     def longest_prefixes(self, ids: np.ndarray, positions: np.ndarray | None = None, word_ends: bool = False,
-                         ends: np.ndarray | None = None) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-        """As `Index.longest_prefixes` (`ends`, where given, forwarded: per position, where its
-        match must stop)."""
+                         stops: np.ndarray | None = None) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """As `Index.longest_prefixes` (`stops`, where given, forwarded: per position, where its
+        match must end)."""
         ids = np.asarray(ids, dtype=np.int64)
         body: dict[str, Any] = {"ids": pack(ids), "word_ends": bool(word_ends)}
         if positions is not None:
             body["positions"] = pack(positions)
-        if ends is not None:
-            body["ends"] = pack(ends)
+        if stops is not None:
+            body["stops"] = pack(stops)
         n = len(ids) if positions is None else len(np.asarray(positions))
         best = np.zeros(n, dtype=np.int64)
         ends = np.zeros(n, dtype=bool)

@@ -163,10 +163,10 @@ def op_longest_prefixes(index: Index, body: dict[str, Any]) -> dict[str, Any]:
     if positions is not None and len(positions) and (positions.min() < 0 or positions.max() >= len(ids)):
         raise BadRequest("positions: must be positions of ids")
     extra: dict[str, Any] = {}
-    if "ends" in body:  # only when the client gives them (an engine option, per position)
-        extra["ends"] = _array(body, "ends")
-        if len(extra["ends"]) != (len(ids) if positions is None else len(positions)):
-            raise BadRequest("ends: one per position")
+    if "stops" in body:  # per position, where its match must end (texts laid end to end)
+        extra["stops"] = _array(body, "stops")
+        if len(extra["stops"]) != (len(ids) if positions is None else len(positions)):
+            raise BadRequest("stops: one per position")
     if body.get("word_ends"):
         lengths, ends = index.longest_prefixes(ids, positions, word_ends=True, **extra)
         return {"lengths": pack(lengths), "word_ends": pack(ends.astype(np.int64))}
