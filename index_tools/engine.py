@@ -652,8 +652,9 @@ class Index:
     def _pack(self, seqs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         lens = np.array([len(s) for s in seqs], dtype=np.int64)
         starts = np.concatenate([[0], np.cumsum(lens)[:-1]]).astype(np.int64)
-        buf = np.concatenate([self.keys_of(np.asarray(s)) for s in seqs] + [np.zeros(1, dtype=np.int64)])
-        return buf, starts, lens
+        # one key conversion for all: per-sequence calls cost more than the search for short ones
+        joined = np.concatenate([np.asarray(s, dtype=np.int64) for s in seqs] + [np.zeros(1, dtype=np.int64)])
+        return self.keys_of(joined), starts, lens
 
     # -- unigrams -----------------------------------------------------------------------------
     def unigram_counts(self) -> np.ndarray:

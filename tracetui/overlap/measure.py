@@ -51,6 +51,7 @@ class IndexOverlap:
     ngrams_found: int
     covered: list[tuple[int, int]]  # character ranges of the item inside matches >= min_span tokens
     covered_chars: int  # non-space characters among them
+    nonspace: np.ndarray  # prefix sums of the item's non-space characters (to unite indexes)
     longest_tokens: int = 0
     longest_span: tuple[int, int] = (0, 0)  # characters of the item
     longest_count: int = 0  # whole-word occurrences (capped at `count_cap` + 1)
@@ -96,7 +97,7 @@ def measure(index: Index, texts: list[str], n: int = 13, min_span: int = 13, doc
     L = int(starts[-1])
     out = []
     if L == 0:
-        return [IndexOverlap(index.name, 0, 0, 0, 0, [], 0) for _ in texts]
+        return [IndexOverlap(index.name, 0, 0, 0, 0, [], 0, _space_prefix(t)) for t in texts]
     ids = np.concatenate([np.asarray(e[0], dtype=np.int64) for e in encoded if len(e[0])])
     item_of = np.repeat(np.arange(len(texts)), sizes)
     # per item: an unsure last token is decided by its own item's end, not by the next item
@@ -160,7 +161,7 @@ def measure(index: Index, texts: list[str], n: int = 13, min_span: int = 13, doc
             diff[c1] -= 1
         inside = np.cumsum(diff)[: len(text)] > 0
         covered_chars = int(np.count_nonzero(inside & (np.diff(nonspace) > 0)))
-        res = IndexOverlap(index.name, t1 - t0, n_words, grams, hits, _merge(spans), covered_chars)
+        res = IndexOverlap(index.name, t1 - t0, n_words, grams, hits, merge_ranges(spans), covered_chars, nonspace)
         if best[k] is not None:
             x, y = best[k]
             c0, c1 = int(offs[x - t0, 0]), int(offs[y - 1 - t0, 1])
@@ -176,7 +177,7 @@ def measure(index: Index, texts: list[str], n: int = 13, min_span: int = 13, doc
     return out
 
 
-def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+def merge_ranges(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
     merged: list[tuple[int, int]] = []
     for a, b in sorted(spans):
         if merged and a <= merged[-1][1]:

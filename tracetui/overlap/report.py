@@ -17,7 +17,7 @@ from typing import Any
 from index_tools.engine import Index
 
 from .items import Item
-from .measure import IndexOverlap, Where, measure
+from .measure import IndexOverlap, Where, measure, merge_ranges
 
 VERDICTS = ("clean", "suspicious", "contaminated")
 BINS = 10  # coverage histogram: [0, 10%), ..., [90%, 100%]
@@ -99,16 +99,13 @@ class BenchmarkSummary:
 
 def _combine(item: Item, per_index: list[IndexOverlap], p: OverlapParams) -> ItemReport:
     text = item.text
-    covered: list[tuple[int, int]] = sorted(c for o in per_index for c in o.covered)
-    merged: list[tuple[int, int]] = []
-    for a, b in covered:
-        if merged and a <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], b))
-        else:
-            merged.append((a, b))
-    nonspace = sum(1 for ch in text if not ch.isspace()) or 1
-    inside = sum(1 for a, b in merged for ch in text[a:b] if not ch.isspace())
-    coverage = inside / nonspace
+    merged = merge_ranges(sorted(c for o in per_index for c in o.covered))
+    prefix = per_index[0].nonspace
+    if len(per_index) == 1:
+        inside = per_index[0].covered_chars
+    else:  # ranges of different indexes may overlap: count the union's non-space characters
+        inside = sum(int(prefix[b] - prefix[a]) for a, b in merged)
+    coverage = inside / max(1, int(prefix[-1]))
     best_ngram = max(per_index, key=lambda o: (o.ngram_share, o.ngrams))
     longest = max(per_index, key=lambda o: o.longest_span[1] - o.longest_span[0])
     a, b = longest.longest_span
