@@ -167,15 +167,28 @@ def ntd(index: Index, prompt: np.ndarray, max_support: int | None = None) -> Nex
     more than that many times gets infini-gram's sampled approximation (`sample_unit`,
     `_sampled_ntd`): same counts as its `ntd(prompt, max_support)`, `approx` set."""
     prompt = np.asarray(prompt, dtype=np.int64)
-    if not isinstance(index, Index):  # a served index: its server runs this function on its shards
-        return index.ntd(prompt)
+    if not isinstance(index, Index):  # a served index: its servers run `ntd_with_unit` on their shards
+        return index.ntd(prompt, max_support)
+    ranges = _prompt_ranges(index, prompt)
+    return ntd_with_unit(index, prompt, sample_unit(sum(b - a for a, b in ranges), max_support), ranges)
+
+
+def _prompt_ranges(index: Index, prompt: np.ndarray) -> list[tuple[int, int]]:
+    if len(prompt):
+        return index.find(prompt)  # one query: the scalar search beats a lock-step batch of one
+    return [(0, s.n_tokens) for s in index.shards]
+
+
+def ntd_with_unit(index: Index, prompt: np.ndarray, unit: int,
+                  ranges: list[tuple[int, int]] | None = None) -> NextTokens:
+    """`ntd` with the sampling stride given (1: exact). The stride depends on the prompt's count
+    over *every* shard, so an index split over servers has its client choose it and each server
+    compute its shards' part with it: the sum is then the single-index answer."""
+    prompt = np.asarray(prompt, dtype=np.int64)
     m = len(prompt)
+    if ranges is None:
+        ranges = _prompt_ranges(index, prompt)
     ids_all, cnt_all = [], []
-    if m:
-        ranges = index.find(prompt)  # one query: the scalar search beats a lock-step batch of one
-    else:
-        ranges = [(0, s.n_tokens) for s in index.shards]
-    unit = sample_unit(sum(b - a for a, b in ranges), max_support)
     for shard, (a, b) in zip(index.shards, ranges, strict=True):
         if unit > 1 and b > a:
             u, c = _sampled_ntd(shard, a, b, m, unit)
@@ -264,4 +277,4 @@ def infgram_ntd(index: Index, context: np.ndarray, max_support: int | None = Non
     return k, ntd(index, context[len(context) - k :], max_support)
 
 
-__all__ = ["DOC_END", "NextTokens", "sample_unit", "InfgramRow", "ntd", "infgram_probs", "infgram_suffix_lengths", "infgram_ntd"]
+__all__ = ["DOC_END", "NextTokens", "sample_unit", "InfgramRow", "ntd", "ntd_with_unit", "infgram_probs", "infgram_suffix_lengths", "infgram_ntd"]

@@ -38,7 +38,7 @@ import numpy as np
 from .engine import Hit, Occurrence, Window, rank_chunks
 from .errors import RemoteIndexError
 from .format import Manifest
-from .ngram import NextTokens
+from .ngram import NextTokens, sample_unit
 from .tokenizer import Tokenizer, load_tokenizer
 
 TIMEOUT = 120.0  # seconds the client waits for one answer (the server's own limit is lower)
@@ -408,16 +408,22 @@ class RemoteIndex:
             best = np.maximum(best, got)
         return (best, ends) if word_ends else best
 
-    def ntd(self, prompt: np.ndarray) -> NextTokens:
-        """`index_tools.ngram.ntd` on every server, the distributions summed (exact)."""
+    def ntd(self, prompt: np.ndarray, max_support: int | None = None) -> NextTokens:
+        """`index_tools.ngram.ntd`: the sampling stride chosen here from the prompt's count over
+        all servers (one more request, only with a `max_support`), each server's shards counted
+        with it (`ntd_with_unit`), the distributions summed: the single-index answer."""
+        prompt = np.asarray(prompt, dtype=np.int64)
+        unit = 1
+        if max_support is not None:
+            unit = sample_unit(self.count(prompt), max_support)
         ids_all, cnt_all = [], []
-        for ans in self._all("ntd", {"ids": pack(prompt)}):
+        for ans in self._all("ntd", {"ids": pack(prompt), "unit": unit}):
             ids_all.append(unpack(ans["ids"]))
             cnt_all.append(unpack(ans["counts"]))
         ids, cnt = np.concatenate(ids_all), np.concatenate(cnt_all)
         u, inv = np.unique(ids, return_inverse=True)
         counts = np.bincount(inv, weights=cnt).astype(np.int64) if len(u) else np.zeros(0, dtype=np.int64)
-        return NextTokens(int(counts.sum()), u, counts)
+        return NextTokens(int(counts.sum()), u, counts, unit > 1)
 
     def unigram_counts(self) -> np.ndarray:
         if self._unigram is None:

@@ -138,15 +138,20 @@ def _same_queries(local: Index, remote: RemoteIndex) -> None:
         assert remote.count_many(seqs, whole_words=whole).tolist() == local.count_many(seqs, whole_words=whole).tolist()
     assert remote.count_many(seqs, whole_words=True, cap=3).tolist() == local.count_many(seqs, whole_words=True, cap=3).tolist()
     assert remote.find_words_many(seqs) == local.find_words_many(seqs)
+    sampled = False
     for p, ids in zip(PROBES, seqs, strict=True):
         assert remote.count(ids) == local.count(ids), p
         assert remote.count_words(ids) == local.count_words(ids), p
         assert remote.find(ids) == local.find(ids), p
         a, b = ntd(remote, ids), ntd(local, ids)
         assert (a.prompt_cnt, a.ids.tolist(), a.counts.tolist()) == (b.prompt_cnt, b.ids.tolist(), b.counts.tolist())
+        a, b = ntd(remote, ids, max_support=2), ntd(local, ids, max_support=2)  # infini-gram's sampling
+        assert (a.approx, a.ids.tolist(), a.counts.tolist()) == (b.approx, b.ids.tolist(), b.counts.tolist())
+        sampled |= b.approx
         ka, da = infgram_ntd(remote, ids)
         kb, db = infgram_ntd(local, ids)
         assert (ka, da.counts.tolist()) == (kb, db.counts.tolist())
+    assert sampled
     ids = local.encode(REPLY)
     for positions in (None, np.arange(0, len(ids), 3)):
         got, want = remote.longest_prefixes(ids, positions, word_ends=True), local.longest_prefixes(ids, positions, word_ends=True)

@@ -36,7 +36,7 @@ import numpy as np
 
 from index_tools.engine import Index, IndexSet, is_index_url
 from index_tools.errors import IndexToolsError
-from index_tools.ngram import DOC_END, infgram_ntd, infgram_probs, ntd
+from index_tools.ngram import DOC_END, infgram_ntd, infgram_probs, ntd, ntd_with_unit
 from index_tools.remote import API_VERSION, hit_to_json, pack, unpack, unpack_seqs, window_to_json
 
 MAX_BODY = 8 << 20  # bytes of one request body
@@ -174,7 +174,7 @@ def op_longest_prefixes(index: Index, body: dict[str, Any]) -> dict[str, Any]:
 
 
 def op_ntd(index: Index, body: dict[str, Any]) -> dict[str, Any]:
-    dist = ntd(index, _check_ids(index, _array(body, "ids")))
+    dist = ntd_with_unit(index, _check_ids(index, _array(body, "ids")), _int(body, "unit", 1, 1, 1 << 40))
     return {"ids": pack(dist.ids), "counts": pack(dist.counts)}
 
 
@@ -232,8 +232,8 @@ def _query_ids(index: Index, body: dict[str, Any]) -> np.ndarray:
     return _check_ids(index, index.encode(q), "query")
 
 
-def _dist_json(index: Index, prompt_cnt: int, ids: np.ndarray, counts: np.ndarray) -> dict[str, Any]:
-    return {"prompt_cnt": prompt_cnt, "approx": False,
+def _dist_json(index: Index, prompt_cnt: int, ids: np.ndarray, counts: np.ndarray, approx: bool) -> dict[str, Any]:
+    return {"prompt_cnt": prompt_cnt, "approx": approx,
             "result_by_token_id": {str(int(t)): {"cont_cnt": int(c), "prob": float(c / prompt_cnt)}
                                    for t, c in zip(ids, counts, strict=True)},
             "doc_end_id": DOC_END}
@@ -244,6 +244,8 @@ def api_query(index: Index, body: dict[str, Any]) -> dict[str, Any]:
     qt = body.get("query_type")
     ids = _query_ids(index, body)
     whole = bool(body.get("whole_words", False))
+    # infini-gram samples a frequent prompt's distribution; exact here unless max_support is given
+    max_support = None if body.get("max_support") is None else _int(body, "max_support", lo=1)
     out: dict[str, Any] = {"token_ids": ids.tolist()}
     if qt == "count":
         out.update(count=int(index.count_words(ids) if whole and len(ids) else index.count(ids)), approx=False)
@@ -256,16 +258,16 @@ def api_query(index: Index, body: dict[str, Any]) -> dict[str, Any]:
         prompt_cnt, cont_cnt = (int(c) for c in index.count_many([ids[:-1], ids]))
         out.update(prompt_cnt=prompt_cnt, cont_cnt=cont_cnt, prob=cont_cnt / prompt_cnt if prompt_cnt else -1.0)
     elif qt == "ntd":
-        d = ntd(index, ids)
-        out.update(_dist_json(index, d.prompt_cnt, d.ids, d.counts))
+        d = ntd(index, ids, max_support)
+        out.update(_dist_json(index, d.prompt_cnt, d.ids, d.counts, d.approx))
     elif qt == "infgram_prob":
         if not len(ids):
             raise BadRequest("infgram_prob: the query needs at least one token (the continuation)")
         row = infgram_probs(index, ids)[-1]
         out.update(prompt_cnt=row.prompt_cnt, cont_cnt=row.cont_cnt, prob=row.prob, suffix_len=row.suffix_len)
     elif qt == "infgram_ntd":
-        k, d = infgram_ntd(index, ids)
-        out.update(_dist_json(index, d.prompt_cnt, d.ids, d.counts), suffix_len=k)
+        k, d = infgram_ntd(index, ids, max_support)
+        out.update(_dist_json(index, d.prompt_cnt, d.ids, d.counts, d.approx), suffix_len=k)
     elif qt == "search_docs":
         from .tracing.search import search_documents
 
