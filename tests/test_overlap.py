@@ -243,3 +243,71 @@ def test_interrupted_run_keeps_valid_json_and_counts(planted: dict) -> None:
     data = json.loads(buf.getvalue())
     assert outcome.interrupted and data["interrupted"]
     assert len(data["items"]) == 4 == outcome.items  # the 5th item's batch was never searched
+
+
+# -- the Overlap screen ----------------------------------------------------------------------
+async def test_overlap_screen_from_the_chat(planted: dict) -> None:
+    """F7, an items file and Enter: the items sorted by score; the first traced like a reply; Tab
+    walks its spans, Ctrl+O and Enter open a document; Escape clears, then goes back."""
+    from index_tools.engine import IndexSet
+    from tracetui.app.app import TraceApp
+    from tracetui.app.screens.document import DocumentScreen
+    from tracetui.app.screens.main import MainScreen
+    from tracetui.app.screens.overlap import OverlapScreen
+    from tracetui.model import ScriptedBackend
+
+    app = TraceApp(IndexSet.open([planted["index"]]), ScriptedBackend(["hi"]), intro="t",
+                   export_dir=planted["index"].parent)
+    async with app.run_test(size=(140, 36)) as pilot:
+        await pilot.pause()
+        await pilot.press("f7")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, OverlapScreen)
+        path = screen.query_one("#overlap-path")
+        path.value = f"{planted['bench']} question,answer"
+        await pilot.press("enter")
+        for _ in range(100):
+            if screen.reports and screen.view is not None and screen.view.trace is not None:
+                break
+            await pilot.pause(0.05)
+        scores = [r.score for r in screen.reports]
+        assert scores == sorted(scores, reverse=True) and len(scores) == 4
+        assert screen.reports[0].id == "verbatim" and screen.view.text == screen.reports[0].text
+        assert screen.view.trace.highlights, "a verbatim item is highlighted like a reply"
+        await pilot.press("tab")
+        assert screen.view.selected == 0
+        await pilot.press("shift+tab")
+        assert screen.view.selected == len(screen.view.trace.highlights) - 1
+        await pilot.press("ctrl+o", "enter")
+        await pilot.pause()
+        assert isinstance(app.screen, DocumentScreen)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.screen is screen
+        await pilot.press("escape")  # clears the selection
+        assert screen.view.selected is None
+        await pilot.press("escape")
+        await pilot.pause()
+        assert isinstance(app.screen, MainScreen)
+
+
+async def test_overlap_screen_reports_a_bad_file_and_stays(planted: dict, tmp_path: Path) -> None:
+    from index_tools.engine import IndexSet
+    from tracetui.app.screens.overlap import OverlapApp
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "a"}\n{oops\n', encoding="utf-8")
+    index = Index.open(planted["index"])
+    app = OverlapApp(list(IndexSet.open([planted["index"]])), [], OverlapParams())
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.pause()
+        screen = app.screen
+        screen.query_one("#overlap-path").value = str(bad)
+        await pilot.press("enter")
+        for _ in range(50):
+            if "bad.jsonl:2" in str(screen.query_one("#overlap-status").render()):
+                break
+            await pilot.pause(0.05)
+        assert "bad.jsonl:2: invalid JSON" in str(screen.query_one("#overlap-status").render())
+        assert app.is_running and index.name

@@ -94,3 +94,30 @@ def test_next_in_corpus_view(snap_compare, snap_index: Path) -> None:
         await pilot.pause()
 
     assert snap_compare(make(snap_index), terminal_size=(120, 32), run_before=run_before)
+
+
+def test_overlap_screen(snap_compare, snap_index: Path) -> None:
+    """The Overlap screen: items by score, the first traced with its spans, a span selected."""
+    from index_tools.engine import Index
+    from tracetui.app.screens.overlap import OverlapApp
+    from tracetui.overlap.items import Item
+    from tracetui.overlap.report import OverlapParams, run_overlap
+
+    index = Index.open(snap_index)
+    params = OverlapParams(n=4, min_span=4)
+    texts = ["The quick brown fox jumps over the lazy dog all day long.",
+             "A stitch in time saves nine, said the early bird.",
+             "Colourless green ideas sleep furiously."]
+    reports = sorted(run_overlap([index], [Item("bench.jsonl", k + 1, str(k), t) for k, t in enumerate(texts)],
+                                 params), key=lambda r: -r.score)
+
+    async def run_before(pilot) -> None:  # type: ignore[no-untyped-def]
+        for _ in range(100):
+            screen = pilot.app.screen
+            if getattr(screen, "view", None) is not None and screen.view.trace is not None:
+                break
+            await pilot.pause(0.05)
+        await pilot.press("tab")
+        await pilot.pause()
+
+    assert snap_compare(OverlapApp([index], reports, params), terminal_size=(140, 30), run_before=run_before)

@@ -74,6 +74,7 @@ class TraceApp(App[None]):
         Binding("f4", "demo_opening", "Demo opening", id="demo.opening"),
         Binding("f5", "toggle_heat", "Heat view", id="heat.toggle"),
         Binding("f6", "next_in_corpus", "Next in corpus", id="next.open"),
+        Binding("f7", "overlap", "Overlap", id="overlap.open"),
         Binding("ctrl+t", "trace_text", "Trace text", id="trace.text"),
         # priority: the prompt's Input would take Ctrl+E as "end of line" (and the footer would
         # change with the focus)
@@ -418,6 +419,11 @@ class TraceApp(App[None]):
 
     def action_pick_highlight(self, message: int, highlight: int) -> None:
         """A click on a highlight: select it, as Tab would."""
+        if not self._on_main():
+            pick = getattr(self.screen, "pick_highlight", None)
+            if pick:
+                pick(highlight)
+            return
         views = self.main.views
         if 0 <= message < len(views):
             view = views[message]
@@ -430,13 +436,21 @@ class TraceApp(App[None]):
 
     def action_next_span(self) -> None:
         if not self._on_main():
-            self.screen.focus_next()
+            walk = getattr(self.screen, "walk_spans", None)  # a screen with spans of its own
+            if walk:
+                walk(1)
+            else:
+                self.screen.focus_next()
             return
         self._select(1)
 
     def action_prev_span(self) -> None:
         if not self._on_main():
-            self.screen.focus_previous()
+            walk = getattr(self.screen, "walk_spans", None)
+            if walk:
+                walk(-1)
+            else:
+                self.screen.focus_previous()
             return
         self._select(-1)
 
@@ -528,6 +542,17 @@ class TraceApp(App[None]):
         if view.selected is not None and view.trace is not None:
             pos = view.trace.highlights[view.selected].end
         self.push_screen(NextTokensScreen(self.indexes.indexes[0], view.text, pos))
+
+    def action_overlap(self) -> None:
+        """The Overlap screen: run a report on a file of test items and browse it like replies."""
+        if not self._on_main():
+            return
+        if not self.indexes:
+            self.notify("the indexes are not open yet", severity="warning")
+            return
+        from .screens.overlap import OverlapScreen
+
+        self.push_screen(OverlapScreen(list(self.indexes)))
 
     # -- other actions ------------------------------------------------------------------------------
     def action_help(self) -> None:
