@@ -93,6 +93,14 @@ def split_shard(whole: Path, n: int, out: Path) -> Path:
     return out
 
 
+@pytest.fixture(scope="module", autouse=True)
+def own_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Downloaded tokenizers go to a cache of the tests' own, not the user's."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory, bpe_tokenizer: Path) -> dict[str, Path]:
     """A two-shard index, its shards as two indexes, and a second index to mix with."""
