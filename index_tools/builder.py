@@ -1,7 +1,9 @@
 """Build an infini-gram v4 index from corpus files, crash-safely and resumably.
 
 Phases: read+tokenize (documents streamed into shard files), suffix sort (one process per shard,
-up to --workers), manifest. Every file is written under a temporary name and renamed when
+up to --workers), manifest. With `shard_by="files"` (the Ray build's sharding, see ray_build.py)
+each shard is a run of whole input files balanced by bytes, and one job per shard tokenizes and
+sorts it (`run_shard_job`): the same function runs in-process here and as a Ray task there. Every file is written under a temporary name and renamed when
 complete; the manifest is written last, so a directory is an index only once everything is in place.
 A state file remembers finished shards so that a rerun after Ctrl+C or a crash resumes.
 """
@@ -10,10 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
 import shutil
 from array import array
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -43,12 +46,10 @@ from .format import (
 )
 from .progress import Progress
 from .readers import TextDoc, TokenDoc, list_sources, read_documents
-from .suffix_sort import sort_shard
+from .suffix_sort import INT32_LIMIT, sort_bytes_per_byte, sort_shard
 from .tokenizer import Tokenizer, load_tokenizer, train_bpe
 
 STATE_NAME = "build-state.json"
-#: Peak bytes of RAM per byte of token file during the suffix sort (data + int32 SA + kept entries).
-SORT_BYTES_PER_BYTE = 7.5
 BATCH_DOCS = 512
 TRAIN_SAMPLE_CHARS = 50_000_000
 PARALLEL_SORT_MIN_BYTES = 32 << 20
@@ -67,6 +68,10 @@ class BuildOptions:
     vocab_size: int = 32000
     progress: bool = True
     force: bool = False
+    #: "documents": round-robin (or fill-to-capacity) over the document stream, one reader;
+    #: "files": shard k = a run of whole input files balanced by bytes, tokenized independently
+    #: (what a distributed build needs: no shard depends on another's documents).
+    shard_by: str = "documents"
 
 
 def available_memory_bytes() -> int:
@@ -81,10 +86,18 @@ def available_memory_bytes() -> int:
 
 
 def shard_capacity_bytes(memory_gb: float | None, workers: int) -> int:
-    """Largest token file one worker may sort within the memory budget (and int32 offsets)."""
+    """Largest token file one worker may sort within the memory budget.
+
+    Shards stay below 2 GiB (32-bit suffix-array entries, the cheapest sort per byte) unless the
+    budget affords a larger shard even at the 64-bit sort's cost: fewer, larger shards make
+    every query search fewer tables.
+    """
     budget = memory_gb * (1 << 30) if memory_gb else available_memory_bytes() * 0.6
     per_worker = budget / max(1, workers)
-    return int(max(1 << 20, min(per_worker / SORT_BYTES_PER_BYTE, np.iinfo(np.int32).max - 16)))
+    large = per_worker / sort_bytes_per_byte(INT32_LIMIT + 1)
+    if large > INT32_LIMIT:
+        return int(large)
+    return int(max(1 << 20, min(per_worker / sort_bytes_per_byte(INT32_LIMIT), INT32_LIMIT - 16)))
 
 
 def planned_shards(files: list[Path], opts: BuildOptions, capacity: int) -> int | None:
@@ -118,6 +131,8 @@ def _fingerprint(files: list[Path], opts: BuildOptions, capacity: int) -> str:
         p = p / TOKENIZER_NAME if p.is_dir() else p
         h.update(hashlib.sha256(p.read_bytes()).digest() if p.exists() else tok.encode())
     params = {k: v for k, v in asdict(opts).items() if k not in ("progress", "force", "workers", "tokenizer")}
+    if opts.shard_by == "documents":
+        del params["shard_by"]  # the fingerprints of indexes built before the option stay valid
     params["capacity"] = capacity if opts.shards is None else None
     params["tokenizer_kind"] = "bytes" if tok == "bytes" else ("file" if tok else "trained")
     h.update(json.dumps(params, sort_keys=True).encode())
@@ -259,9 +274,147 @@ def _batches(docs: Iterator[TextDoc | TokenDoc], tokenizer: Tokenizer, size: int
         yield encode(batch)
 
 
-def build_index(sources: list[str | Path], output: str | Path, opts: BuildOptions | None = None) -> Manifest:
+@dataclass
+class ShardJob:
+    """One shard of a files-sharded build: everything a worker needs (picklable, paths absolute)."""
+
+    directory: str
+    shard: int
+    files: list[str]
+    tokenizer: str  # "bytes", or the tokenizer.json inside the index directory
+    width: int
+    opts: BuildOptions
+
+    def input_bytes(self) -> int:
+        return sum(Path(f).stat().st_size for f in self.files)
+
+
+#: Runs the unfinished jobs of a files-sharded build (in-process here, as Ray tasks in ray_build).
+JobRunner = Callable[[list[ShardJob]], None]
+
+
+def file_shard_count(files: list[Path], opts: BuildOptions, capacity: int) -> int:
+    """Shards of a files-sharded build: --shards, else enough for `capacity` (and >= workers when
+    a parallel sort pays). Compressed files count 4x their size (a typical text ratio)."""
+    if opts.shards is not None:
+        return max(1, opts.shards)
+    estimate = sum(f.stat().st_size * (4 if f.name.lower().endswith((".gz", ".zst")) else 1) for f in files)
+    n = -(-estimate // capacity)
+    if opts.workers > 1 and estimate >= PARALLEL_SORT_MIN_BYTES:
+        n = max(n, opts.workers)
+    return max(1, n)
+
+
+def plan_file_shards(files: list[Path], shards: int) -> list[list[int]]:
+    """Split the inputs, in order, into at most `shards` runs of whole files of about equal bytes.
+
+    Shard k ends with the file whose cumulative size first reaches (k+1)/shards of the total, so
+    the plan depends on file sizes only (the same on every machine, and on rerun).
+    """
+    sizes = [f.stat().st_size for f in files]
+    total = max(1, sum(sizes))
+    groups: list[list[int]] = []
+    current: list[int] = []
+    acc = 0
+    for i, size in enumerate(sizes):
+        current.append(i)
+        acc += size
+        if len(groups) < shards - 1 and acc * shards >= total * (len(groups) + 1):
+            groups.append(current)
+            current = []
+    if current:
+        groups.append(current)
+    return groups
+
+
+def _add_document(writer: _ShardWriter, ids: np.ndarray, meta: dict[str, Any]) -> None:
+    if len(ids) and int(ids.max()) >= separator_id(writer.width):
+        raise CorpusError(meta["path"], f"token id {int(ids.max())} does not fit the token width", meta["linenum"])
+    writer.add(ids, meta)
+
+
+def _shard_info(directory: Path, shard: int) -> dict[str, int]:
+    """What the state file records of a tokenized shard, read back from its files."""
+    return {"documents": shard_file(directory, "offset", shard).stat().st_size // 8,
+            "tokenized_bytes": shard_file(directory, "tokenized", shard).stat().st_size}
+
+
+def tokenize_shard(job: ShardJob) -> None:
+    """Tokenize the files of one shard into its `.partial` files, renamed into place when complete."""
+    directory = Path(job.directory)
+    tokenizer = load_tokenizer(job.tokenizer)
+    docs = read_documents([Path(f) for f in job.files], job.opts.text_field, job.opts.eos_id, job.opts.raw_dtype)
+    writer = _ShardWriter(directory, job.shard, job.width, tokenizer.vocab_size)
+    try:
+        for batch in _batches(docs, tokenizer, BATCH_DOCS):
+            for ids, meta in batch:
+                _add_document(writer, ids, meta)
+        if not writer.offsets:
+            raise CorpusError(", ".join(job.files), "no documents in these files (an index has no empty shard)")
+        writer.finish()
+    except BaseException:
+        writer.abort()
+        raise
+
+
+def run_shard_job(job: ShardJob) -> dict[str, int]:
+    """Tokenize (unless done) and suffix-sort (unless done) one shard; returns its state entry.
+
+    A step is done when its final file exists: every file is renamed into place only once
+    complete, so a job killed at any point and run again redoes exactly the unfinished steps.
+    """
+    directory = Path(job.directory)
+    if not shard_file(directory, "tokenized", job.shard).exists():
+        tokenize_shard(job)
+    if not shard_file(directory, "table", job.shard).exists():
+        _sort_one(job.directory, job.shard, job.width)
+    return {"shard": job.shard, **_shard_info(directory, job.shard)}
+
+
+def _run_jobs_locally(jobs: list[ShardJob]) -> None:
+    opts = jobs[0].opts
+    progress = Progress("shards", len(jobs), "shards", opts.progress)
+    try:
+        if opts.workers > 1 and len(jobs) > 1:
+            # spawn, not fork: this process may have used the (multi-threaded) HF tokenizer
+            # already, and a forked child that tokenizes can deadlock on its inherited locks.
+            ctx = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=min(opts.workers, len(jobs)), mp_context=ctx) as pool:
+                for _ in pool.map(run_shard_job, jobs):
+                    progress.update(1)
+        else:
+            for job in jobs:
+                run_shard_job(job)
+                progress.update(1)
+    finally:
+        progress.close()
+
+
+def _files_phase(directory: Path, files: list[Path], opts: BuildOptions, tokenizer_name: str, width: int,
+                 capacity: int, state: dict[str, Any], run_jobs: JobRunner) -> None:
+    """Plan (once, kept in the state file), then run the unfinished shard jobs, then record them."""
+    if state.get("plan") is None:
+        state["plan"] = plan_file_shards(files, file_shard_count(files, opts, capacity))
+        _save_state(directory, state)
+    plan: list[list[int]] = state["plan"]
+    root = directory.resolve()
+    tok = "bytes" if tokenizer_name == "bytes" else str(root / TOKENIZER_NAME)
+    jobs = [ShardJob(str(root), n, [str(files[i].resolve()) for i in group], tok, width, opts)
+            for n, group in enumerate(plan)
+            if not (shard_file(directory, "tokenized", n).exists() and shard_file(directory, "table", n).exists())]
+    if jobs:
+        run_jobs(jobs)
+    state["shards"] = [_shard_info(directory, n) for n in range(len(plan))]
+    state["tokenized"] = True
+    _save_state(directory, state)
+
+
+def build_index(sources: list[str | Path], output: str | Path, opts: BuildOptions | None = None,
+                run_jobs: JobRunner | None = None) -> Manifest:
     """Build (or resume building) an index in `output`; returns its manifest.
 
+    `run_jobs` runs the shard jobs of a `shard_by="files"` build (default: in this process, or
+    --workers processes); ray_build passes one that runs them as Ray tasks.
     An OSError while building (disk full, file-size limit, permissions) becomes one
     IndexWriteError naming the directory; finished work is kept, so a rerun resumes.
     """
@@ -269,7 +422,7 @@ def build_index(sources: list[str | Path], output: str | Path, opts: BuildOption
     directory = Path(output)
     files = list_sources(list(sources))
     try:
-        return _build(files, directory, opts)
+        return _build(files, directory, opts, run_jobs or _run_jobs_locally)
     except OSError as exc:
         reason = exc.strerror or str(exc)
         where = f" ({exc.filename})" if exc.filename else ""
@@ -279,7 +432,7 @@ def build_index(sources: list[str | Path], output: str | Path, opts: BuildOption
         ) from None
 
 
-def _build(files: list[Path], directory: Path, opts: BuildOptions) -> Manifest:
+def _build(files: list[Path], directory: Path, opts: BuildOptions, run_jobs: JobRunner) -> Manifest:
     if directory.exists() and not directory.is_dir():
         raise IndexFormatError(f"{directory}: exists and is not a directory")
     directory.mkdir(parents=True, exist_ok=True)
@@ -305,7 +458,8 @@ def _build(files: list[Path], directory: Path, opts: BuildOptions) -> Manifest:
         state = {"fingerprint": fingerprint, "shards": [], "docs_done": 0, "tokenized": False}
         _save_state(directory, state)
 
-    tokenizer, tokenizer_name = _prepare_tokenizer(directory, files, opts, resumed=bool(state["shards"]))
+    resumed = bool(state["shards"]) or state.get("plan") is not None
+    tokenizer, tokenizer_name = _prepare_tokenizer(directory, files, opts, resumed=resumed)
     width = WIDTH_BY_NAME[opts.token_width] if opts.token_width else width_for_vocab(tokenizer.vocab_size)
     if tokenizer.vocab_size > separator_id(width):
         raise TokenizerError(
@@ -313,7 +467,10 @@ def _build(files: list[Path], directory: Path, opts: BuildOptions) -> Manifest:
             f"{opts.token_width} tokens (at most {separator_id(width)})"
         )
 
-    if not state["tokenized"]:
+    if opts.shard_by == "files":
+        if not state["tokenized"]:
+            _files_phase(directory, files, opts, tokenizer_name, width, capacity, state, run_jobs)
+    elif not state["tokenized"]:
         _tokenize_phase(directory, files, opts, tokenizer, width, capacity, state,
                         planned_shards(files, opts, capacity))
     _sort_phase(directory, state, width, opts)
@@ -330,7 +487,8 @@ def _build(files: list[Path], directory: Path, opts: BuildOptions) -> Manifest:
         token_width=width, tokenizer=tokenizer_name, shards=shards, vocab_size=tokenizer.vocab_size,
         eos_id=opts.eos_id,
         build={"fingerprint": fingerprint, "sources": [str(f) for f in files], "text_field": opts.text_field,
-               "shard_capacity_bytes": capacity if opts.shards is None else None, "shards_requested": opts.shards},
+               "shard_capacity_bytes": capacity if opts.shards is None else None, "shards_requested": opts.shards,
+               **({"shard_by": "files"} if opts.shard_by == "files" else {})},
         files=record_files(directory, names, max(2, opts.workers)),
     )
     write_manifest(directory, manifest)
@@ -344,7 +502,6 @@ def _tokenize_phase(directory: Path, files: list[Path], opts: BuildOptions, toke
     docs = read_documents(files, opts.text_field, opts.eos_id, opts.raw_dtype)
     skip = state["docs_done"]
     seen = 0
-    sep = separator_id(width)
     writers: list[_ShardWriter] = []
     round_robin = shards is not None
     try:
@@ -353,14 +510,12 @@ def _tokenize_phase(directory: Path, files: list[Path], opts: BuildOptions, toke
         current = None
         for batch in _batches(_skip(docs, skip), tokenizer, BATCH_DOCS):
             for ids, meta in batch:
-                if len(ids) and int(ids.max()) >= sep:
-                    raise CorpusError(meta["path"], f"token id {int(ids.max())} does not fit the token width", meta["linenum"])
                 if round_robin:
-                    writers[(skip + seen) % len(writers)].add(ids, meta)
+                    _add_document(writers[(skip + seen) % len(writers)], ids, meta)
                 else:
                     if current is None:
                         current = _ShardWriter(directory, len(state["shards"]), width, tokenizer.vocab_size)
-                    current.add(ids, meta)
+                    _add_document(current, ids, meta)
                     if current.tok_bytes >= capacity:
                         state["shards"].append(current.finish())
                         state["docs_done"] = skip + seen + 1
@@ -410,6 +565,8 @@ def _sort_one(directory: str, shard: int, width: int) -> int:
 
 def _sort_phase(directory: Path, state: dict[str, Any], width: int, opts: BuildOptions) -> None:
     todo = [n for n in range(len(state["shards"])) if not shard_file(directory, "table", n).exists()]
+    if not todo:
+        return
     total = sum(state["shards"][n]["tokenized_bytes"] // width for n in todo)
     progress = Progress("sort", total, "tok", opts.progress)
     try:

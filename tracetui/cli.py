@@ -43,7 +43,12 @@ def cmd_index_build(args: argparse.Namespace) -> int:
         memory_gb=args.memory, eos_id=args.eos_id, raw_dtype=args.raw_dtype, token_width=args.token_width,
         vocab_size=args.vocab_size, progress=not args.quiet, force=args.force,
     )
-    manifest = build_index(args.sources, args.output, opts)
+    if args.ray is not None:
+        from index_tools.ray_build import build_index_ray
+
+        manifest = build_index_ray(args.sources, args.output, opts, address=args.ray or None)
+    else:
+        manifest = build_index(args.sources, args.output, opts)
     if args.json:
         _print_json(json.loads(manifest.to_json()))
     else:
@@ -285,6 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--token-width", choices=["u8", "u16", "u32"], help="force the token width")
     b.add_argument("--vocab-size", type=int, default=32000, help="vocabulary of the trained BPE")
     b.add_argument("--force", action="store_true", help="replace an existing index")
+    b.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="tokenize and sort the shards as Ray tasks: on the cluster at ADDRESS, or a local "
+                        "Ray runtime (shards are runs of whole input files; needs pip install -e \".[cluster]\")")
     b.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_index_build)

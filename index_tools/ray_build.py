@@ -1,0 +1,161 @@
+"""Build an index on a Ray cluster: one Ray task per shard tokenizes it and suffix-sorts it.
+
+Why this shape: a shard's sort needs the whole shard in one worker's memory, and tokenizing is
+embarrassingly parallel over input files, so one task per shard does both where the data already
+is, and nothing but a small dict travels back to the driver. The shard plan, the state file, the
+tokenizer, the fingerprint and the manifest are the local builder's own (`builder.build_index`
+with `shard_by="files"`); only the runner of the shard jobs differs, and every task runs
+`builder.run_shard_job`, the function the local build runs in-process. So a Ray build is
+byte-identical to a local build of the same sharding, and either can resume the other.
+
+Each task writes its files under `.partial` names in the index directory (shared storage on a
+real cluster: every node must see the same path) and renames them when complete; the driver
+writes the manifest last. A task whose worker dies is retried by Ray (`max_retries`); it redoes
+only the steps whose final file is missing, so no shard is ever half-written.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from .builder import BuildOptions, ShardJob, build_index, run_shard_job
+from .errors import IndexToolsError
+from .format import Manifest
+from .progress import _fmt
+from .suffix_sort import sort_bytes_per_byte
+
+INSTALL_HINT = 'the Ray build needs Ray: pip install -e ".[cluster]"'
+MAX_RETRIES = 3
+
+
+class RayBuildError(IndexToolsError):
+    """Ray is missing, or a shard task failed: one line naming the shard and the cause."""
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise RayBuildError(INSTALL_HINT) from None
+    return ray
+
+
+class _RayProgress:
+    """shards done/total and tokens/s on one redrawn stderr line (one summary line off a TTY)."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total, self.enabled = total, enabled
+        self.tty = enabled and sys.stderr.isatty()
+        self.done = 0
+        self.tokens = 0
+        self.start = time.perf_counter()
+
+    def line(self) -> str:
+        elapsed = max(time.perf_counter() - self.start, 1e-9)
+        return (f"ray build  shards {self.done}/{self.total}  {_fmt(self.tokens)} tok  "
+                f"{_fmt(self.tokens / elapsed)} tok/s  {elapsed:6.1f}s")
+
+    def update(self, shards: int = 0, tokens: int = 0) -> None:
+        self.done += shards
+        self.tokens += tokens
+        if self.tty:
+            sys.stderr.write("\r" + self.line() + "\x1b[K")
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            sys.stderr.write(("\r" if self.tty else "") + self.line() + ("\x1b[K" if self.tty else "") + "\n")
+            sys.stderr.flush()
+
+
+def _cause(ray: Any, exc: BaseException) -> str:
+    """The one-line reason a task failed: the task's own error message, or how its worker died."""
+    if isinstance(exc, ray.exceptions.RayTaskError):
+        cause = exc.cause
+        if isinstance(cause, IndexToolsError):
+            return str(cause)
+        if isinstance(cause, OSError):
+            where = f" ({cause.filename})" if cause.filename else ""
+            return f"cannot write the index{where}: {cause.strerror or cause}"
+        text = str(cause).strip().splitlines()
+        return f"{type(cause).__name__}: {text[0] if text else ''}".rstrip(": ")
+    if isinstance(exc, ray.exceptions.WorkerCrashedError | ray.exceptions.NodeDiedError):
+        return f"its worker died and {MAX_RETRIES} retries did too"
+    if isinstance(exc, ray.exceptions.OutOfMemoryError):
+        return "killed by Ray's memory monitor (out of memory): use more shards (--shards) or more RAM per node"
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
+def _describe(job: ShardJob) -> str:
+    names = [Path(f).name for f in job.files]
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    return f"shard {job.shard} ({shown})"
+
+
+def _memory_request(ray: Any, job: ShardJob) -> int:
+    """Bytes of Ray's `memory` resource a shard's sort needs, so a node runs only as many sorts
+    as fit; capped at the largest node's, else a big shard would never be scheduled."""
+    need = int(job.input_bytes() * sort_bytes_per_byte(job.input_bytes())) + (256 << 20)
+    largest = max((float(n.get("Resources", {}).get("memory", 0)) for n in ray.nodes() if n.get("Alive")), default=0.0)
+    return int(min(need, largest)) if largest else 0
+
+
+def _run_on_ray(ray: Any, jobs: list[ShardJob], max_retries: int) -> None:
+    """Submit one task per unfinished shard; report progress; stop at the first failed shard."""
+    task = ray.remote(num_cpus=1, max_retries=max_retries, retry_exceptions=False)(run_shard_job)
+    pending: dict[Any, ShardJob] = {}
+    for job in jobs:
+        mem = _memory_request(ray, job)
+        pending[task.options(memory=mem).remote(job) if mem else task.remote(job)] = job
+    progress = _RayProgress(len(jobs), jobs[0].opts.progress)
+    try:
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.25)
+            progress.update()
+            for ref in ready:
+                job = pending.pop(ref)
+                try:
+                    info = ray.get(ref)
+                except Exception as exc:  # noqa: BLE001 - every failure becomes one line
+                    for other in pending:
+                        ray.cancel(other)
+                    pending.clear()
+                    raise RayBuildError(f"{_describe(job)}: {_cause(ray, exc)}; finished shards are kept "
+                                        "(fix the cause and rerun the same command to resume)") from None
+                progress.update(1, info["tokenized_bytes"] // job.width)
+    finally:
+        progress.close()
+
+
+def build_index_ray(sources: list[str | Path], output: str | Path, opts: BuildOptions | None = None,
+                    address: str | None = None, num_cpus: int | None = None,
+                    max_retries: int = MAX_RETRIES) -> Manifest:
+    """Build (or resume) an index in `output` with the shard jobs as Ray tasks.
+
+    `address`: an existing cluster (`ray.init(address=...)`, e.g. "auto" or "ray://host:10001");
+    None starts a local Ray runtime with `num_cpus` CPUs (default: all). An already initialized
+    Ray (a test, a notebook) is used as it is and left running.
+    """
+    ray = _import_ray()
+    opts = opts or BuildOptions()
+    started = False
+    if not ray.is_initialized():
+        init: dict[str, Any] = {"address": address} if address else {"num_cpus": num_cpus}
+        ray.init(**init, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
+                 configure_logging=True)
+        started = True
+    try:
+        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        # --workers, when given, bounds the shard count from below as in the local build;
+        # otherwise every CPU of the cluster gets a shard when the corpus is large enough.
+        workers = opts.workers if opts.workers > 1 else cpus
+        opts = replace(opts, shard_by="files", workers=workers)
+        return build_index(sources, output, opts, run_jobs=lambda jobs: _run_on_ray(ray, jobs, max_retries))
+    finally:
+        if started:
+            ray.shutdown()
