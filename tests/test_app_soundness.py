@@ -352,3 +352,23 @@ async def test_lens_and_heat_view_follow_a_streaming_reply(text_index: Path, tmp
             1 for t in want.tokens if t.effective_n > 1)
         await wait_idle(app, pilot)
         assert view.trace.text == slow and view.trace.memorization
+
+
+async def test_heat_view_token_click_opens_next_in_corpus_there(text_index: Path, tmp_path: Path) -> None:
+    """In the heat view every token carries a click action; it opens the next-token view at that
+    token (context: the text before it; the model's token: it)."""
+    from tracetui.app.screens.next_tokens import NextTokensScreen
+
+    app = TraceApp(IndexSet.open([text_index]), ScriptedBackend([REPLY]), intro="t", export_dir=tmp_path)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await start_reply(app, pilot)
+        await wait_idle(app, pilot)
+        await pilot.press("f5")
+        view = app.main.views[-1]
+        actions = [str(s.style) for s in view.build_content().spans if "next_at(" in str(s.style)]
+        assert len(actions) == len(view.trace.memorization["tokens"])
+        a, b = view.trace.memorization["tokens"][5][:2]
+        await app.run_action(f"next_at({view.number},{a})")
+        await pilot.pause(0.3)
+        screen = app.screen
+        assert isinstance(screen, NextTokensScreen) and screen.pos == 5

@@ -543,6 +543,15 @@ class TraceApp(App[None]):
             pos = view.trace.highlights[view.selected].end
         self.push_screen(NextTokensScreen(self.indexes.indexes[0], view.text, pos))
 
+    def action_next_at(self, message: int, char_pos: int) -> None:
+        """A click on a token in the heat view: the corpus's next tokens where that token stands."""
+        views = self.main.views
+        if not self._on_main() or not self.indexes or not 0 <= message < len(views):
+            return
+        view = views[message]
+        if 0 <= char_pos <= len(view.text):
+            self.push_screen(NextTokensScreen(self.indexes.indexes[0], view.text, char_pos))
+
     def action_overlap(self) -> None:
         """The Overlap screen: run a report on a file of test items and browse it like replies."""
         if not self._on_main():

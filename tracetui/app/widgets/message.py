@@ -112,8 +112,10 @@ class MessageView(Static):
         if self.heat and lens and trace is not None and trace.text == msg.text[: len(trace.text)]:
             base = self._background()
             for a, b, n, _prob in lens["tokens"]:
-                if n > 1:
-                    content = content.stylize(f"on {mix(HEAT, min(1.0, (n - 1) / 15), base)}", a, b)
+                # a click opens "next in corpus" where this token stands
+                click = f"@click=app.next_at({self.number},{a})"
+                shade = f"on {mix(HEAT, min(1.0, (n - 1) / 15), base)} " if n > 1 else ""
+                content = content.stylize(shade + click, a, b)
             return Content.assemble((f"{label}\n", "bold"), content)
         if trace is not None and trace.text == msg.text[: len(trace.text)]:
             base = self._background()
