@@ -33,6 +33,7 @@ from index_tools.format import MANIFEST_NAME, read_manifest, shard_file, write_m
 from index_tools.ngram import infgram_ntd, infgram_probs, ntd  # noqa: E402
 from index_tools.remote import RemoteIndex, pack  # noqa: E402
 from tracetui.cli import main  # noqa: E402
+from tracetui.overlap.measure import measure  # noqa: E402
 from tracetui.serve import create_app  # noqa: E402
 from tracetui.tracing.memorization import memorization  # noqa: E402
 from tracetui.tracing.pipeline import Tracer  # noqa: E402
@@ -171,6 +172,9 @@ def _same_queries(local: Index, remote: RemoteIndex) -> None:
             assert search_documents([remote], text, whole_words=whole) == search_documents([local], text, whole_words=whole)  # type: ignore[list-item]
     assert remote.document_text(3) == local.document_text(3)
     assert remote.metadata(1, 2) == local.metadata(1, 2)
+    # overlap reports: the same per-item figures and documents
+    items = [REPLY, "The quick brown fox jumps over the lazy dog. Note 3.", "nothing like the corpus at all"]
+    assert measure(remote, items, n=3, min_span=4) == measure(local, items, n=3, min_span=4)
 
 
 def test_served_index_answers_as_local(corpus: dict[str, Path], servers: dict[str, str]) -> None:

@@ -26,7 +26,7 @@ from textual.screen import Screen
 from textual.widgets import Input, OptionList
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from index_tools.engine import IndexSet
+from index_tools.engine import Index, IndexSet
 
 from ..conversation import MODES, Conversation, Message
 from ..export import export_conversation
@@ -355,6 +355,8 @@ class TraceApp(App[None]):
                 tracer = Tracer(req.indexes, self.trace_params)  # new indexes or a new chat: fresh caches
                 traced_for = key
             for ix in req.indexes:
+                if not isinstance(ix, Index):  # a served index: its server reports its own faults
+                    continue
                 if ix.name not in missing and not (ix.directory / "tracetui-index.json").exists():
                     missing.add(ix.name)
                     self.notify(f"index {ix.name} disappeared from {ix.directory}; tracing continues on the "

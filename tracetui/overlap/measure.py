@@ -51,7 +51,8 @@ class IndexOverlap:
     ngrams_found: int
     covered: list[tuple[int, int]]  # character ranges of the item inside matches >= min_span tokens
     covered_chars: int  # non-space characters among them
-    nonspace: np.ndarray  # prefix sums of the item's non-space characters (to unite indexes)
+    # prefix sums of the item's non-space characters (to unite indexes); not part of equality
+    nonspace: np.ndarray = field(compare=False, repr=False)
     longest_tokens: int = 0
     longest_span: tuple[int, int] = (0, 0)  # characters of the item
     longest_count: int = 0  # whole-word occurrences (capped at `count_cap` + 1)
@@ -121,7 +122,12 @@ def measure(index: Index, texts: list[str], n: int = 13, min_span: int = 13, doc
     seqs = [ids[x:y] for x, y in (b for b in best if b is not None)]
     counts = index.count_many(seqs, whole_words=True, cap=count_cap) if seqs else np.zeros(0, dtype=np.int64)
     runs = occurrence_runs(index, seqs, True) if seqs and docs > 0 else [[] for _ in seqs]
-    found = iter(zip(counts.tolist(), runs, strict=True))
+    # where: the sampled occurrences of every item's longest match, looked up in one call (a
+    # served index answers it in one round trip)
+    samples = [sample_runs(run, docs, seed) for run in runs]
+    flat = [(shard, rank, 0) for sample in samples for shard, rank in sample]
+    looked = iter(index.windows(flat, ()) if flat else [])
+    found = iter(zip(counts.tolist(), samples, strict=True))
     for k, text in enumerate(texts):
         t0, t1 = int(starts[k]), int(starts[k + 1])
         offs = np.asarray(encoded[k][1], dtype=np.int64).reshape(-1, 2)
@@ -167,12 +173,11 @@ def measure(index: Index, texts: list[str], n: int = 13, min_span: int = 13, doc
             c0, c1 = int(offs[x - t0, 0]), int(offs[y - 1 - t0, 1])
             while c0 < c1 and text[c0].isspace():
                 c0 += 1
-            cnt, run = next(found)
+            cnt, sample = next(found)
             res.longest_tokens, res.longest_span, res.longest_count = y - x, (c0, c1), int(cnt)
-            for shard, rank in sample_runs(run, docs, seed):
-                hit = index.hit(shard, rank)
-                res.where.append(Where(index.name, index.global_doc_id(shard, hit.doc),
-                                       _source(index.metadata(shard, hit.doc))))
+            for _ in sample:
+                occ = next(looked)
+                res.where.append(Where(index.name, occ.doc_id, _source(occ.metadata)))
         out.append(res)
     return out
 
