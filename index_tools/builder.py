@@ -308,23 +308,14 @@ def file_shard_count(files: list[Path], opts: BuildOptions, capacity: int) -> in
 def plan_file_shards(files: list[Path], shards: int) -> list[list[int]]:
     """Split the inputs, in order, into at most `shards` runs of whole files of about equal bytes.
 
-    Shard k ends with the file whose cumulative size first reaches (k+1)/shards of the total, so
-    the plan depends on file sizes only (the same on every machine, and on rerun).
+    Cut k falls at the file boundary nearest to k/shards of the total bytes (boundaries that
+    coincide merge), so the plan depends on file sizes only: the same on every machine and on rerun.
     """
-    sizes = [f.stat().st_size for f in files]
-    total = max(1, sum(sizes))
-    groups: list[list[int]] = []
-    current: list[int] = []
-    acc = 0
-    for i, size in enumerate(sizes):
-        current.append(i)
-        acc += size
-        if len(groups) < shards - 1 and acc * shards >= total * (len(groups) + 1):
-            groups.append(current)
-            current = []
-    if current:
-        groups.append(current)
-    return groups
+    cum = np.cumsum([f.stat().st_size for f in files])
+    total = int(cum[-1]) if len(cum) else 0
+    cuts = {int(np.argmin(np.abs(cum - total * k / shards))) + 1 for k in range(1, max(1, shards))}
+    bounds = [0] + sorted(c for c in cuts if 0 < c < len(files)) + [len(files)]
+    return [list(range(a, b)) for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
 
 
 def _add_document(writer: _ShardWriter, ids: np.ndarray, meta: dict[str, Any]) -> None:

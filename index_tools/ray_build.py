@@ -72,15 +72,27 @@ class _RayProgress:
             sys.stderr.flush()
 
 
+def shard_task(job: ShardJob) -> dict[str, int]:
+    """The Ray task: `run_shard_job`, with its errors made into one picklable line.
+
+    Our error classes take several constructor arguments, which Ray cannot rebuild on the driver
+    ("Failed to deserialize exception"); the message is all the driver reports anyway.
+    """
+    try:
+        return run_shard_job(job)
+    except IndexToolsError as exc:
+        raise RayBuildError(str(exc)) from None
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise RayBuildError(f"cannot write the index{where}: {exc.strerror or exc}") from None
+
+
 def _cause(ray: Any, exc: BaseException) -> str:
     """The one-line reason a task failed: the task's own error message, or how its worker died."""
     if isinstance(exc, ray.exceptions.RayTaskError):
         cause = exc.cause
         if isinstance(cause, IndexToolsError):
             return str(cause)
-        if isinstance(cause, OSError):
-            where = f" ({cause.filename})" if cause.filename else ""
-            return f"cannot write the index{where}: {cause.strerror or cause}"
         text = str(cause).strip().splitlines()
         return f"{type(cause).__name__}: {text[0] if text else ''}".rstrip(": ")
     if isinstance(exc, ray.exceptions.WorkerCrashedError | ray.exceptions.NodeDiedError):
@@ -107,7 +119,7 @@ def _memory_request(ray: Any, job: ShardJob) -> int:
 
 def _run_on_ray(ray: Any, jobs: list[ShardJob], max_retries: int) -> None:
     """Submit one task per unfinished shard; report progress; stop at the first failed shard."""
-    task = ray.remote(num_cpus=1, max_retries=max_retries, retry_exceptions=False)(run_shard_job)
+    task = ray.remote(num_cpus=1, max_retries=max_retries, retry_exceptions=False)(shard_task)
     pending: dict[Any, ShardJob] = {}
     for job in jobs:
         mem = _memory_request(ray, job)
