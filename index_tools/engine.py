@@ -430,7 +430,23 @@ class Occurrence:
     windows: list[Window]
 
 
-class Index:
+class DocumentIds:
+    """Global document ids over shards: shard k's documents follow those of shards 0..k-1. One
+    definition for a local index and a served one (`_doc_base`: cumulative documents per shard)."""
+
+    _doc_base: np.ndarray
+
+    def global_doc_id(self, shard: int, doc: int) -> int:
+        return int(self._doc_base[shard] + doc)
+
+    def locate_doc(self, global_id: int) -> tuple[int, int]:
+        if not 0 <= global_id < int(self._doc_base[-1]):
+            raise IndexError(f"document {global_id} out of range (0..{int(self._doc_base[-1]) - 1})")
+        shard = int(np.searchsorted(self._doc_base, global_id, side="right")) - 1
+        return shard, global_id - int(self._doc_base[shard])
+
+
+class Index(DocumentIds):
     """An index directory: manifest, tokenizer and shards. Open with `Index.open`."""
 
     def __init__(self, directory: Path, manifest: Manifest, tokenizer: Tokenizer, shards: list[Shard]) -> None:
@@ -682,15 +698,6 @@ class Index:
         return int(self.manifest.tokens)
 
     # -- documents ----------------------------------------------------------------------------
-    def global_doc_id(self, shard: int, doc: int) -> int:
-        return int(self._doc_base[shard] + doc)
-
-    def locate_doc(self, global_id: int) -> tuple[int, int]:
-        if not 0 <= global_id < int(self._doc_base[-1]):
-            raise IndexError(f"document {global_id} out of range (0..{int(self._doc_base[-1]) - 1})")
-        shard = int(np.searchsorted(self._doc_base, global_id, side="right")) - 1
-        return shard, global_id - int(self._doc_base[shard])
-
     def hit(self, shard: int, rank: int) -> Hit:
         return self.shards[shard].hit(rank)
 
@@ -797,4 +804,4 @@ def tokenizer_path(directory: Path) -> Path:
     return directory / TOKENIZER_NAME
 
 
-__all__ = ["Index", "IndexSet", "Shard", "Hit", "Window", "Occurrence", "open_index", "is_index_url"]
+__all__ = ["DocumentIds", "Index", "IndexSet", "Shard", "Hit", "Window", "Occurrence", "open_index", "is_index_url"]

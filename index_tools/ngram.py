@@ -86,32 +86,7 @@ def _shard_ntd(shard: Shard, lo: int, hi: int, m: int) -> tuple[np.ndarray, np.n
         ids = _key_to_id(shard, keys)
         u, inv = np.unique(ids, return_inverse=True)
         return u, np.bincount(inv, weights=cnt).astype(np.int64)
-    got_ids: list[np.ndarray] = []
-    got_cnt: list[np.ndarray] = []
-    seg_lo, seg_hi = np.array([lo], dtype=np.int64), np.array([hi], dtype=np.int64)
-    while len(seg_lo):
-        small = seg_hi - seg_lo <= SCAN
-        if small.any():
-            a, b = seg_lo[small], seg_hi[small]
-            sizes = b - a
-            ranks = np.repeat(a, sizes) + (np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes))
-            u, c = np.unique(_next_keys(shard, ranks, m), return_counts=True)
-            got_ids.append(u)
-            got_cnt.append(c)
-        seg_lo, seg_hi = seg_lo[~small], seg_hi[~small]
-        if not len(seg_lo):
-            break
-        first, last = _next_keys(shard, seg_lo, m), _next_keys(shard, seg_hi - 1, m)
-        one = first == last
-        got_ids.append(first[one])
-        got_cnt.append((seg_hi - seg_lo)[one])
-        seg_lo, seg_hi = seg_lo[~one], seg_hi[~one]
-        mid = (seg_lo + seg_hi) // 2
-        seg_lo, seg_hi = np.concatenate([seg_lo, mid]), np.concatenate([mid, seg_hi])
-    ids = _key_to_id(shard, np.concatenate(got_ids))
-    cnt = np.concatenate(got_cnt)
-    u, inv = np.unique(ids, return_inverse=True)
-    return u, np.bincount(inv, weights=cnt).astype(np.int64)
+    return _halving_ntd(shard, lo, hi, m, 1)
 
 
 def sample_unit(count: int, max_support: int | None) -> int:
@@ -126,17 +101,20 @@ def sample_unit(count: int, max_support: int | None) -> int:
     return unit
 
 
-def _sampled_ntd(shard: Shard, lo: int, hi: int, m: int, unit: int) -> tuple[np.ndarray, np.ndarray]:
-    """infini-gram's approximate distribution with stride `unit` (> 1), lock-step over segments:
-    a segment whose first and last following tokens agree is counted whole; one shorter than
-    4 x unit is read every `unit` ranks, each read standing for the `unit` ranks around it (the
-    last for what is left); otherwise it is halved. Same segments, reads and weights as its
-    engine, so the same counts (they still sum to the prompt's count)."""
+def _halving_ntd(shard: Shard, lo: int, hi: int, m: int, unit: int) -> tuple[np.ndarray, np.ndarray]:
+    """Halving over segments of the range, lock-step: a segment whose first and last following
+    tokens agree is counted whole; a short one is read every `unit` ranks, each read standing for
+    the `unit` ranks around it (the last for what is left); the rest is halved.
+
+    unit 1 is exact, with short meaning at most `SCAN` ranks (read directly). unit > 1 is
+    infini-gram's approximation (`max_support`): short means under 4 x unit, and the segments,
+    reads and weights are its engine's, so the counts are too (they still sum to the prompt's)."""
+    short = SCAN + 1 if unit == 1 else 4 * unit
     got_keys: list[np.ndarray] = []
     got_cnt: list[np.ndarray] = []
     seg_lo, seg_hi = np.array([lo], dtype=np.int64), np.array([hi], dtype=np.int64)
     while len(seg_lo):
-        small = seg_hi - seg_lo < 4 * unit
+        small = seg_hi - seg_lo < short
         if small.any():
             a, b = seg_lo[small], seg_hi[small]
             n = (b - a + unit - 1) // unit
@@ -165,7 +143,7 @@ def ntd(index: Index, prompt: np.ndarray, max_support: int | None = None) -> Nex
     """Next-token distribution after `prompt` over every shard (an empty prompt: the unigram
     distribution of all positions). Exact by default; with `max_support`, a prompt that occurs
     more than that many times gets infini-gram's sampled approximation (`sample_unit`,
-    `_sampled_ntd`): same counts as its `ntd(prompt, max_support)`, `approx` set."""
+    `_halving_ntd`): same counts as its `ntd(prompt, max_support)`, `approx` set."""
     prompt = np.asarray(prompt, dtype=np.int64)
     if not isinstance(index, Index):  # a served index: its servers run `ntd_with_unit` on their shards
         return index.ntd(prompt, max_support)
@@ -191,7 +169,7 @@ def ntd_with_unit(index: Index, prompt: np.ndarray, unit: int,
     ids_all, cnt_all = [], []
     for shard, (a, b) in zip(index.shards, ranges, strict=True):
         if unit > 1 and b > a:
-            u, c = _sampled_ntd(shard, a, b, m, unit)
+            u, c = _halving_ntd(shard, a, b, m, unit)
         else:
             u, c = _shard_ntd(shard, a, b, m)
         ids_all.append(u)

@@ -136,7 +136,9 @@ def read_text_file(path: Path) -> Iterator[TextDoc]:
     yield TextDoc(text, {"path": str(path), "linenum": 0, "metadata": {}})
 
 
-def read_parquet(path: Path, text_field: str) -> Iterator[TextDoc]:
+def parquet_records(path: Path, columns: list[str]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(row, record) of a Parquet file, rows numbered from 1, after checking that `columns` exist;
+    every failure is a `CorpusError` naming the file."""
     try:
         import pyarrow.parquet as pq
     except ImportError:
@@ -145,18 +147,23 @@ def read_parquet(path: Path, text_field: str) -> Iterator[TextDoc]:
         pf = pq.ParquetFile(path)
     except Exception as exc:
         raise CorpusError(path, f"not a readable Parquet file ({exc})") from None
-    if text_field not in pf.schema_arrow.names:
-        raise CorpusError(path, f"no column {text_field!r}")
+    missing = [c for c in columns if c not in pf.schema_arrow.names]
+    if missing:
+        raise CorpusError(path, f"no column {missing[0]!r} (columns: {', '.join(pf.schema_arrow.names)})")
     row = 0
     for batch in pf.iter_batches(batch_size=4096):
-        records = batch.to_pylist()
-        for record in records:
+        for record in batch.to_pylist():
             row += 1
-            text = record.pop(text_field)
-            if not isinstance(text, str):
-                raise CorpusError(path, f"column {text_field!r} is not a string", row)
-            meta = json.loads(json.dumps(record, default=str))
-            yield TextDoc(text, {"path": str(path), "linenum": row, "metadata": meta})
+            yield row, record
+
+
+def read_parquet(path: Path, text_field: str) -> Iterator[TextDoc]:
+    for row, record in parquet_records(path, [text_field]):
+        text = record.pop(text_field)
+        if not isinstance(text, str):
+            raise CorpusError(path, f"column {text_field!r} is not a string", row)
+        meta = json.loads(json.dumps(record, default=str))
+        yield TextDoc(text, {"path": str(path), "linenum": row, "metadata": meta})
 
 
 def read_token_file(path: Path, eos_id: int, raw_dtype: str = "u16") -> Iterator[TokenDoc]:

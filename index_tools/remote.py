@@ -35,7 +35,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 import numpy as np
 
-from .engine import Hit, Occurrence, Window, rank_chunks
+from .engine import DocumentIds, Hit, Occurrence, Window, rank_chunks
 from .errors import RemoteIndexError
 from .format import Manifest
 from .ngram import NextTokens, sample_unit
@@ -214,7 +214,7 @@ class _Location:
         return self.url
 
 
-class RemoteIndex:
+class RemoteIndex(DocumentIds):
     """A served index (one URL) or one index split over several servers (URLs joined by commas),
     with the index-level interface of `engine.Index`. Open with `RemoteIndex.open(url)`."""
 
@@ -430,15 +430,7 @@ class RemoteIndex:
             self._unigram = sum(unpack(a["counts"]) for a in self._all("unigram_counts", {}))
         return self._unigram
 
-    # -- documents ---------------------------------------------------------------------------------
-    def global_doc_id(self, shard: int, doc: int) -> int:
-        return int(self._doc_base[shard] + doc)
-
-    def locate_doc(self, global_id: int) -> tuple[int, int]:
-        if not 0 <= global_id < int(self._doc_base[-1]):
-            raise IndexError(f"document {global_id} out of range (0..{int(self._doc_base[-1]) - 1})")
-        shard = int(np.searchsorted(self._doc_base, global_id, side="right")) - 1
-        return shard, global_id - int(self._doc_base[shard])
+    # -- documents (global ids: `DocumentIds`) ------------------------------------------------------
 
     def windows(self, occurrences: list[tuple[int, int, int]], contexts: tuple[int, ...]) -> list[Occurrence]:
         """As `Index.windows`: one request per server holding some of them, concurrently."""

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from index_tools.errors import CorpusError
-from index_tools.readers import open_lines
+from index_tools.readers import open_lines, parquet_records
 
 FIELD_JOIN = "\n"  # fields of one item (question, answer) are joined by a newline
 _SPACE = re.compile(r"\s+")
@@ -92,22 +92,8 @@ def _read_csv(path: Path, fields: list[str]) -> Iterator[tuple[int, str, str]]:
 
 
 def _read_parquet(path: Path, fields: list[str]) -> Iterator[tuple[int, str, str]]:
-    try:
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise CorpusError(path, "reading Parquet needs pyarrow: pip install 'tracetui[parquet]'") from None
-    try:
-        pf = pq.ParquetFile(path)
-    except Exception as exc:
-        raise CorpusError(path, f"not a readable Parquet file ({exc})") from None
-    missing = [f for f in fields if f not in pf.schema_arrow.names]
-    if missing:
-        raise CorpusError(path, f"no column {missing[0]!r} (columns: {', '.join(pf.schema_arrow.names)})")
-    row = 0
-    for batch in pf.iter_batches(batch_size=1024):
-        for record in batch.to_pylist():
-            row += 1
-            yield row, _item_id(record, row), _pick(path, record, fields, row)
+    for row, record in parquet_records(path, fields):
+        yield row, _item_id(record, row), _pick(path, record, fields, row)
 
 
 def _read_lines(path: Path) -> Iterator[tuple[int, str, str]]:
