@@ -19,8 +19,10 @@ import numpy as np
 
 from .format import pointer_width
 
-#: Entries per chunk of the in-place compaction and the table write: 4-8 MiB of temporaries.
+#: Entries per chunk of the table write (4-8 MiB of temporaries) and of the in-place compaction
+#: (smaller: it runs while the whole suffix array is held, so its temporaries add to the peak).
 _CHUNK = 1 << 20
+_COMPACT_CHUNK = 1 << 16
 #: Above this many bytes libdivsufsort needs 64-bit suffix-array entries (divsufsort64).
 INT32_LIMIT = int(np.iinfo(np.int32).max)
 
@@ -39,30 +41,36 @@ def _compact(sa: np.ndarray, width: int) -> int:
     """
     filled = 0
     mask = width - 1
-    for start in range(0, len(sa), _CHUNK):
-        part = sa[start : start + _CHUNK]
+    for start in range(0, len(sa), _COMPACT_CHUNK):
+        part = sa[start : start + _COMPACT_CHUNK]
         kept = part[(part & mask) == 0]
         sa[filled : filled + len(kept)] = kept
         filled += len(kept)
     return filled
 
 
-def suffix_array(data: np.ndarray, width: int) -> np.ndarray:
-    """Byte offsets of the token-aligned suffixes of `data` (uint8, writable) in memcmp order.
-
-    The result is a view on the front of the byte-level suffix array (its buffer stays
-    allocated until the view is dropped): copying it out would cost 4-8 bytes per token more.
-    """
+def _byte_suffix_array(data: np.ndarray) -> np.ndarray:
+    """All byte suffixes of `data` (uint8, writable) in memcmp order: int32, or int64 above 2 GiB."""
     from pydivsufsort import divsufsort
 
     if len(data) == 0:
         return np.zeros(0, dtype=np.int64)
-    sa = divsufsort(data, force64=len(data) > INT32_LIMIT)
+    return divsufsort(data, force64=len(data) > INT32_LIMIT)
+
+
+def _token_aligned(sa: np.ndarray, width: int) -> np.ndarray:
+    """The token-aligned entries of a byte suffix array, as a view on its front (its buffer stays
+    allocated until the view is dropped: copying them out would cost 4-8 bytes per token more)."""
     if width == 1:
         return sa
     kept = _compact(sa, width)
-    assert kept == len(data) // width
+    assert kept == len(sa) // width
     return sa[:kept]
+
+
+def suffix_array(data: np.ndarray, width: int) -> np.ndarray:
+    """Byte offsets of the token-aligned suffixes of `data` (uint8, writable) in memcmp order."""
+    return _token_aligned(_byte_suffix_array(data), width)
 
 
 def write_table(sa: np.ndarray, tokenized_bytes: int, path: Path) -> int:
@@ -82,11 +90,11 @@ def write_table(sa: np.ndarray, tokenized_bytes: int, path: Path) -> int:
 def sort_shard(tokenized: Path, table: Path, width: int) -> int:
     """Build `table` from `tokenized`; returns the pointer width.
 
-    The token bytes are released before the table is written: at that point only the
-    (compacted) suffix array is needed.
+    The token bytes are released as soon as the sort returns: from then on only the suffix
+    array is needed (compacted in place, then written from its front in chunks).
     """
     size = tokenized.stat().st_size
     data = np.fromfile(tokenized, dtype=np.uint8)
-    sa = suffix_array(data, width)
-    del data
-    return write_table(sa, size, table)
+    sa = _byte_suffix_array(data)
+    del data  # the peak was data + suffix array; the compaction holds the array and one chunk
+    return write_table(_token_aligned(sa, width), size, table)
