@@ -133,7 +133,9 @@ def _fingerprint(files: list[Path], opts: BuildOptions, capacity: int) -> str:
     params = {k: v for k, v in asdict(opts).items() if k not in ("progress", "force", "workers", "tokenizer")}
     if opts.shard_by == "documents":
         del params["shard_by"]  # the fingerprints of indexes built before the option stay valid
-    params["capacity"] = capacity if opts.shards is None else None
+    # a files-sharded build keeps its plan in the state file instead: a Ray cluster that grew or
+    # shrank between two runs (so another capacity) must resume the build, not restart it
+    params["capacity"] = capacity if opts.shards is None and opts.shard_by == "documents" else None
     params["tokenizer_kind"] = "bytes" if tok == "bytes" else ("file" if tok else "trained")
     h.update(json.dumps(params, sort_keys=True).encode())
     return h.hexdigest()[:24]
