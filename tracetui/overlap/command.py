@@ -87,6 +87,9 @@ def run(indexes: list[Index], files: list[str], fields: list[str] | None, params
 
 def print_table(outcome: OverlapOutcome, out: TextIO, top: int = 10) -> None:
     """A summary per benchmark and the items of highest score; corpus and item text made inert."""
+    if not outcome.summaries:
+        out.write("no items: the files hold no non-empty item\n")
+        return
     w = max([9] + [len(inert(b)) for b in outcome.summaries])
     out.write(f"{'benchmark':<{w}}  {'items':>7}  " + "  ".join(f"{v:>14}" for v in VERDICTS) + "  coverage histogram\n")
     for s in outcome.summaries.values():
