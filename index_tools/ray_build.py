@@ -16,6 +16,7 @@ only the steps whose final file is missing, so no shard is ever half-written.
 
 from __future__ import annotations
 
+import socket
 import sys
 import time
 from dataclasses import replace
@@ -144,6 +145,17 @@ def _run_on_ray(ray: Any, jobs: list[ShardJob], max_retries: int) -> None:
         progress.close()
 
 
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail in seconds on a HOST:PORT nobody listens on: ray.init itself retries for minutes."""
+    host, sep, port = address.rpartition(":")
+    if address == "auto" or "://" in address or not sep or not port.isdigit():
+        return  # "auto", ray:// client addresses and the like: left to Ray
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise RayBuildError(f"cannot reach the Ray cluster at {address}: {exc.strerror or exc}") from None
+
+
 def build_index_ray(sources: list[str | Path], output: str | Path, opts: BuildOptions | None = None,
                     address: str | None = None, num_cpus: int | None = None,
                     max_retries: int = MAX_RETRIES) -> Manifest:
@@ -158,8 +170,15 @@ def build_index_ray(sources: list[str | Path], output: str | Path, opts: BuildOp
     started = False
     if not ray.is_initialized():
         init: dict[str, Any] = {"address": address} if address else {"num_cpus": num_cpus}
-        ray.init(**init, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
-                 configure_logging=True)
+        if address:
+            _check_reachable(address)
+        try:
+            ray.init(**init, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
+                     configure_logging=True)
+        except Exception as exc:  # noqa: BLE001 - ConnectionError, RuntimeError, ValueError...
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            where = f"the Ray cluster at {address}" if address else "a local Ray runtime"
+            raise RayBuildError(f"cannot start or reach {where}: {first}") from None
         started = True
     try:
         cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))

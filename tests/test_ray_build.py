@@ -197,3 +197,12 @@ def test_suffix_sort_64bit_path_matches_32bit(width: int, tmp_path: Path, monkey
     picks = sorted(rng.choice(len(sa) - 1, size=200, replace=False).tolist())
     assert all(raw[sa[i]:] < raw[sa[i + 1]:] for i in picks)
     assert np.all(sa % width == 0) and len(np.unique(sa)) == len(data) // width
+
+
+def test_unreachable_cluster_is_one_line(tmp_path: Path) -> None:
+    corpus = _write_corpus(tmp_path / "c", files=1, docs=5)
+    p = subprocess.run([sys.executable, "-m", "tracetui.cli", "index", "build", str(corpus), "-o", str(tmp_path / "o"),
+                        "--tokenizer", "bytes", "--ray", "127.0.0.1:1"], capture_output=True, text=True, timeout=60)
+    assert p.returncode != 0
+    assert p.stderr.strip().splitlines() == [p.stderr.strip()]
+    assert "cannot reach the Ray cluster at 127.0.0.1:1" in p.stderr
