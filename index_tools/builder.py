@@ -291,8 +291,9 @@ class ShardJob:
         return sum(Path(f).stat().st_size for f in self.files)
 
 
-#: Runs the unfinished jobs of a files-sharded build (in-process here, as Ray tasks in ray_build).
-JobRunner = Callable[[list[ShardJob]], None]
+#: Runs the unfinished jobs of a files-sharded build (in-process here, as Ray tasks in
+#: ray_build) and returns what `run_shard_job` returned for each.
+JobRunner = Callable[[list[ShardJob]], list[dict[str, Any]]]
 
 
 def file_shard_count(files: list[Path], opts: BuildOptions, capacity: int) -> int:
@@ -350,37 +351,44 @@ def tokenize_shard(job: ShardJob) -> None:
         raise
 
 
-def run_shard_job(job: ShardJob) -> dict[str, int]:
-    """Tokenize (unless done) and suffix-sort (unless done) one shard; returns its state entry.
+def run_shard_job(job: ShardJob) -> dict[str, Any]:
+    """Tokenize (unless done) and suffix-sort (unless done) one shard; returns its state entry
+    and the manifest records (size, SHA-256) of its files.
 
     A step is done when its final file exists: every file is renamed into place only once
     complete, so a job killed at any point and run again redoes exactly the unfinished steps.
+    The digests are taken here, where the files were just written, so that the driver of a
+    cluster build does not read the whole index back from shared storage to hash it.
     """
     directory = Path(job.directory)
     if not shard_file(directory, "tokenized", job.shard).exists():
         tokenize_shard(job)
     if not shard_file(directory, "table", job.shard).exists():
         _sort_one(job.directory, job.shard, job.width)
-    return {"shard": job.shard, **_shard_info(directory, job.shard)}
+    records = record_files(directory, [f"{kind}.{job.shard}" for kind in SHARD_KINDS])
+    return {"shard": job.shard, **_shard_info(directory, job.shard), "files": records}
 
 
-def _run_jobs_locally(jobs: list[ShardJob]) -> None:
+def _run_jobs_locally(jobs: list[ShardJob]) -> list[dict[str, Any]]:
     opts = jobs[0].opts
     progress = Progress("shards", len(jobs), "shards", opts.progress)
+    results: list[dict[str, Any]] = []
     try:
         if opts.workers > 1 and len(jobs) > 1:
             # spawn, not fork: this process may have used the (multi-threaded) HF tokenizer
             # already, and a forked child that tokenizes can deadlock on its inherited locks.
             ctx = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(max_workers=min(opts.workers, len(jobs)), mp_context=ctx) as pool:
-                for _ in pool.map(run_shard_job, jobs):
+                for result in pool.map(run_shard_job, jobs):
+                    results.append(result)
                     progress.update(1)
         else:
             for job in jobs:
-                run_shard_job(job)
+                results.append(run_shard_job(job))
                 progress.update(1)
     finally:
         progress.close()
+    return results
 
 
 def _files_phase(directory: Path, files: list[Path], opts: BuildOptions, tokenizer_name: str, width: int,
@@ -396,7 +404,8 @@ def _files_phase(directory: Path, files: list[Path], opts: BuildOptions, tokeniz
             for n, group in enumerate(plan)
             if not (shard_file(directory, "tokenized", n).exists() and shard_file(directory, "table", n).exists())]
     if jobs:
-        run_jobs(jobs)
+        for result in run_jobs(jobs):
+            state.setdefault("digests", {}).update(result["files"])
     state["shards"] = [_shard_info(directory, n) for n in range(len(plan))]
     state["tokenized"] = True
     _save_state(directory, state)
@@ -482,11 +491,18 @@ def _build(files: list[Path], directory: Path, opts: BuildOptions, run_jobs: Job
         build={"fingerprint": fingerprint, "sources": [str(f) for f in files], "text_field": opts.text_field,
                "shard_capacity_bytes": capacity if opts.shards is None else None, "shards_requested": opts.shards,
                **({"shard_by": "files"} if opts.shard_by == "files" else {})},
-        files=record_files(directory, names, max(2, opts.workers)),
+        files=_file_records(directory, names, state.get("digests") or {}, opts.workers),
     )
     write_manifest(directory, manifest)
     (directory / STATE_NAME).unlink(missing_ok=True)
     return manifest
+
+
+def _file_records(directory: Path, names: list[str], known: dict[str, Any], workers: int) -> dict[str, Any]:
+    """Size and digest of every index file: those the shard jobs recorded, the rest hashed here."""
+    threads = min(os.cpu_count() or 2, max(2, workers))
+    return {**record_files(directory, [n for n in names if n not in known], threads),
+            **{n: known[n] for n in names if n in known}}
 
 
 def _tokenize_phase(directory: Path, files: list[Path], opts: BuildOptions, tokenizer: Tokenizer,

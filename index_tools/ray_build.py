@@ -73,7 +73,7 @@ class _RayProgress:
             sys.stderr.flush()
 
 
-def shard_task(job: ShardJob) -> dict[str, int]:
+def shard_task(job: ShardJob) -> dict[str, Any]:
     """The Ray task: `run_shard_job`, with its errors made into one picklable line.
 
     Our error classes take several constructor arguments, which Ray cannot rebuild on the driver
@@ -118,7 +118,7 @@ def _memory_request(ray: Any, job: ShardJob) -> int:
     return int(min(need, largest)) if largest else 0
 
 
-def _run_on_ray(ray: Any, jobs: list[ShardJob], max_retries: int) -> None:
+def _run_on_ray(ray: Any, jobs: list[ShardJob], max_retries: int) -> list[dict[str, Any]]:
     """Submit one task per unfinished shard; report progress; stop at the first failed shard."""
     task = ray.remote(num_cpus=1, max_retries=max_retries, retry_exceptions=False)(shard_task)
     pending: dict[Any, ShardJob] = {}
@@ -126,6 +126,7 @@ def _run_on_ray(ray: Any, jobs: list[ShardJob], max_retries: int) -> None:
         mem = _memory_request(ray, job)
         pending[task.options(memory=mem).remote(job) if mem else task.remote(job)] = job
     progress = _RayProgress(len(jobs), jobs[0].opts.progress)
+    results: list[dict[str, Any]] = []
     try:
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.25)
@@ -140,9 +141,11 @@ def _run_on_ray(ray: Any, jobs: list[ShardJob], max_retries: int) -> None:
                     pending.clear()
                     raise RayBuildError(f"{_describe(job)}: {_cause(ray, exc)}; finished shards are kept "
                                         "(fix the cause and rerun the same command to resume)") from None
+                results.append(info)
                 progress.update(1, info["tokenized_bytes"] // job.width)
     finally:
         progress.close()
+    return results
 
 
 def _check_reachable(address: str, timeout: float = 5.0) -> None:

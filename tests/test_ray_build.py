@@ -89,7 +89,7 @@ def test_interrupted_build_resumes_on_ray_keeping_finished_shards(ray_runtime, c
         from index_tools.builder import run_shard_job
 
         run_shard_job(jobs[0])
-        raise KeyboardInterrupt
+        raise KeyboardInterrupt  # as Ctrl+C after the first shard
 
     with pytest.raises(KeyboardInterrupt):
         build_index([corpus], out, opts, run_jobs=first_job_then_ctrl_c)
