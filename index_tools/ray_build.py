@@ -88,7 +88,7 @@ def shard_task(job: ShardJob) -> dict[str, Any]:
         raise RayBuildError(f"cannot write the index{where}: {exc.strerror or exc}") from None
 
 
-def _cause(ray: Any, exc: BaseException) -> str:
+def _cause(ray: Any, exc: BaseException, retries: int) -> str:
     """The one-line reason a task failed: the task's own error message, or how its worker died."""
     if isinstance(exc, ray.exceptions.RayTaskError):
         cause = exc.cause
@@ -97,7 +97,7 @@ def _cause(ray: Any, exc: BaseException) -> str:
         text = str(cause).strip().splitlines()
         return f"{type(cause).__name__}: {text[0] if text else ''}".rstrip(": ")
     if isinstance(exc, ray.exceptions.WorkerCrashedError | ray.exceptions.NodeDiedError):
-        return f"its worker died and {MAX_RETRIES} retries did too"
+        return f"its worker died (Ray retried it {retries} times)"
     if isinstance(exc, ray.exceptions.OutOfMemoryError):
         return "killed by Ray's memory monitor (out of memory): use more shards (--shards) or more RAM per node"
     text = str(exc).strip().splitlines()
@@ -139,7 +139,7 @@ def _run_on_ray(ray: Any, jobs: list[ShardJob], max_retries: int) -> list[dict[s
                     for other in pending:
                         ray.cancel(other)
                     pending.clear()
-                    raise RayBuildError(f"{_describe(job)}: {_cause(ray, exc)}; finished shards are kept "
+                    raise RayBuildError(f"{_describe(job)}: {_cause(ray, exc, max_retries)}; finished shards are kept "
                                         "(fix the cause and rerun the same command to resume)") from None
                 results.append(info)
                 progress.update(1, info["tokenized_bytes"] // job.width)

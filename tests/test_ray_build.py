@@ -128,17 +128,12 @@ def test_without_ray_says_what_to_install(tmp_path: Path) -> None:
     assert 'pip install -e ".[cluster]"' in p.stderr
 
 
-def test_killed_worker_is_retried_and_the_shard_is_whole(ray_runtime, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """SIGKILL the first worker seen running a shard task: Ray reruns the task, and the index is
-    the same as the local build's (the killed attempt left only `.partial` files, overwritten)."""
-    corpus = _write_corpus(tmp_path / "big", files=2, docs=6000, seed=3)
-    ref = tmp_path / "ref"
-    build_index([corpus], ref, BuildOptions(tokenizer="bytes", shards=2, shard_by="files", progress=False))
-    killed: list[int] = []
+def _kill_first_shard_task(killed: list[int], timeout: float = 30.0) -> threading.Thread:
+    """A thread that SIGKILLs the first Ray worker seen running a shard task (by its process title)."""
 
-    def killer() -> None:
-        deadline = time.time() + 30
-        while time.time() < deadline and not killed:
+    def run() -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
             out = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
             for line in out.splitlines():
                 pid, _, args = line.strip().partition(" ")
@@ -148,13 +143,37 @@ def test_killed_worker_is_retried_and_the_shard_is_whole(ray_runtime, tmp_path: 
                     return
             time.sleep(0.01)
 
-    t = threading.Thread(target=killer)
+    t = threading.Thread(target=run)
     t.start()
+    return t
+
+
+def test_killed_worker_is_retried_and_the_shard_is_whole(ray_runtime, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """SIGKILL the first worker seen running a shard task: Ray reruns the task, and the index is
+    the same as the local build's (the killed attempt left only `.partial` files, overwritten)."""
+    corpus = _write_corpus(tmp_path / "big", files=2, docs=6000, seed=3)
+    ref = tmp_path / "ref"
+    build_index([corpus], ref, BuildOptions(tokenizer="bytes", shards=2, shard_by="files", progress=False))
+    killed: list[int] = []
+    t = _kill_first_shard_task(killed)
     out = tmp_path / "ray"
     build_index_ray([corpus], out, BuildOptions(tokenizer="bytes", shards=2, progress=False))
     t.join()
     assert killed, "no shard task was seen running"
     _same_files(ref, out)
+
+
+def test_killed_worker_without_retries_is_one_line(ray_runtime, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    corpus = _write_corpus(tmp_path / "big", files=2, docs=6000, seed=4)
+    killed: list[int] = []
+    t = _kill_first_shard_task(killed)
+    with pytest.raises(RayBuildError) as err:
+        build_index_ray([corpus], tmp_path / "out", BuildOptions(tokenizer="bytes", shards=2, progress=False),
+                        max_retries=0)
+    t.join()
+    assert killed
+    assert "its worker died (Ray retried it 0 times)" in str(err.value) and str(err.value).startswith("shard ")
+    assert not (tmp_path / "out" / MANIFEST_NAME).exists()
 
 
 def test_plan_splits_whole_files_by_bytes(tmp_path: Path) -> None:
