@@ -275,6 +275,16 @@ async def test_overlap_screen_from_the_chat(planted: dict) -> None:
         assert scores == sorted(scores, reverse=True) and len(scores) == 4
         assert screen.reports[0].id == "verbatim" and screen.view.text == screen.reports[0].text
         assert screen.view.trace.highlights, "a verbatim item is highlighted like a reply"
+        # keys faster than traces: one trace at a time, the last item chosen is the one shown
+        screen.query_one("#overlap-items").focus()
+        await pilot.press("down", "down", "down", "up", "up", "up")
+        for _ in range(100):
+            if screen.view is not None and screen.view.text == screen.reports[0].text:
+                break
+            await pilot.pause(0.05)
+        await pilot.pause(0.3)
+        assert screen.current == 0 and screen.view.text == screen.reports[0].text
+        assert "failed" not in str(screen.query_one("#overlap-status").render())
         await pilot.press("tab")
         assert screen.view.selected == 0
         await pilot.press("shift+tab")
@@ -311,3 +321,14 @@ async def test_overlap_screen_reports_a_bad_file_and_stays(planted: dict, tmp_pa
             await pilot.pause(0.05)
         assert "bad.jsonl:2: invalid JSON" in str(screen.query_one("#overlap-status").render())
         assert app.is_running and index.name
+
+
+def test_files_of_the_same_name_are_two_benchmarks(planted: dict, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    for bench in ("mmlu", "gsm8k"):
+        (tmp_path / bench).mkdir()
+        (tmp_path / bench / "test.jsonl").write_text('{"text": "kumquat zebra"}\n', encoding="utf-8")
+    files = [str(tmp_path / "mmlu" / "test.jsonl"), str(tmp_path / "gsm8k" / "test.jsonl")]
+    assert main(["overlap", *files, "--index", str(planted["index"]), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert sorted(b["benchmark"] for b in doc["benchmarks"]) == sorted(files)
+    assert all(b["items"] == 1 for b in doc["benchmarks"])

@@ -13,7 +13,7 @@ from typing import Any, TextIO
 from index_tools.engine import Index
 
 from ..sanitize import inert
-from .items import Item, read_items
+from .items import Item, benchmark_names, read_items
 from .report import (
     VERDICTS,
     BenchmarkSummary,
@@ -42,8 +42,8 @@ class OverlapOutcome:
 
 
 def _items(files: list[str], fields: list[str] | None, normalize: bool) -> Iterator[Item]:
-    for f in files:
-        yield from read_items(f, fields, normalize)
+    for f, name in zip(files, benchmark_names(files), strict=True):
+        yield from read_items(f, fields, normalize, benchmark=name)
 
 
 def _progress(out: TextIO, done: int, start: float, final: bool = False) -> None:

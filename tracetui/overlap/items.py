@@ -107,7 +107,15 @@ def _read_lines(path: Path) -> Iterator[tuple[int, str, str]]:
                 yield lineno, str(lineno), text
 
 
-def read_items(path: str | Path, fields: list[str] | None = None, normalize: bool = False) -> Iterator[Item]:
+def benchmark_names(paths: list[str]) -> list[str]:
+    """What each file is called in reports: its file name, or the path as given when two files
+    share a name (mmlu/test.jsonl and gsm8k/test.jsonl are two benchmarks)."""
+    names = [Path(p).name for p in paths]
+    return [n if names.count(n) == 1 else str(p) for n, p in zip(names, paths, strict=True)]
+
+
+def read_items(path: str | Path, fields: list[str] | None = None, normalize: bool = False,
+               benchmark: str | None = None) -> Iterator[Item]:
     """Items of one benchmark file, streamed. `fields` (default ["text"]) are joined by a newline;
     plain text files have one item per non-empty line and no fields."""
     p = Path(path)
@@ -126,7 +134,7 @@ def read_items(path: str | Path, fields: list[str] | None = None, normalize: boo
         rows = _read_parquet(p, fields)
     else:
         rows = _read_lines(p)
-    bench = p.name
+    bench = benchmark or p.name
     try:
         for line, item_id, text in rows:
             if "\x00" in text:

@@ -9,6 +9,7 @@ shown as plain `Content`, never parsed as markup.
 from __future__ import annotations
 
 import shlex
+import threading
 from typing import Any
 
 from textual import on, work
@@ -19,6 +20,7 @@ from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import Header, Input, OptionList, Static
 from textual.widgets.option_list import Option
+from textual.worker import get_current_worker
 
 from index_tools.engine import Index
 
@@ -55,6 +57,10 @@ class OverlapScreen(Screen[None]):
         self.view: MessageView | None = None
         self.current: int | None = None  # index into reports
         self._tracer = Tracer(self.indexes, TraceParams())
+        # a thread worker runs to its end even when superseded: one trace at a time on the tracer
+        # (its caches are not thread-safe), and results of a superseded run are dropped
+        self._trace_lock = threading.Lock()
+        self._run = 0  # generation of the report shown
         self._hue = {ix.name: HUES[k % len(HUES)] for k, ix in enumerate(self.indexes)}
 
     def compose(self) -> ComposeResult:
@@ -102,12 +108,17 @@ class OverlapScreen(Screen[None]):
     @work(thread=True, exclusive=True, group="overlap-trace")
     def _trace_item(self, k: int, text: str) -> None:
         """Trace the item as the chat traces a reply (one tracer, its caches kept)."""
-        try:
-            result = self._tracer.trace(text)
-        except Exception as exc:  # an index that broke: say so, keep the screen
-            self.app.call_from_thread(self.set_status, f"tracing failed: {exc}")
-            return
-        self.app.call_from_thread(self._show, k, result)
+        worker = get_current_worker()
+        with self._trace_lock:
+            if worker.is_cancelled or k != self.current:
+                return  # another item was chosen while this one waited
+            try:
+                result = self._tracer.trace(text)
+            except Exception as exc:  # an index that broke: say so, keep the screen
+                self.app.call_from_thread(self.set_status, f"tracing failed: {exc}")
+                return
+        if not worker.is_cancelled:
+            self.app.call_from_thread(self._show, k, result)
 
     def _show(self, k: int, result: TraceResult) -> None:
         if k != self.current:
@@ -195,25 +206,32 @@ class OverlapScreen(Screen[None]):
             return
         fields = [f for f in ",".join(parts[1:]).split(",") if f] or None
         self.set_status(f"running the overlap report on {parts[0]}…")
-        self._report(parts[0], fields)
+        self._run += 1
+        self._report(parts[0], fields, self._run)
 
     @work(thread=True, exclusive=True, group="overlap-report")
-    def _report(self, path: str, fields: list[str] | None) -> None:
+    def _report(self, path: str, fields: list[str] | None, run: int) -> None:
         top = TopItems(KEEP)
         done = 0
+        worker = get_current_worker()
         try:
             for r in run_overlap(self.indexes, read_items(path, fields, self.params.normalize_space), self.params):
+                if worker.is_cancelled or run != self._run:
+                    return  # a newer report, or the screen closed: stop reading
                 top.add(r)
                 done += 1
                 if done % 100 == 0:
                     self.app.call_from_thread(self.set_status, f"{done:,} items…")
         except Exception as exc:  # a bad file is one line, as in the CLI
-            self.app.call_from_thread(self.notify, f"overlap: {exc}", severity="error", markup=False)
-            self.app.call_from_thread(self.set_status, f"overlap: {exc}")
+            if run == self._run and not worker.is_cancelled:
+                self.app.call_from_thread(self.notify, f"overlap: {exc}", severity="error", markup=False)
+                self.app.call_from_thread(self.set_status, f"overlap: {exc}")
             return
-        self.app.call_from_thread(self._loaded, top.sorted(), done)
+        self.app.call_from_thread(self._loaded, top.sorted(), done, run)
 
-    def _loaded(self, reports: list[ItemReport], done: int) -> None:
+    def _loaded(self, reports: list[ItemReport], done: int, run: int) -> None:
+        if run != self._run:
+            return  # a newer report was asked for meanwhile
         self.reports, self.current = reports, None
         self._fill()
         self.query_one("#overlap-items", OptionList).focus()
