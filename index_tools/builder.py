@@ -136,6 +136,8 @@ def _fingerprint(files: list[Path], opts: BuildOptions, capacity: int) -> str:
     # a files-sharded build keeps its plan in the state file instead: a Ray cluster that grew or
     # shrank between two runs (so another capacity) must resume the build, not restart it
     params["capacity"] = capacity if opts.shards is None and opts.shard_by == "documents" else None
+    if opts.shard_by == "files":
+        params.pop("memory_gb")  # only sets the plan, which the state file keeps
     params["tokenizer_kind"] = "bytes" if tok == "bytes" else ("file" if tok else "trained")
     h.update(json.dumps(params, sort_keys=True).encode())
     return h.hexdigest()[:24]
@@ -288,7 +290,8 @@ class ShardJob:
     opts: BuildOptions
 
     def input_bytes(self) -> int:
-        return sum(Path(f).stat().st_size for f in self.files)
+        """Estimated bytes of the shard's token file (what its sort's memory follows)."""
+        return sum(estimated_bytes(Path(f)) for f in self.files)
 
 
 #: Runs the unfinished jobs of a files-sharded build (in-process here, as Ray tasks in
@@ -296,12 +299,17 @@ class ShardJob:
 JobRunner = Callable[[list[ShardJob]], list[dict[str, Any]]]
 
 
+def estimated_bytes(path: Path) -> int:
+    """An input file's share of a token file: its size, 4x for .gz / .zst (a typical text ratio)."""
+    return path.stat().st_size * (4 if path.name.lower().endswith((".gz", ".zst")) else 1)
+
+
 def file_shard_count(files: list[Path], opts: BuildOptions, capacity: int) -> int:
     """Shards of a files-sharded build: --shards, else enough for `capacity` (and >= workers when
-    a parallel sort pays). Compressed files count 4x their size (a typical text ratio)."""
+    a parallel sort pays), from `estimated_bytes`."""
     if opts.shards is not None:
         return max(1, opts.shards)
-    estimate = sum(f.stat().st_size * (4 if f.name.lower().endswith((".gz", ".zst")) else 1) for f in files)
+    estimate = sum(estimated_bytes(f) for f in files)
     n = -(-estimate // capacity)
     if opts.workers > 1 and estimate >= PARALLEL_SORT_MIN_BYTES:
         n = max(n, opts.workers)
@@ -489,7 +497,10 @@ def _build(files: list[Path], directory: Path, opts: BuildOptions, run_jobs: Job
         token_width=width, tokenizer=tokenizer_name, shards=shards, vocab_size=tokenizer.vocab_size,
         eos_id=opts.eos_id,
         build={"fingerprint": fingerprint, "sources": [str(f) for f in files], "text_field": opts.text_field,
-               "shard_capacity_bytes": capacity if opts.shards is None else None, "shards_requested": opts.shards,
+               # a files-sharded plan follows the memory of wherever it was made: the plan (the
+               # shards' sources) is what the index records, so a Ray and a local build agree
+               "shard_capacity_bytes": capacity if opts.shards is None and opts.shard_by == "documents" else None,
+               "shards_requested": opts.shards,
                **({"shard_by": "files"} if opts.shard_by == "files" else {})},
         files=_file_records(directory, names, state.get("digests") or {}, opts.workers),
     )

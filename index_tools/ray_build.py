@@ -110,6 +110,16 @@ def _describe(job: ShardJob) -> str:
     return f"shard {job.shard} ({shown})"
 
 
+def _cluster_budget_gb(ray: Any, workers: int) -> float | None:
+    """The sort budget as the builder takes it (GiB over `workers`), from the *worker nodes*: the
+    node with the least of Ray's `memory` per CPU sets what one sort may use, so every shard fits
+    every node. The driver's own RAM says nothing about the nodes that sort (None: no figures)."""
+    per_cpu = [float(n["Resources"].get("memory", 0)) / float(n["Resources"]["CPU"])
+               for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU")]
+    per_cpu = [m for m in per_cpu if m > 0]
+    return workers * min(per_cpu) / (1 << 30) if per_cpu else None
+
+
 def _memory_request(ray: Any, job: ShardJob) -> int:
     """Bytes of Ray's `memory` resource a shard's sort needs, so a node runs only as many sorts
     as fit; capped at the largest node's, else a big shard would never be scheduled."""
@@ -188,7 +198,8 @@ def build_index_ray(sources: list[str | Path], output: str | Path, opts: BuildOp
         # --workers, when given, bounds the shard count from below as in the local build;
         # otherwise every CPU of the cluster gets a shard when the corpus is large enough.
         workers = opts.workers if opts.workers > 1 else cpus
-        opts = replace(opts, shard_by="files", workers=workers)
+        memory_gb = opts.memory_gb if opts.memory_gb else _cluster_budget_gb(ray, workers)
+        opts = replace(opts, shard_by="files", workers=workers, memory_gb=memory_gb)
         return build_index(sources, output, opts, run_jobs=lambda jobs: _run_on_ray(ray, jobs, max_retries))
     finally:
         if started:
