@@ -14,7 +14,10 @@ exactly as the local engine merges its own shards.
 
 Arrays travel as base64 of little-endian int64 (`pack` / `unpack`): a 500-token reply's
 longest-prefix answer is 5 KB, not a JSON list of thousands of numbers. Only the standard
-library is used (`http.client`, one kept-alive connection per server).
+library is used (`http.client`, one kept-alive connection per server, reopened once when the
+server closed it while idle). A batch bigger than a server takes in one request (its "limits"
+in `GET /indexes`: tokens, sequences, occurrences, tokens of windows, body bytes) is sent as
+several requests and the answers joined: the same results as one local call.
 """
 
 from __future__ import annotations
@@ -43,6 +46,9 @@ from .tokenizer import Tokenizer, load_tokenizer
 
 TIMEOUT = 120.0  # seconds the client waits for one answer (the server's own limit is lower)
 API_VERSION = 1
+# what a server that does not publish its limits (`GET /indexes` "limits") is assumed to take
+DEFAULT_LIMITS = {"max_body": 8 << 20, "max_tokens": 200_000, "max_seqs": 100_000, "max_windows": 10_000,
+                  "window_budget": 2_000_000}
 
 
 # -- wire format (shared with index_tools.serve) ------------------------------------------------
@@ -144,6 +150,8 @@ class _Server:
         try:
             answer = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
+            if status >= 500:  # a proxy's or the ASGI server's own page, e.g. a 503 of a full server
+                raise RemoteIndexError(f"{self.url}{path}: server busy or overloaded (HTTP {status})") from None
             raise RemoteIndexError(f"{self.url}{path}: HTTP {status}, not a JSON answer (not a tracetui server?)") from None
         if status != 200 or (isinstance(answer, dict) and "error" in answer):
             err = answer.get("error") if isinstance(answer, dict) else answer
@@ -160,8 +168,12 @@ class _Server:
 class _Part:
     """One server's index within a (possibly multi-server) RemoteIndex."""
 
-    def __init__(self, server: _Server, name: str, info: dict[str, Any]) -> None:
+    def __init__(self, server: _Server, name: str, info: dict[str, Any], limits: dict[str, Any] | None = None) -> None:
         self.server, self.name, self.info = server, name, info
+        self.limits = dict(DEFAULT_LIMITS)
+        for k, v in (limits or {}).items():
+            if k in self.limits and isinstance(v, int) and not isinstance(v, bool) and v > 0:
+                self.limits[k] = v
         self.manifest = Manifest.from_dict(info["manifest"])
         self.n_shards = len(self.manifest.shards)
         self.path = "/indexes/" + quote(name, safe="")
@@ -241,6 +253,11 @@ class RemoteIndex(DocumentIds):
         docs = [s.documents for s in self.manifest.shards]
         self._doc_base = np.cumsum([0] + docs)
         self._unigram: np.ndarray | None = None
+        # the servers' limits per request (the strictest of them): bigger batches are split
+        self.limits = {k: min(p.limits[k] for p in parts) for k in DEFAULT_LIMITS}
+        # values of one array per request: a longest-prefix request carries three arrays of
+        # base64 int64 (about 10.7 bytes a value) and must stay under the body limit
+        self._cap = max(1, min(self.limits["max_tokens"], (self.limits["max_body"] - (64 << 10)) // 36))
         self._pool = ThreadPoolExecutor(max_workers=len(parts)) if len(parts) > 1 else None
 
     @classmethod
@@ -265,7 +282,8 @@ class RemoteIndex(DocumentIds):
                 name = names[0]
             elif name not in names:
                 raise RemoteIndexError(f"{server.url}: no index named {name!r} (served: {', '.join(names)})")
-            parts.append(_Part(server, name, server.call("GET", "/indexes/" + quote(name, safe=""))))
+            limits = listing.get("limits") if isinstance(listing.get("limits"), dict) else None
+            parts.append(_Part(server, name, server.call("GET", "/indexes/" + quote(name, safe="")), limits))
         return cls(spec, parts)
 
     def __repr__(self) -> str:
@@ -318,12 +336,38 @@ class RemoteIndex(DocumentIds):
         lo, hi = self.find_ranges([np.asarray(ids, dtype=np.int64)])
         return [(int(a), int(b)) for a, b in zip(lo[:, 0], hi[:, 0], strict=True)]
 
+    def _seq_groups(self, seqs: list[np.ndarray]) -> list[tuple[int, int]]:
+        """[a, b) slices of `seqs` that each fit one request (tokens and sequences under the
+        servers' limits). A single sequence over the token limit cannot be asked for."""
+        groups: list[tuple[int, int]] = []
+        a, tokens = 0, 0
+        most = min(self.limits["max_seqs"], self._cap)
+        for i, s in enumerate(seqs):
+            n = len(s)
+            if n > self._cap:
+                raise RemoteIndexError(f"{self.spec}: a query of {n} tokens, the server takes at most "
+                                       f"{self._cap} per request")
+            if i > a and (tokens + n > self._cap or i - a >= most):
+                groups.append((a, i))
+                a, tokens = i, 0
+            tokens += n
+        if a < len(seqs):
+            groups.append((a, len(seqs)))
+        return groups
+
     def find_ranges(self, seqs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        if not seqs:
+            z = np.zeros((self.n_shards, 0), dtype=np.int64)
+            return z, z.copy()
         los, his = [], []
-        for ans in self._all("find_ranges", pack_seqs(seqs)):
-            los.append(unpack(ans["lo"]).reshape(-1, len(seqs)))
-            his.append(unpack(ans["hi"]).reshape(-1, len(seqs)))
-        return np.concatenate(los), np.concatenate(his)
+        for a, b in self._seq_groups(seqs):
+            lo_k, hi_k = [], []
+            for ans in self._all("find_ranges", pack_seqs(seqs[a:b])):
+                lo_k.append(unpack(ans["lo"]).reshape(-1, b - a))
+                hi_k.append(unpack(ans["hi"]).reshape(-1, b - a))
+            los.append(np.concatenate(lo_k))
+            his.append(np.concatenate(hi_k))
+        return np.concatenate(los, axis=1), np.concatenate(his, axis=1)
 
     def count(self, ids: np.ndarray, whole_words: bool = False) -> int:
         ids = np.asarray(ids, dtype=np.int64)
@@ -340,12 +384,20 @@ class RemoteIndex(DocumentIds):
     def word_counts(self, lo: np.ndarray, hi: np.ndarray, m: np.ndarray, cap: int | None = None) -> np.ndarray:
         """Each server counts its shards (capped at `cap` itself); the sum capped again is the
         same answer as the local shard-by-shard count (exact up to cap, cap + 1 beyond)."""
-        bodies = []
-        for k in range(len(self.parts)):
-            a, b = int(self.shard_base[k]), int(self.shard_base[k + 1])
-            bodies.append({"lo": pack(lo[a:b].ravel()), "hi": pack(hi[a:b].ravel()), "m": pack(m), "cap": cap})
-        total = sum(unpack(ans["counts"]) for ans in self._all("word_counts", bodies))
-        return np.minimum(total, cap + 1) if cap is not None else np.asarray(total, dtype=np.int64)
+        n = len(m)
+        # per request: n counts, and each server's shards' lo and hi for them
+        step = max(1, min(self.limits["max_seqs"], self._cap // (2 * max(p.n_shards for p in self.parts) + 1)))
+        out = []
+        for c in range(0, max(n, 1), step):
+            sl = slice(c, min(n, c + step))
+            bodies = []
+            for k in range(len(self.parts)):
+                a, b = int(self.shard_base[k]), int(self.shard_base[k + 1])
+                bodies.append({"lo": pack(lo[a:b, sl].ravel()), "hi": pack(hi[a:b, sl].ravel()), "m": pack(m[sl]),
+                               "cap": cap})
+            total = sum(unpack(ans["counts"]) for ans in self._all("word_counts", bodies))
+            out.append(np.minimum(total, cap + 1) if cap is not None else np.asarray(total, dtype=np.int64))
+        return np.concatenate(out).astype(np.int64)[:n]
 
     def find_words(self, ids: np.ndarray) -> list[list[tuple[int, int]]]:
         out: list[list[tuple[int, int]]] = [[] for _ in range(self.n_shards)]
@@ -357,18 +409,20 @@ class RemoteIndex(DocumentIds):
         out: list[list[tuple[int, int, int]]] = [[] for _ in seqs]
         if not seqs:
             return out
-        for k, ans in enumerate(self._all("find_words_many", pack_seqs(seqs))):
-            q, s, a, b = (unpack(ans[f]) for f in ("seq", "shard", "start", "end"))
-            base = int(self.shard_base[k])
-            for qi, si, ai, bi in zip(q.tolist(), s.tolist(), a.tolist(), b.tolist(), strict=True):
-                out[qi].append((base + si, ai, bi))
+        for lo_q, hi_q in self._seq_groups(seqs):
+            for k, ans in enumerate(self._all("find_words_many", pack_seqs(seqs[lo_q:hi_q]))):
+                q, s, a, b = (unpack(ans[f]) for f in ("seq", "shard", "start", "end"))
+                base = int(self.shard_base[k])
+                for qi, si, ai, bi in zip(q.tolist(), s.tolist(), a.tolist(), b.tolist(), strict=True):
+                    out[lo_q + qi].append((base + si, ai, bi))
         return out
 
     def word_occurrences(self, ids: np.ndarray, chunk: int = 1 << 18) -> Iterator[tuple[int, np.ndarray]]:
         """As `Index.word_occurrences`. A query that begins a word has its occurrences as whole
         rank runs: one request for the runs, no ranks shipped. One that starts mid-word needs the
         server's check of the character before each occurrence: fetched a chunk per request
-        (memory stays bounded; the server recomputes the chunks before the one asked for)."""
+        (memory stays bounded), by raw chunk number: the server jumps to the chunk asked for
+        from the runs' lengths, so each page costs the same whatever its number."""
         ids = np.asarray(ids, dtype=np.int64)
         if len(ids) == 0:
             return
@@ -380,32 +434,90 @@ class RemoteIndex(DocumentIds):
             while True:
                 ans = p.post("word_occurrences", {"ids": pack(ids), "chunk": chunk, "skip": n})
                 for shard, ranks in zip(ans["shards"], ans["ranks"], strict=True):
-                    yield int(self.shard_base[k]) + int(shard), unpack(ranks)
-                n += len(ans["shards"])
-                if ans["done"]:
+                    r = unpack(ranks)
+                    if len(r):  # a chunk none of whose occurrences starts a word is skipped, as locally
+                        yield int(self.shard_base[k]) + int(shard), r
+                nxt = ans.get("next")
+                if ans["done"] or not isinstance(nxt, int) or nxt <= n:
                     break
+                n = nxt
 
     def count_words(self, ids: np.ndarray) -> int:
         return int(sum(int(a["count"]) for a in self._all("count_words", {"ids": pack(ids)})))
 
-    def longest_prefixes(self, ids: np.ndarray, positions: np.ndarray | None = None, word_ends: bool = False,
-                         stops: np.ndarray | None = None) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-        """As `Index.longest_prefixes` (`stops`, where given, forwarded: per position, where its
-        match must end)."""
-        ids = np.asarray(ids, dtype=np.int64)
-        body: dict[str, Any] = {"ids": pack(ids), "word_ends": bool(word_ends)}
-        if positions is not None:
-            body["positions"] = pack(positions)
+    def _longest_request(self, piece: np.ndarray, positions: np.ndarray, stops: np.ndarray | None,
+                         word_ends: bool) -> tuple[np.ndarray, np.ndarray]:
+        """One `longest_prefixes` request to every server, merged as the engine merges its shards."""
+        body: dict[str, Any] = {"ids": pack(piece), "word_ends": bool(word_ends), "positions": pack(positions)}
         if stops is not None:
             body["stops"] = pack(stops)
-        n = len(ids) if positions is None else len(np.asarray(positions))
+        n = len(positions)
         best = np.zeros(n, dtype=np.int64)
         ends = np.zeros(n, dtype=bool)
-        for ans in self._all("longest_prefixes", body):  # merged as the engine merges its shards
+        for ans in self._all("longest_prefixes", body):
             got = unpack(ans["lengths"])
             e = unpack(ans["word_ends"]).astype(bool) if word_ends else np.zeros(n, dtype=bool)
             ends = np.where(got > best, e, ends | (e & (got == best)))
             best = np.maximum(best, got)
+        return best, ends
+
+    def _longest_batch(self, ids: np.ndarray, pos: np.ndarray, end: np.ndarray, word_ends: bool,
+                       with_stops: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Longest prefixes of ids[p:end_p] for sorted positions `pos`, in requests under the
+        servers' limits: each request carries at most `_cap` positions and the piece of text
+        they need, ids[first position : at most first + _cap]. A text longer than that is split
+        into pieces that let every position see at least _cap / 2 tokens; a match that reaches
+        its piece's end may be longer, and is asked again from its own position."""
+        cap, L, n = self._cap, len(ids), len(pos)
+        best = np.zeros(n, dtype=np.int64)
+        ends = np.zeros(n, dtype=bool)
+        again: list[int] = []
+        i = 0
+        while i < n:
+            a = int(pos[i])
+            j = min(n, i + cap)
+            if L - a > cap:  # the text does not fit from here: positions near the start only
+                j = max(i + 1, min(j, int(np.searchsorted(pos, a + cap // 2, side="left"))))
+            e = min(L, max(min(a + cap, int(end[i:j].max())), int(pos[j - 1]) + 1))
+            stops = np.minimum(end[i:j], e) - a if with_stops else None
+            got, ends[i:j] = self._longest_request(ids[a:e], pos[i:j] - a, stops, word_ends)
+            best[i:j] = got
+            cut = np.flatnonzero((got == e - pos[i:j]) & (e < end[i:j]))  # reached the piece's end
+            for c in cut:
+                if got[c] >= cap:
+                    raise RemoteIndexError(f"{self.spec}: a match of more than {cap} tokens, the most the "
+                                           "server takes per request")
+                again.append(i + int(c))
+            i = j
+        if again:
+            sel = np.array(again, dtype=np.int64)
+            best[sel], ends[sel] = self._longest_batch(ids, pos[sel], end[sel], word_ends, with_stops)
+        return best, ends
+
+    def longest_prefixes(self, ids: np.ndarray, positions: np.ndarray | None = None, word_ends: bool = False,
+                         stops: np.ndarray | None = None) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """As `Index.longest_prefixes` (`stops`, where given, forwarded: per position, where its
+        match must end). A batch over the servers' limits is split into several requests (see
+        `_longest_batch`), with the same answers."""
+        ids = np.asarray(ids, dtype=np.int64)
+        L = len(ids)
+        pos = np.arange(L, dtype=np.int64) if positions is None else np.asarray(positions, dtype=np.int64)
+        n = len(pos)
+        end = np.full(n, L, dtype=np.int64) if stops is None else np.minimum(np.asarray(stops, dtype=np.int64), L)
+        best = np.zeros(n, dtype=np.int64)
+        ends = np.zeros(n, dtype=bool)
+        if L and n:
+            if L <= self._cap and n <= self._cap:  # one request, as the engine's call
+                best, ends = self._longest_request(ids, pos, None if stops is None else np.asarray(stops, dtype=np.int64),
+                                                   word_ends)
+            else:
+                order = np.argsort(pos, kind="stable")
+                ok = (pos[order] >= 0) & (pos[order] < L)  # as the server, which refuses others
+                if not ok.all():
+                    raise RemoteIndexError(f"{self.spec}: positions must be positions of ids")
+                got, e = self._longest_batch(ids, pos[order], np.maximum(end[order], pos[order]), word_ends,
+                                             stops is not None)
+                best[order], ends[order] = got, e
         return (best, ends) if word_ends else best
 
     def ntd(self, prompt: np.ndarray, max_support: int | None = None) -> NextTokens:
@@ -433,7 +545,25 @@ class RemoteIndex(DocumentIds):
     # -- documents (global ids: `DocumentIds`) ------------------------------------------------------
 
     def windows(self, occurrences: list[tuple[int, int, int]], contexts: tuple[int, ...]) -> list[Occurrence]:
-        """As `Index.windows`: one request per server holding some of them, concurrently."""
+        """As `Index.windows`: one request per server holding some of them, concurrently; more
+        than a request may ask for (`max_windows` occurrences, `window_budget` tokens of windows)
+        are asked for in several, one after the other."""
+        most, budget = self.limits["max_windows"], self.limits["window_budget"]
+        out: list[Occurrence] = []
+        batch: list[tuple[int, int, int]] = []
+        cost = 0
+        for o in occurrences:
+            c = 2 * sum(contexts) + len(contexts) * int(o[2])  # as the server counts it (`window_cost`)
+            if batch and (len(batch) >= most or cost + c > budget):
+                out += self._windows(batch, contexts)
+                batch, cost = [], 0
+            batch.append(o)
+            cost += c
+        if batch or not occurrences:
+            out += self._windows(batch, contexts)
+        return out
+
+    def _windows(self, occurrences: list[tuple[int, int, int]], contexts: tuple[int, ...]) -> list[Occurrence]:
         by_part: list[list[int]] = [[] for _ in self.parts]
         local: list[list[list[int]]] = [[] for _ in self.parts]
         for i, (shard, rank, length) in enumerate(occurrences):

@@ -32,11 +32,12 @@ from index_tools.errors import RemoteIndexError  # noqa: E402
 from index_tools.format import MANIFEST_NAME, read_manifest, shard_file, write_manifest  # noqa: E402
 from index_tools.ngram import infgram_ntd, infgram_probs, ntd  # noqa: E402
 from index_tools.remote import RemoteIndex, pack  # noqa: E402
+from tracetui import serve as serve_mod  # noqa: E402
 from tracetui.cli import main  # noqa: E402
 from tracetui.overlap.measure import measure  # noqa: E402
-from tracetui.serve import create_app  # noqa: E402
+from tracetui.serve import Limits, create_app, uvicorn_options, window_cost  # noqa: E402
 from tracetui.tracing.memorization import memorization  # noqa: E402
-from tracetui.tracing.pipeline import Tracer  # noqa: E402
+from tracetui.tracing.pipeline import TraceParams, Tracer  # noqa: E402
 from tracetui.tracing.search import search_documents  # noqa: E402
 
 from .conftest import SAMPLE_TEXTS, write_jsonl  # noqa: E402
@@ -57,10 +58,13 @@ def free_port() -> int:
 class ThreadServer:
     """uvicorn serving `create_app(indexes)` in a thread of the test process."""
 
-    def __init__(self, directories: list[Path], timeout: float = 60.0) -> None:
+    def __init__(self, directories: list[Path], timeout: float = 60.0, limits: Limits | None = None,
+                 **options: Any) -> None:
         self.port = free_port()
-        app = create_app(IndexSet([Index.open(d) for d in directories]), timeout=timeout)
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        app = create_app(IndexSet([Index.open(d) for d in directories]), timeout=timeout, limits=limits)
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
+                                **{**uvicorn_options(), **options})  # as `tracetui serve` runs it
+        self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
         deadline = time.monotonic() + 10
@@ -373,3 +377,166 @@ async def test_app_traces_against_a_served_index_and_survives_its_loss(text_inde
             assert "\n" not in app.last_status
     finally:
         server.stop()
+
+
+# -- review of issue 12: bounds, limits, paging, connections ---------------------------------------
+def test_windows_budget_refuses_a_huge_answer_up_front(servers: dict[str, str]) -> None:
+    """A ~180 KB request for 10,000 occurrences x 4 contexts of 10,000 tokens (gigabytes of
+    windows) is a 413 JSON error before anything is built; the tracer's normal use is far below."""
+    occ = [[0, 0, 200_000]] * 10_000
+    t0 = time.perf_counter()
+    st, r = _post(servers["full"] + "/indexes/corpus/windows", {"occurrences": occ, "contexts": [10_000] * 4})
+    assert st == 413 and "at most" in r["error"] and time.perf_counter() - t0 < 5
+    p = TraceParams()
+    # a 2,000-token reply: span_density x 2000 spans of 50 tokens, docs_per_span samples each,
+    # both contexts: within half the budget (and the client splits bigger batches anyway)
+    spans = int(p.span_density * 2000)
+    assert window_cost([50] * (spans * p.docs_per_span), [p.snippet_context, p.long_context]) < Limits().window_budget / 2
+    st, r = _post(servers["full"] + "/", {"index": "corpus", "query_type": "count", "query": " quick"})
+    assert st == 200 and r["count"] > 0
+
+
+def test_batches_over_the_server_limits_are_split_and_equal_local(corpus: dict[str, Path]) -> None:
+    """A server with tiny limits (published in GET /indexes): every batched call of the client
+    is split into requests under them, and every answer (trace, overlap report, longest prefixes
+    over texts laid end to end, longer than a request may carry) is the local one."""
+    limits = Limits(max_tokens=40, max_seqs=3, max_windows=4, window_budget=3000)
+    server = ThreadServer([corpus["whole"]], limits=limits)
+    try:
+        st, r = _post(server.url + "/indexes", None, method="GET")
+        assert r["limits"]["max_tokens"] == 40
+        local, remote = Index.open(corpus["whole"]), RemoteIndex.open(server.url)
+        ids = local.encode(REPLY * 3)
+        assert len(ids) > 3 * 40
+        st, r = _post(server.url + "/indexes/corpus/longest_prefixes", {"ids": pack(ids)})
+        assert st == 413  # the limit holds for one request
+        _same_queries(local, remote)
+        assert _trace_json([remote]) == _trace_json([local])
+        # overlap reports' call: positions and per-text stops over many texts laid end to end
+        texts = [local.encode(t) for t in (REPLY, "The quick brown fox jumps over the lazy dog. Note 3.") * 4]
+        flat = np.concatenate(texts)
+        starts = np.cumsum([0] + [len(t) for t in texts])
+        stops = np.repeat(starts[1:], [len(t) for t in texts])
+        for positions in (None, np.arange(0, len(flat), 2)[::-1]):  # unsorted too
+            st_ = stops if positions is None else stops[positions]
+            got = remote.longest_prefixes(flat, positions, word_ends=True, stops=st_)
+            want = local.longest_prefixes(flat, positions, word_ends=True, stops=st_)
+            assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+        for positions in (None, np.arange(1, len(flat), 5)):  # no stops: matches may cross pieces
+            got, want = remote.longest_prefixes(flat, positions), local.longest_prefixes(flat, positions)
+            assert np.array_equal(got, want)
+        seqs = [local.encode(p) for p in PROBES] * 5
+        assert remote.count_many(seqs, whole_words=True).tolist() == local.count_many(seqs, whole_words=True).tolist()
+        occ = [(s, r, 3) for s in range(2) for r in range(0, 40, 3)]
+        assert [(o.hit, o.doc_id, [w.tokens.tolist() for w in o.windows]) for o in remote.windows(occ, (40, 250))] == \
+            [(o.hit, o.doc_id, [w.tokens.tolist() for w in o.windows]) for o in local.windows(occ, (40, 250))]
+    finally:
+        server.stop()
+
+
+def test_word_occurrences_pages_by_raw_chunk(corpus: dict[str, Path], servers: dict[str, str]) -> None:
+    """A query that starts mid-word is paged by raw chunk number (the server jumps to it): the
+    pages give local `word_occurrences`, `next` is skip + 1, past the last chunk is done."""
+    local, remote = Index.open(corpus["whole"]), RemoteIndex.open(f"{servers['full']}/corpus")
+    starts = local.tokenizer.word_boundaries().starts
+    tried = []
+    for text in ("The", "he", "The quick", "quick", "return", "Note", "def", "A"):
+        ids = local.encode(text)
+        if starts(ids)[0]:
+            continue
+        want = [(n, r.tolist()) for n, r in local.word_occurrences(ids, chunk=2)]
+        got = [(n, r.tolist()) for n, r in remote.word_occurrences(ids, chunk=2)]
+        assert got == want, text
+        tried.append(len(want))
+    assert tried and max(tried) > 2
+    st, r = _post(f"{servers['full']}/indexes/corpus/word_occurrences", {"ids": pack(local.encode("e")), "chunk": 1, "skip": 3})
+    assert st == 200 and r["next"] == 4 and not r["done"]
+    st, r = _post(f"{servers['full']}/indexes/corpus/word_occurrences", {"ids": pack(local.encode("e")), "skip": 10**9})
+    assert st == 200 and r["done"] and r["shards"] == []
+
+
+def test_idle_connections_do_not_block_requests(corpus: dict[str, Path]) -> None:
+    """70 idle connections (more than the 64 uvicorn's limit_concurrency allowed) and a request
+    still succeeds; a kept-alive connection the server closed while idle is reopened once."""
+    server = ThreadServer([corpus["whole"]], timeout_keep_alive=1)
+    idle = []
+    try:
+        for _ in range(70):
+            idle.append(socket.create_connection(("127.0.0.1", server.port), timeout=10))
+        st, r = _post(server.url + "/", {"query_type": "count", "query": " quick"})
+        assert st == 200 and r["count"] > 0
+        remote = RemoteIndex.open(server.url)
+        n = remote.count(remote.encode(" quick"))
+        conn = remote.parts[0].server._conn
+        time.sleep(1.6)  # the server closes the idle kept-alive connection
+        assert remote.count(remote.encode(" quick")) == n
+        assert remote.parts[0].server._conn is not conn  # reopened, transparently
+    finally:
+        for s in idle:
+            s.close()
+        server.stop()
+    assert serve_mod.uvicorn_options() == {"timeout_keep_alive": serve_mod.KEEP_ALIVE} and serve_mod.KEEP_ALIVE <= 10
+
+
+def test_non_json_5xx_is_reported_as_busy() -> None:
+    """A plain-text 503 (a full ASGI server or a proxy) is one line: server busy or overloaded."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from index_tools.remote import _Server
+
+    class Busy(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(503)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", "19")
+            self.end_headers()
+            self.wfile.write(b"Service Unavailable")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Busy)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(RemoteIndexError) as info:
+            _Server(f"http://127.0.0.1:{httpd.server_address[1]}").call("GET", "/indexes")
+        assert "server busy or overloaded (HTTP 503)" in str(info.value) and "\n" not in str(info.value)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_huge_ids_and_deep_json_are_400(servers: dict[str, str]) -> None:
+    base = servers["full"]
+    for path in ("/", "/indexes/corpus/count_words"):
+        st, r = _post(base + path, None, raw=b"[" * 100_000 + b"]" * 100_000)
+        assert st == 400 and "nested" in r["error"]
+        st, r = _post(base + path, None, raw=b'{"a":' * 50_000 + b"1" + b"}" * 50_000)
+        assert st == 400 and isinstance(r["error"], str)
+    st, r = _post(base + "/", {"index": "corpus", "query_type": "count", "query_ids": [2**70]})
+    assert st == 400 and "query_ids" in r["error"]
+    st, r = _post(base + "/", {"index": "corpus", "query_type": "count", "query_ids": [-(2**70)]})
+    assert st == 400
+    st, r = _post(base + "/", {"index": "corpus", "query_type": "count", "query": " quick"})
+    assert st == 200
+
+
+def test_api_ntd_samples_by_default_unless_exact(corpus: dict[str, Path], servers: dict[str, str],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """infini-gram's API samples a frequent prompt's continuations (max_support 1000 by
+    default); `"exact": true` counts them all. RemoteIndex's own ntd stays exact."""
+    monkeypatch.setattr(serve_mod, "NTD_MAX_SUPPORT", 2)
+    local = Index.open(corpus["whole"])
+    ids = local.encode(" the")
+    exact = ntd(local, ids)
+    assert exact.prompt_cnt > 2
+    url = servers["full"] + "/"
+    for qt in ("ntd", "infgram_ntd"):
+        st, r = _post(url, {"index": "corpus", "query_type": qt, "query_ids": ids.tolist()})
+        assert st == 200 and r["approx"] is True
+        st, r = _post(url, {"index": "corpus", "query_type": qt, "query_ids": ids.tolist(), "exact": True})
+        assert st == 200 and r["approx"] is False
+    assert {int(k): v["cont_cnt"] for k, v in r["result_by_token_id"].items()} == \
+        dict(zip(exact.ids.tolist(), exact.counts.tolist(), strict=True))
+    got = ntd(RemoteIndex.open(f"{servers['full']}/corpus"), ids)
+    assert (got.approx, got.ids.tolist(), got.counts.tolist()) == (False, exact.ids.tolist(), exact.counts.tolist())

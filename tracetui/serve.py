@@ -16,7 +16,11 @@ down:
 The server only parses, checks and calls `Index` methods: no engine logic lives here. Each
 request runs in a small thread pool with a time limit (504 past it; numpy cannot be interrupted,
 so the thread finishes its work in the background), bodies are bounded (413), and every
-size a request can ask for is bounded too.
+size a request can ask for is bounded too, the whole answer included (`windows`: at most
+WINDOW_BUDGET tokens of windows per request). The limits are published in `GET /indexes`
+("limits"): `RemoteIndex` splits a bigger batch into requests under them. More than MAX_PENDING
+requests at once get a JSON 503; idle connections cost nothing (no uvicorn `limit_concurrency`)
+and are closed after KEEP_ALIVE seconds.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -45,8 +50,39 @@ MAX_SEQS = 100_000  # sequences in one batched request
 MAX_WINDOWS = 10_000  # occurrences in one `windows` request
 MAX_CONTEXT = 10_000  # tokens of context each side of a window
 MAX_DOCS = 100  # documents of one `search_docs`
+WINDOW_BUDGET = 2_000_000  # tokens of windows one `windows` request may ask for (all together)
+NTD_MAX_SUPPORT = 1000  # infini-gram's default: `ntd` samples a prompt with more occurrences
 TIMEOUT = 60.0  # seconds of work per request
 WORKERS = 4  # requests computed at once
+MAX_PENDING = 256  # requests computing or waiting for a worker; beyond, a JSON 503
+KEEP_ALIVE = 5  # seconds an idle kept-alive connection stays open
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may ask for; published in `GET /indexes` so that `RemoteIndex` splits
+    bigger batches into requests under them."""
+
+    max_body: int = MAX_BODY
+    max_tokens: int = MAX_TOKENS
+    max_seqs: int = MAX_SEQS
+    max_windows: int = MAX_WINDOWS
+    max_context: int = MAX_CONTEXT
+    window_budget: int = WINDOW_BUDGET
+
+    def to_json(self) -> dict[str, int]:
+        return asdict(self)
+
+
+DEFAULT_LIMITS = Limits()
+
+
+def uvicorn_options() -> dict[str, Any]:
+    """uvicorn's settings for `serve` (the tests start their servers with the same): no
+    `limit_concurrency` (it counts idle connections too, so a few dozen idle clients would make
+    every request a plain-text 503; work is bounded by the thread pool and MAX_PENDING), and a
+    short keep-alive (the client reconnects once when an idle connection was closed)."""
+    return {"timeout_keep_alive": KEEP_ALIVE}
 
 
 class BadRequest(Exception):
@@ -67,29 +103,32 @@ def _int(body: dict[str, Any], key: str, default: int | None = None, lo: int = 0
     return value
 
 
-def _array(body: dict[str, Any], key: str) -> np.ndarray:
+def _array(body: dict[str, Any], key: str, lim: Limits | None = None) -> np.ndarray:
     try:
-        return unpack(body.get(key), key)
+        arr = unpack(body.get(key), key)
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
+    if lim is not None and len(arr) > lim.max_tokens:
+        raise BadRequest(f"{key}: {len(arr)} values, at most {lim.max_tokens} per request", 413)
+    return arr
 
 
-def _check_ids(index: Index, ids: np.ndarray, what: str = "ids") -> np.ndarray:
-    if len(ids) > MAX_TOKENS:
-        raise BadRequest(f"{what}: {len(ids)} tokens, at most {MAX_TOKENS} per request", 413)
+def _check_ids(index: Index, ids: np.ndarray, lim: Limits, what: str = "ids") -> np.ndarray:
+    if len(ids) > lim.max_tokens:
+        raise BadRequest(f"{what}: {len(ids)} tokens, at most {lim.max_tokens} per request", 413)
     if len(ids) and (ids.min() < 0 or ids.max() >= index.tokenizer.vocab_size):
         raise BadRequest(f"{what}: token ids must be in 0..{index.tokenizer.vocab_size - 1}")
     return ids
 
 
-def _seqs(index: Index, body: dict[str, Any]) -> list[np.ndarray]:
+def _seqs(index: Index, body: dict[str, Any], lim: Limits) -> list[np.ndarray]:
     try:
         seqs = unpack_seqs(body)
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
-    if len(seqs) > MAX_SEQS:
-        raise BadRequest(f"{len(seqs)} sequences, at most {MAX_SEQS} per request", 413)
-    _check_ids(index, np.concatenate(seqs) if seqs else np.zeros(0, dtype=np.int64))
+    if len(seqs) > lim.max_seqs:
+        raise BadRequest(f"{len(seqs)} sequences, at most {lim.max_seqs} per request", 413)
+    _check_ids(index, np.concatenate(seqs) if seqs else np.zeros(0, dtype=np.int64), lim)
     return seqs
 
 
@@ -112,59 +151,73 @@ def _shard_doc(index: Index, body: dict[str, Any]) -> tuple[int, int]:
 
 
 # -- the index-level operations (what RemoteIndex forwards) ----------------------------------------
-def op_find_ranges(index: Index, body: dict[str, Any]) -> dict[str, Any]:
-    seqs = _seqs(index, body)
+def op_find_ranges(index: Index, body: dict[str, Any], lim: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
+    seqs = _seqs(index, body, lim)
     lo, hi = index.find_ranges(seqs)
     return {"lo": pack(lo.ravel()), "hi": pack(hi.ravel())}
 
 
-def op_word_counts(index: Index, body: dict[str, Any]) -> dict[str, Any]:
+def op_word_counts(index: Index, body: dict[str, Any], lim: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
     m = _array(body, "m")
-    if len(m) > MAX_SEQS or np.any(m < 0) or np.any(m > MAX_TOKENS):
+    if len(m) > lim.max_seqs or np.any(m < 0) or np.any(m > lim.max_tokens):
         raise BadRequest("m: lengths out of range")
     lo, hi = _ranges(index, body, len(m))
     cap = None if body.get("cap") is None else _int(body, "cap")
     return {"counts": pack(index.word_counts(lo, hi, m, cap))}
 
 
-def op_find_words_many(index: Index, body: dict[str, Any]) -> dict[str, Any]:
-    runs = index.find_words_many(_seqs(index, body))
+def op_find_words_many(index: Index, body: dict[str, Any], lim: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
+    runs = index.find_words_many(_seqs(index, body, lim))
     flat = [(q, k, a, b) for q, rs in enumerate(runs) for k, a, b in rs]
     cols = np.array(flat, dtype=np.int64).reshape(-1, 4)
     return {"seq": pack(cols[:, 0]), "shard": pack(cols[:, 1]), "start": pack(cols[:, 2]), "end": pack(cols[:, 3])}
 
 
-def op_word_occurrences(index: Index, body: dict[str, Any]) -> dict[str, Any]:
-    """One chunk of `Index.word_occurrences` after `skip` chunks (the client pages through them)."""
-    ids = _check_ids(index, _array(body, "ids"))
+def _nth_chunk(runs: list[list[tuple[int, int]]], chunk: int, skip: int) -> tuple[int, np.ndarray] | None:
+    """Chunk number `skip` of `rank_chunks(runs, chunk)`, found from the run lengths alone (no
+    earlier chunk is built); None past the last one."""
+    for n, shard_runs in enumerate(runs):
+        for a, b in shard_runs:
+            k = -(-(b - a) // chunk)  # chunks of this run
+            if skip < k:
+                c = a + skip * chunk
+                return n, np.arange(c, min(b, c + chunk), dtype=np.int64)
+            skip -= k
+    return None
+
+
+def op_word_occurrences(index: Index, body: dict[str, Any], lim: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
+    """Raw chunk number `skip` of `Index.word_occurrences` (`rank_chunks` of the whole-word-end
+    runs), checked for a word start before each occurrence; `next` is the chunk to ask for next
+    (`done` when there is none). A chunk may come back empty after the check: the client goes
+    on with `next`. Each page costs one range search and one chunk's check, whatever `skip`."""
+    ids = _check_ids(index, _array(body, "ids"), lim)
     chunk = _int(body, "chunk", 1 << 18, 1, 1 << 18)
     skip = _int(body, "skip", 0)
-    shards: list[int] = []
-    ranks: list[str] = []
-    done = True
-    for n, (shard, r) in enumerate(index.word_occurrences(ids, chunk)):
-        if n < skip:
-            continue
-        if shards:  # one more exists
-            done = False
-            break
-        shards.append(shard)
-        ranks.append(pack(r))
-    return {"shards": shards, "ranks": ranks, "done": done}
+    runs = index.find_words(ids) if len(ids) else []
+    found = _nth_chunk(runs, chunk, skip)
+    if found is None:
+        return {"shards": [], "ranks": [], "done": True, "next": None}
+    n, ranks = found
+    if not index.tokenizer.word_boundaries().starts(ids)[0]:
+        ranks = ranks[index._preceded_by_boundary(index.shards[n], ranks)]
+    done = _nth_chunk(runs, chunk, skip + 1) is None
+    shards, packed = ([n], [pack(ranks)]) if len(ranks) else ([], [])
+    return {"shards": shards, "ranks": packed, "done": done, "next": None if done else skip + 1}
 
 
-def op_count_words(index: Index, body: dict[str, Any]) -> dict[str, Any]:
-    return {"count": index.count_words(_check_ids(index, _array(body, "ids")))}
+def op_count_words(index: Index, body: dict[str, Any], lim: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
+    return {"count": index.count_words(_check_ids(index, _array(body, "ids"), lim))}
 
 
-def op_longest_prefixes(index: Index, body: dict[str, Any]) -> dict[str, Any]:
-    ids = _check_ids(index, _array(body, "ids"))
-    positions = _array(body, "positions") if "positions" in body else None
+def op_longest_prefixes(index: Index, body: dict[str, Any], lim: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
+    ids = _check_ids(index, _array(body, "ids"), lim)
+    positions = _array(body, "positions", lim) if "positions" in body else None
     if positions is not None and len(positions) and (positions.min() < 0 or positions.max() >= len(ids)):
         raise BadRequest("positions: must be positions of ids")
     extra: dict[str, Any] = {}
     if "stops" in body:  # per position, where its match must end (texts laid end to end)
-        extra["stops"] = _array(body, "stops")
+        extra["stops"] = _array(body, "stops", lim)
         if len(extra["stops"]) != (len(ids) if positions is None else len(positions)):
             raise BadRequest("stops: one per position")
     if body.get("word_ends"):
@@ -173,35 +226,48 @@ def op_longest_prefixes(index: Index, body: dict[str, Any]) -> dict[str, Any]:
     return {"lengths": pack(index.longest_prefixes(ids, positions, **extra))}
 
 
-def op_ntd(index: Index, body: dict[str, Any]) -> dict[str, Any]:
-    dist = ntd_with_unit(index, _check_ids(index, _array(body, "ids")), _int(body, "unit", 1, 1, 1 << 40))
+def op_ntd(index: Index, body: dict[str, Any], lim: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
+    dist = ntd_with_unit(index, _check_ids(index, _array(body, "ids"), lim), _int(body, "unit", 1, 1, 1 << 40))
     return {"ids": pack(dist.ids), "counts": pack(dist.counts)}
 
 
-def op_unigram_counts(index: Index, body: dict[str, Any]) -> dict[str, Any]:
+def op_unigram_counts(index: Index, body: dict[str, Any], lim: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
     return {"counts": pack(index.unigram_counts())}
 
 
-def op_windows(index: Index, body: dict[str, Any]) -> dict[str, Any]:
+def window_cost(lengths: list[int], contexts: list[int]) -> int:
+    """At most how many tokens the windows of occurrences with match `lengths` hold, one window
+    per context: each is at most `2 * context + length` (less where the document ends)."""
+    return len(lengths) * 2 * sum(contexts) + len(contexts) * sum(lengths)
+
+
+def op_windows(index: Index, body: dict[str, Any], lim: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
+    """The windows of occurrences, refused (413) when what they could hold together passes
+    `window_budget` tokens: each occurrence has one window per context, a window can be as
+    large as its document, so the sizes' bounds alone would let a small request build gigabytes."""
     occ, contexts = body.get("occurrences"), body.get("contexts", [])
     if not isinstance(occ, list) or not isinstance(contexts, list):
         raise BadRequest("occurrences: expected [[shard, rank, length], ...] and contexts: [tokens, ...]")
-    if len(occ) > MAX_WINDOWS or len(contexts) > 4:
-        raise BadRequest(f"at most {MAX_WINDOWS} occurrences and 4 contexts per request", 413)
-    ctx = [_int({"context": c}, "context", hi=MAX_CONTEXT) for c in contexts]
+    if len(occ) > lim.max_windows or len(contexts) > 4:
+        raise BadRequest(f"at most {lim.max_windows} occurrences and 4 contexts per request", 413)
+    ctx = [_int({"context": c}, "context", hi=lim.max_context) for c in contexts]
     wanted = []
     for o in occ:
         if not (isinstance(o, list) and len(o) == 3):
             raise BadRequest("occurrences: each is [shard, rank, length]")
         d = dict(zip(("shard", "rank", "length"), o, strict=True))
         shard = _int(d, "shard", hi=len(index.shards) - 1)
-        wanted.append((shard, _int(d, "rank", hi=index.shards[shard].n_tokens - 1), _int(d, "length", hi=MAX_TOKENS)))
+        wanted.append((shard, _int(d, "rank", hi=index.shards[shard].n_tokens - 1),
+                       _int(d, "length", hi=lim.max_tokens)))
+    cost = window_cost([w[2] for w in wanted], ctx)
+    if cost > lim.window_budget:
+        raise BadRequest(f"windows: up to {cost} tokens asked for, at most {lim.window_budget} per request", 413)
     found = index.windows(wanted, tuple(ctx))
     return {"occurrences": [{"hit": hit_to_json(o.hit), "doc_id": o.doc_id, "metadata": o.metadata,
                              "windows": [window_to_json(w) for w in o.windows]} for o in found]}
 
 
-def op_document(index: Index, body: dict[str, Any]) -> dict[str, Any]:
+def op_document(index: Index, body: dict[str, Any], lim: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
     shard, doc = _shard_doc(index, body)
     out: dict[str, Any] = {"metadata": index.metadata(shard, doc)}
     if body.get("tokens"):
@@ -209,7 +275,7 @@ def op_document(index: Index, body: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-OPS: dict[str, Callable[[Index, dict[str, Any]], dict[str, Any]]] = {
+OPS: dict[str, Callable[[Index, dict[str, Any], Limits], dict[str, Any]]] = {
     "find_ranges": op_find_ranges, "word_counts": op_word_counts, "find_words_many": op_find_words_many,
     "word_occurrences": op_word_occurrences, "count_words": op_count_words,
     "longest_prefixes": op_longest_prefixes, "ntd": op_ntd, "unigram_counts": op_unigram_counts,
@@ -218,18 +284,23 @@ OPS: dict[str, Callable[[Index, dict[str, Any]], dict[str, Any]]] = {
 
 
 # -- infini-gram's public API convention ------------------------------------------------------------
-def _query_ids(index: Index, body: dict[str, Any]) -> np.ndarray:
+def _query_ids(index: Index, body: dict[str, Any], lim: Limits) -> np.ndarray:
     if "query_ids" in body:
         q = body["query_ids"]
         if not isinstance(q, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in q):
             raise BadRequest("query_ids: expected a list of integers")
-        return _check_ids(index, np.array(q, dtype=np.int64), "query_ids")
+        if len(q) > lim.max_tokens:
+            raise BadRequest(f"query_ids: {len(q)} tokens, at most {lim.max_tokens} per request", 413)
+        vocab = index.tokenizer.vocab_size
+        if not all(0 <= i < vocab for i in q):  # checked before numpy sees them: 2**70 overflows int64
+            raise BadRequest(f"query_ids: token ids must be in 0..{vocab - 1}")
+        return _check_ids(index, np.array(q, dtype=np.int64), lim, "query_ids")
     q = body.get("query")
     if not isinstance(q, str):
         raise BadRequest("query: expected a string (or query_ids: a list of token ids)")
-    if len(q) > 4 * MAX_TOKENS:
+    if len(q) > 4 * lim.max_tokens:
         raise BadRequest("query: too long", 413)
-    return _check_ids(index, index.encode(q), "query")
+    return _check_ids(index, index.encode(q), lim, "query")
 
 
 def _dist_json(index: Index, prompt_cnt: int, ids: np.ndarray, counts: np.ndarray, approx: bool) -> dict[str, Any]:
@@ -239,13 +310,21 @@ def _dist_json(index: Index, prompt_cnt: int, ids: np.ndarray, counts: np.ndarra
             "doc_end_id": DOC_END}
 
 
-def api_query(index: Index, body: dict[str, Any]) -> dict[str, Any]:
-    """One infini-gram-style query on one index."""
+def api_query(index: Index, body: dict[str, Any], lim: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
+    """One infini-gram-style query on one index.
+
+    `ntd` and `infgram_ntd` sample the continuations of a prompt with more than `max_support`
+    occurrences, as infini-gram's API does: `max_support` defaults to NTD_MAX_SUPPORT (1000,
+    infini-gram's default), so one request does not walk millions of occurrences unless it says
+    `"exact": true` (every occurrence counted; `"approx"` in the answer tells which it got).
+    `RemoteIndex` does not use these: its `ntd` asks the `ntd` operation with an explicit unit."""
     qt = body.get("query_type")
-    ids = _query_ids(index, body)
+    ids = _query_ids(index, body, lim)
     whole = bool(body.get("whole_words", False))
-    # infini-gram samples a frequent prompt's distribution; exact here unless max_support is given
-    max_support = None if body.get("max_support") is None else _int(body, "max_support", lo=1)
+    if body.get("exact"):
+        max_support: int | None = None
+    else:
+        max_support = _int(body, "max_support", NTD_MAX_SUPPORT, lo=1)
     out: dict[str, Any] = {"token_ids": ids.tolist()}
     if qt == "count":
         out.update(count=int(index.count_words(ids) if whole and len(ids) else index.count(ids)), approx=False)
@@ -293,8 +372,11 @@ def api_query(index: Index, body: dict[str, Any]) -> dict[str, Any]:
 
 
 # -- the application ------------------------------------------------------------------------------
-def create_app(indexes: IndexSet | list[Index], timeout: float = TIMEOUT, max_body: int = MAX_BODY) -> Any:
-    """The Starlette application serving `indexes` (by name, as `IndexSet` made them unique)."""
+def create_app(indexes: IndexSet | list[Index], timeout: float = TIMEOUT, max_body: int = MAX_BODY,
+               limits: Limits | None = None, max_pending: int = MAX_PENDING) -> Any:
+    """The Starlette application serving `indexes` (by name, as `IndexSet` made them unique).
+    `limits` bound each request (published in `GET /indexes`); more than `max_pending` requests
+    computing or waiting for a worker at once are answered with a JSON 503."""
     from starlette.applications import Starlette
     from starlette.exceptions import HTTPException
     from starlette.requests import Request
@@ -308,6 +390,9 @@ def create_app(indexes: IndexSet | list[Index], timeout: float = TIMEOUT, max_bo
         def render(self, content: Any) -> bytes:
             return json.dumps(content, ensure_ascii=True, allow_nan=True, separators=(",", ":")).encode("ascii")
 
+    lim = limits if limits is not None else replace(DEFAULT_LIMITS, max_body=max_body)
+    max_body = lim.max_body
+    pending = 0  # requests computing or queued (the event loop is one thread: no lock needed)
     by_name: dict[str, Index] = {ix.name: ix for ix in indexes}
     pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="tracetui-serve")
 
@@ -343,21 +428,29 @@ def create_app(indexes: IndexSet | list[Index], timeout: float = TIMEOUT, max_bo
             body = json.loads(b"".join(chunks).decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
             raise BadRequest("body: not JSON") from None
+        except RecursionError:
+            raise BadRequest("body: JSON nested too deeply") from None
         if not isinstance(body, dict):
             raise BadRequest("body: expected a JSON object")
         return body
 
     async def run(fn: Callable[[], dict[str, Any]]) -> Response:
+        nonlocal pending
+        if pending >= max_pending:
+            return error(503, f"server busy: {pending} requests under way, try again")
         t0 = time.perf_counter()
         loop = asyncio.get_running_loop()
+        pending += 1
         try:
             out = await asyncio.wait_for(loop.run_in_executor(pool, fn), timeout)
         except TimeoutError:
             return error(504, f"the query took longer than {timeout:g} s")
         except BadRequest as exc:
             return error(exc.status, str(exc))
-        except (IndexToolsError, ValueError, IndexError) as exc:  # an input the checks let through
-            return error(400, f"{type(exc).__name__}: {exc}")
+        except (IndexToolsError, ValueError, IndexError, OverflowError, RecursionError) as exc:
+            return error(400, f"{type(exc).__name__}: {exc}")  # an input the checks let through
+        finally:
+            pending -= 1
         out["latency"] = round((time.perf_counter() - t0) * 1000, 3)
         return JSON(out)
 
@@ -367,10 +460,10 @@ def create_app(indexes: IndexSet | list[Index], timeout: float = TIMEOUT, max_bo
             index = index_of(body.get("index"))
         except BadRequest as exc:
             return error(exc.status, str(exc))
-        return await run(lambda: api_query(index, body))
+        return await run(lambda: api_query(index, body, lim))
 
     async def listing(request: Request) -> Response:
-        return JSON({"api": API_VERSION, "indexes": [
+        return JSON({"api": API_VERSION, "limits": lim.to_json(), "indexes": [
             {"name": n, "fingerprint": i["fingerprint"], "tokens": by_name[n].manifest.tokens,
              "documents": by_name[n].manifest.documents} for n, i in infos.items()]})
 
@@ -400,7 +493,7 @@ def create_app(indexes: IndexSet | list[Index], timeout: float = TIMEOUT, max_bo
             body = await body_of(request)
         except BadRequest as exc:
             return error(exc.status, str(exc))
-        return await run(lambda: op(ix, body))
+        return await run(lambda: op(ix, body, lim))
 
     async def http_error(request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 500
@@ -439,7 +532,8 @@ def serve(directories: list[str], host: str = "127.0.0.1", port: int = 8000, tim
     for ix in indexes:
         print(f"tracetui: serving {ix.name} ({ix.manifest.tokens:,} tokens) at http://{shown}:{port}/{quote(ix.name, safe='')}",
               file=sys.stderr)
-    uvicorn.run(app, host=host, port=port, log_level="info", timeout_keep_alive=75, limit_concurrency=64)
+    uvicorn.run(app, host=host, port=port, log_level="info", **uvicorn_options())
 
 
-__all__ = ["create_app", "serve", "open_served", "api_query", "OPS", "BadRequest"]
+__all__ = ["create_app", "serve", "open_served", "api_query", "OPS", "BadRequest", "Limits", "uvicorn_options",
+           "window_cost"]
