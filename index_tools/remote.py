@@ -437,9 +437,13 @@ class RemoteIndex(DocumentIds):
                     r = unpack(ranks)
                     if len(r):  # a chunk none of whose occurrences starts a word is skipped, as locally
                         yield int(self.shard_base[k]) + int(shard), r
-                nxt = ans.get("next")
-                if ans["done"] or not isinstance(nxt, int) or nxt <= n:
+                if ans["done"]:
                     break
+                nxt = ans.get("next")
+                if nxt is None and "next" not in ans:  # a server of before raw-chunk paging
+                    nxt = n + len(ans["shards"])
+                if not isinstance(nxt, int) or nxt <= n:
+                    raise RemoteIndexError(f"{p.server.url}: word_occurrences paging did not advance")
                 n = nxt
 
     def count_words(self, ids: np.ndarray) -> int:
