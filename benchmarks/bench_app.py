@@ -517,7 +517,7 @@ async def wait_until(cond: Callable[[], bool], timeout: float, what: str) -> Non
 
 async def one_run(backend: LlamaBackend, counter: Counter, indexes: IndexSet | None, settings: ModelSettings,
                   rng: random.Random, profiler: LoopProfiler | None = None,
-                  profile: Profile | None = None) -> RunResult:
+                  profile: Profile | None = None, heat: bool = False) -> RunResult:
     # Every run starts from the same state: Textual's thread workers leave the last app referenced
     # from their executor threads' contexts, so a fresh executor per run lets the old apps go, and
     # their garbage is collected now rather than during the measurement.
@@ -529,6 +529,7 @@ async def one_run(backend: LlamaBackend, counter: Counter, indexes: IndexSet | N
     app = TraceApp(indexes, backend, settings=settings, intro="bench", mode="chat")
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
+        app.main.heat = heat  # the heat view: the lens follows the streaming reply too
         on_frame = None
         if profiler is not None:
             on_frame = functools.partial(profiler.record, "frame write (render_segments)")
@@ -595,6 +596,8 @@ async def main() -> int:
     ap.add_argument("--runs", type=int, default=2, help="runs per setting (default 2)")
     ap.add_argument("--profile", action="store_true", help="print the top event-loop blockers while streaming")
     ap.add_argument("--seed", type=int, default=1, help="seed of the key-press timing")
+    ap.add_argument("--heat", action="store_true",
+                    help="heat view on: live traces also refresh the memorization lens (every 2 s)")
     args = ap.parse_args()
     # no stop strings: every run generates exactly --tokens tokens, so the speeds compare
     settings = ModelSettings(max_tokens=args.tokens, temperature=0.0, seed=42, n_ctx=2048, stop=[])
@@ -616,7 +619,8 @@ async def main() -> int:
         other_load = OtherLoad()
         for run in range(args.runs):
             for name, ix in settings_order if run % 2 == 0 else settings_order[::-1]:
-                results[name].append(await one_run(backend, counter, ix, settings, rng, profiler, profiles[name]))
+                results[name].append(await one_run(backend, counter, ix, settings, rng, profiler, profiles[name],
+                                                          heat=args.heat))
     except TimeoutError as exc:
         print(f"FAILED: {exc}", file=sys.stderr)
         return 1
