@@ -8,7 +8,7 @@ import numpy as np
 
 from index_tools.engine import IndexSet
 
-from .pipeline import window_text
+from .pipeline import decode_window
 
 
 def search_documents(indexes: IndexSet, text: str, limit: int = 10, context: int = 40,
@@ -32,18 +32,20 @@ def search_documents(indexes: IndexSet, text: str, limit: int = 10, context: int
         seen: set[int] = set()
         for shard, ranks in chunks:  # streamed: memory does not grow with the occurrences
             total += len(ranks)
-            for rank in ranks[: 4 * limit].tolist():
+            if len(documents) >= limit:
+                continue
+            # the candidates of this chunk in one `windows` call (one round trip when served)
+            found = index.windows([(shard, r, len(ids)) for r in ranks[: 4 * limit].tolist()], (context,))
+            for occ in found:
                 if len(documents) >= limit:
                     break
-                hit = index.hit(shard, rank)
-                gid = index.global_doc_id(shard, hit.doc)
-                if gid in seen:
+                if occ.doc_id in seen:
                     continue
-                seen.add(gid)
-                snippet, (start, end) = window_text(index, hit, len(ids), context)
+                seen.add(occ.doc_id)
+                snippet, (start, end) = decode_window(index, occ.windows[0])
                 documents.append({
-                    "index": index.name, "doc_id": gid, "shard": shard,
-                    "metadata": index.metadata(shard, hit.doc), "snippet": snippet, "match": [start, end],
+                    "index": index.name, "doc_id": occ.doc_id, "shard": shard,
+                    "metadata": occ.metadata, "snippet": snippet, "match": [start, end],
                 })
         counts.append({"index": index.name, "count": total})
     return {"counts": counts, "documents": documents, "whole_words": whole_words,
