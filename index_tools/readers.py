@@ -77,7 +77,10 @@ def open_lines(path: Path) -> io.BufferedIOBase:
     return open(path, "rb")
 
 
-def read_jsonl(path: Path, text_field: str) -> Iterator[TextDoc]:
+def jsonl_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line, record) of a JSON Lines file (.gz / .zst too), blank lines skipped; every fault --
+    bad UTF-8, bad JSON, a non-object, a lone surrogate, a corrupt archive -- is a `CorpusError`
+    naming the file and the line."""
     try:
         with open_lines(path) as raw:
             for lineno, line in enumerate(io.BufferedReader(raw), start=1):  # type: ignore[arg-type]
@@ -97,12 +100,7 @@ def read_jsonl(path: Path, text_field: str) -> Iterator[TextDoc]:
                     raise CorpusError(path, "record is not a JSON object", lineno)
                 if "\\u" in decoded:  # only \uXXXX escapes can smuggle in a lone surrogate
                     _check_surrogates(path, record, lineno)
-                if text_field not in record:
-                    raise CorpusError(path, f"record has no field {text_field!r}", lineno)
-                text = record.pop(text_field)
-                if not isinstance(text, str):
-                    raise CorpusError(path, f"field {text_field!r} is not a string", lineno)
-                yield TextDoc(text, {"path": str(path), "linenum": lineno, "metadata": record})
+                yield lineno, record
     except (OSError, EOFError) as exc:
         raise CorpusError(path, f"cannot read ({exc})") from None
     except Exception as exc:
@@ -110,6 +108,16 @@ def read_jsonl(path: Path, text_field: str) -> Iterator[TextDoc]:
             raise
         # zstandard raises its own ZstdError on corrupt frames
         raise CorpusError(path, f"cannot decompress ({exc})") from None
+
+
+def read_jsonl(path: Path, text_field: str) -> Iterator[TextDoc]:
+    for lineno, record in jsonl_records(path):
+        if text_field not in record:
+            raise CorpusError(path, f"record has no field {text_field!r}", lineno)
+        text = record.pop(text_field)
+        if not isinstance(text, str):
+            raise CorpusError(path, f"field {text_field!r} is not a string", lineno)
+        yield TextDoc(text, {"path": str(path), "linenum": lineno, "metadata": record})
 
 
 def _check_surrogates(path: Path, record: dict[str, Any], lineno: int) -> None:

@@ -43,7 +43,7 @@ from .screens.next_tokens import NextTokensScreen
 from .screens.trace_text import TraceTextScreen
 from .trace_queue import TraceQueue, TraceRequest
 from .widgets.documents import DocumentPanel
-from .widgets.message import HUES, MessageView
+from .widgets.message import MessageView, index_hues
 
 TRACE_INTERVAL = 0.5  # seconds between live traces while a reply streams (CPU shared with llama.cpp)
 LENS_INTERVAL = 2.0  # heat view on: seconds between lens updates of a streaming reply
@@ -108,7 +108,7 @@ class TraceApp(App[None]):
         self.openings = openings or []
         self._next_opening = 0
         self.export_dir = export_dir or Path.cwd()
-        self.index_hue = {ix.name: HUES[i % len(HUES)] for i, ix in enumerate(indexes or [])}
+        self.index_hue = index_hues([ix.name for ix in indexes or []])
         if mode is None:
             mode = "chat" if backend is None or backend.has_template else "continue"
         self.conversation = Conversation(mode)
@@ -216,7 +216,7 @@ class TraceApp(App[None]):
 
     def _indexes_ready(self, indexes: IndexSet, seconds: float) -> None:
         self.indexes = indexes
-        self.index_hue = {ix.name: HUES[i % len(HUES)] for i, ix in enumerate(indexes)}
+        self.index_hue = index_hues([ix.name for ix in indexes])
         if isinstance(self.screen, IndexingScreen):
             self.pop_screen()
         tokens = sum(ix.manifest.tokens for ix in indexes)
@@ -494,18 +494,11 @@ class TraceApp(App[None]):
     @on(OptionList.OptionSelected, "#docs")
     def open_document(self, event: OptionList.OptionSelected) -> None:
         panel = self.main.query_one(DocumentPanel)
-        doc = next((d for d in panel.documents if d.id == event.option.id), None)
+        screen = DocumentScreen.of_option(panel, event.option.id, self.indexes or [])
         view = self.main.focused_reply()
         trace = panel.trace
-        if doc is None or trace is None:
+        if screen is None or trace is None:
             return
-        whole = None
-        index = next((ix for ix in (self.indexes or []) if ix.name == doc.index), None)
-        if index is not None:
-            try:
-                whole = index.document_text(doc.doc)
-            except Exception:
-                whole = None
 
         def locate(span: int | None) -> None:
             if span is None or view is None or view.trace is not trace or view not in self.main.views:
@@ -513,7 +506,7 @@ class TraceApp(App[None]):
             hl = next((k for k, h in enumerate(trace.highlights) if span in h.spans), None)
             self.select_highlight(view, hl)
 
-        self.push_screen(DocumentScreen(trace, doc, whole), locate)
+        self.push_screen(screen, locate)
 
     # -- modes and demo openings ----------------------------------------------------------------------
     def action_toggle_mode(self) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from index_tools.errors import CorpusError
-from index_tools.readers import open_lines, parquet_records
+from index_tools.readers import jsonl_records, open_lines, parquet_records
 
 FIELD_JOIN = "\n"  # fields of one item (question, answer) are joined by a newline
 _SPACE = re.compile(r"\s+")
@@ -60,19 +60,8 @@ def _item_id(record: dict[str, Any], where: int) -> str:
 
 
 def _read_jsonl(path: Path, fields: list[str]) -> Iterator[tuple[int, str, str]]:
-    with open_lines(path) as raw:
-        for lineno, line in enumerate(io.BufferedReader(raw), start=1):  # type: ignore[arg-type]
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line.decode("utf-8"))
-            except UnicodeDecodeError as exc:
-                raise CorpusError(path, f"invalid UTF-8 at byte {exc.start}", lineno) from None
-            except (json.JSONDecodeError, RecursionError) as exc:
-                raise CorpusError(path, f"invalid JSON ({getattr(exc, 'msg', 'nested too deeply')})", lineno) from None
-            if not isinstance(record, dict):
-                raise CorpusError(path, "record is not a JSON object", lineno)
-            yield lineno, _item_id(record, lineno), _pick(path, record, fields, lineno)
+    for lineno, record in jsonl_records(path):
+        yield lineno, _item_id(record, lineno), _pick(path, record, fields, lineno)
 
 
 def _read_csv(path: Path, fields: list[str]) -> Iterator[tuple[int, str, str]]:

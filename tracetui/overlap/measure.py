@@ -25,10 +25,9 @@ import numpy as np
 from index_tools.engine import Index
 from index_tools.words import is_word_char
 from tracetui.tracing.pipeline import occurrence_runs, sample_runs
-from tracetui.tracing.spans import _corpus_word_ends, _Counter, candidate_spans, word_starts
+from tracetui.tracing.spans import whole_word_matches, word_starts
 
 _ASCII_WORD = np.array([is_word_char(chr(c)) for c in range(128)], dtype=bool)
-_NO_DELIMITERS = np.zeros(0, dtype=np.int64)
 
 
 @dataclass
@@ -63,8 +62,12 @@ class IndexOverlap:
         return self.ngrams_found / self.ngrams if self.ngrams else 0.0
 
 
-def _word_char_prefix(text: str) -> np.ndarray:
-    """prefix[i] = word characters among text[:i] (the one definition in index_tools.words)."""
+_SPACES = np.array([9, 10, 11, 12, 13, 32, 0x85, 0xA0, 0x2028, 0x2029, 0x3000])
+
+
+def _char_prefixes(text: str) -> tuple[np.ndarray, np.ndarray]:
+    """Prefix sums over the text's characters of word characters (the one definition in
+    index_tools.words) and of non-space characters, from one pass over its code points."""
     cps = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
     flags = np.zeros(len(cps), dtype=bool)
     low = cps < 128
@@ -73,13 +76,8 @@ def _word_char_prefix(text: str) -> np.ndarray:
     if len(high):
         u, inv = np.unique(cps[high], return_inverse=True)
         flags[high] = np.array([is_word_char(chr(int(c))) for c in u], dtype=bool)[inv]
-    return np.concatenate([[0], np.cumsum(flags)])
-
-
-def _space_prefix(text: str) -> np.ndarray:
-    cps = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
-    space = np.isin(cps, [9, 10, 11, 12, 13, 32, 0x85, 0xA0, 0x2028, 0x2029, 0x3000])
-    return np.concatenate([[0], np.cumsum(~space)])
+    zero = np.zeros(1, dtype=np.int64)
+    return np.concatenate([zero, np.cumsum(flags)]), np.concatenate([zero, np.cumsum(~np.isin(cps, _SPACES))])
 
 
 def _source(meta: dict) -> str:
@@ -98,7 +96,7 @@ def measure(index: Index, texts: list[str], n: int = 13, min_span: int = 13, doc
     L = int(starts[-1])
     out = []
     if L == 0:
-        return [IndexOverlap(index.name, 0, 0, 0, 0, [], 0, _space_prefix(t)) for t in texts]
+        return [IndexOverlap(index.name, 0, 0, 0, 0, [], 0, _char_prefixes(t)[1]) for t in texts]
     ids = np.concatenate([np.asarray(e[0], dtype=np.int64) for e in encoded if len(e[0])])
     item_of = np.repeat(np.arange(len(texts)), sizes)
     # per item: an unsure last token is decided by its own item's end, not by the next item
@@ -107,9 +105,7 @@ def measure(index: Index, texts: list[str], n: int = 13, min_span: int = 13, doc
     positions = np.flatnonzero(bow)
     ends = starts[1:][item_of[positions]]
     lengths, witnessed = index.longest_prefixes(ids, positions, word_ends=True, stops=ends)
-    l, r = candidate_spans(lengths, positions, ids, bow, _NO_DELIMITERS)
-    counter = _Counter(index, ids, None)
-    r = _corpus_word_ends(index, ids, bow, l, r, positions + lengths, witnessed, counter)
+    l, r = whole_word_matches(index, ids, bow, positions, lengths, witnessed)
     # one batch for the longest match of every item: its count and where it occurs
     best: list[tuple[int, int] | None] = []
     for k in range(len(texts)):
@@ -133,8 +129,7 @@ def measure(index: Index, texts: list[str], n: int = 13, min_span: int = 13, doc
         offs = np.asarray(encoded[k][1], dtype=np.int64).reshape(-1, 2)
         a, b = np.searchsorted(positions, [t0, t1])
         pos, rl, rr = positions[a:b] - t0, l[a:b] - t0, r[a:b] - t0
-        words_pre = _word_char_prefix(text)
-        nonspace = _space_prefix(text)
+        words_pre, nonspace = _char_prefixes(text)
         # words: word starts whose run up to the next word start holds a word character
         nxt = np.append(pos[1:], t1 - t0)
         cs = offs[pos, 0] if len(pos) else pos

@@ -18,6 +18,8 @@ import numpy as np
 from index_tools.engine import Index
 from index_tools.ngram import infgram_probs
 
+from .spans import still_valid
+
 MIN_TOKENS = 8
 
 
@@ -56,12 +58,9 @@ class LensCache:
         self.counts: dict[bytes, int] = {}
 
     def longest_prefixes(self, index: Index, ids: np.ndarray) -> np.ndarray:
-        old, m = self.ids, min(len(self.ids), len(ids))
-        diff = np.flatnonzero(old[:m] != ids[:m]) if m else np.zeros(0, dtype=np.int64)
-        common = int(diff[0]) if len(diff) else m
+        keep = np.flatnonzero(still_valid(self.ids, self.longest, ids))
         longest = np.full(len(ids), -1, dtype=np.int64)
-        reuse = np.arange(common) + self.longest[:common] < common
-        longest[:common][reuse] = self.longest[:common][reuse]
+        longest[keep] = self.longest[keep]
         todo = np.flatnonzero(longest < 0)
         if len(todo):
             longest[todo] = index.longest_prefixes(ids, todo)

@@ -30,7 +30,7 @@ from .ranking import (
     level_of,
     relevance,
 )
-from .spans import find_spans, lowest_logprob, word_starts
+from .spans import find_spans, lowest_logprob, still_valid, word_starts
 
 
 @dataclass(frozen=True)
@@ -212,19 +212,10 @@ class Tracer:
         """Longest prefixes at every position (and whether each was seen as whole words), reusing
         positions whose match ended before the first changed token (their answer cannot change)."""
         st = self._state[index.name]
-        old = st.ids
-        common = 0
-        m = min(len(old), len(ids))
-        if m:
-            diff = np.flatnonzero(old[:m] != ids[:m])
-            common = int(diff[0]) if len(diff) else m
+        keep = np.flatnonzero(still_valid(st.ids, st.lengths, ids))
         lengths = np.full(len(ids), -1, dtype=np.int64)
         witnessed = np.zeros(len(ids), dtype=bool)
-        if common:
-            prev = st.lengths[:common]
-            reuse = (prev >= 0) & (np.arange(common) + prev < common)
-            lengths[:common][reuse] = prev[reuse]
-            witnessed[:common][reuse] = st.witnessed[:common][reuse]
+        lengths[keep], witnessed[keep] = st.lengths[keep], st.witnessed[keep]
         bow = word_starts(index, ids, self.params.whole_words)
         todo = np.flatnonzero((lengths < 0) & bow)
         if len(todo):

@@ -60,6 +60,19 @@ def candidate_spans(
     return l, r
 
 
+def still_valid(old_ids: np.ndarray, old_lengths: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Which positions of `ids` keep the longest match computed for `old_ids` (a growing or
+    edited text): those before the first changed token whose match ended before it -- a match
+    that reached the change could now be longer or shorter. `old_lengths` < 0: not computed."""
+    m = min(len(old_ids), len(ids))
+    diff = np.flatnonzero(old_ids[:m] != ids[:m]) if m else np.zeros(0, dtype=np.int64)
+    common = int(diff[0]) if len(diff) else m
+    keep = np.zeros(len(ids), dtype=bool)
+    prev = old_lengths[:common]
+    keep[:common] = (prev >= 0) & (np.arange(common) + prev < common)
+    return keep
+
+
 class _Counter:
     """Counts of the reply's spans in one index: each distinct span is searched once per call
     (its suffix-array ranges serve its substring, capped and exact whole-word counts), and
@@ -166,10 +179,12 @@ def find_spans(
     else:
         lengths = lengths[positions]
         witnessed = witnessed[positions] if witnessed is not None else np.zeros(len(positions), dtype=bool)
-    l, r = candidate_spans(lengths, positions, ids, bow, delimiter_ids(index, delimiters))
+    delim = delimiter_ids(index, delimiters)
     counter = _Counter(index, ids, count_cache)
     if whole_words:
-        r = _corpus_word_ends(index, ids, bow, l, r, positions + lengths, witnessed, counter)
+        l, r = whole_word_matches(index, ids, bow, positions, lengths, witnessed, delim, counter)
+    else:
+        l, r = candidate_spans(lengths, positions, ids, bow, delim)
     keep = (r - l) >= max(1, min_len)
     l, r = l[keep], r[keep]
     # Maximal only (step 6), applied before counting: a candidate whose r does not pass every
@@ -210,6 +225,18 @@ def find_spans(
     if len(todo):
         known.update(zip(todo.tolist(), counter.counts(l[todo], r[todo], "w").tolist(), strict=True))
     return [RawSpan(int(l[i]), int(r[i]), int(known[i]), float(logp[i])) for i in survivors]
+
+
+def whole_word_matches(index: Index, ids: np.ndarray, bow: np.ndarray, positions: np.ndarray,
+                       lengths: np.ndarray, witnessed: np.ndarray, delim: np.ndarray | None = None,
+                       counter: _Counter | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """From each word start, its longest match that is whole words in the text and in the corpus
+    (cut at the first inner delimiter of `delim`, if any): steps 2-3 and `_corpus_word_ends`.
+    The span finder and the overlap reports both start from these (l, r)."""
+    delim = np.zeros(0, dtype=np.int64) if delim is None else delim
+    l, r = candidate_spans(lengths, positions, ids, bow, delim)
+    counter = counter if counter is not None else _Counter(index, ids, None)
+    return l, _corpus_word_ends(index, ids, bow, l, r, positions + lengths, witnessed, counter)
 
 
 def lowest_logprob(spans: list[RawSpan], k: int | None) -> list[RawSpan]:

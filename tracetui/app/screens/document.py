@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -35,6 +36,22 @@ class DocumentScreen(Screen[int | None]):
         self.show_whole = False
         self.marks: list[tuple[int, int, int]] = []  # (start, end, span)
         self.current = 0
+
+    @classmethod
+    def of_option(cls, panel: Any, option_id: str | None, indexes: Any) -> DocumentScreen | None:
+        """The screen for the document a panel option names, with the whole document when its
+        index is open and readable (else the windows only)."""
+        doc = next((d for d in panel.documents if d.id == option_id), None)
+        if doc is None or panel.trace is None:
+            return None
+        whole = None
+        index = next((ix for ix in indexes if ix.name == doc.index), None)
+        if index is not None:
+            try:
+                whole = index.document_text(doc.doc)
+            except Exception:  # a damaged or unreachable index: the windows still show
+                whole = None
+        return cls(panel.trace, doc, whole)
 
     def compose(self) -> ComposeResult:
         d = self.document

@@ -31,7 +31,7 @@ from ...sanitize import inert
 from ...tracing.pipeline import TraceParams, Tracer, TraceResult
 from ..widgets.documents import DocumentPanel
 from ..widgets.footer import StableFooter
-from ..widgets.message import HUES, MessageView
+from ..widgets.message import MessageView, index_hues
 from .document import DocumentScreen
 
 KEEP = 500  # items kept for browsing (those of highest score)
@@ -61,7 +61,7 @@ class OverlapScreen(Screen[None]):
         # (its caches are not thread-safe), and results of a superseded run are dropped
         self._trace_lock = threading.Lock()
         self._run = 0  # generation of the report shown
-        self._hue = {ix.name: HUES[k % len(HUES)] for k, ix in enumerate(self.indexes)}
+        self._hue = index_hues([ix.name for ix in self.indexes])
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -175,18 +175,9 @@ class OverlapScreen(Screen[None]):
     @on(OptionList.OptionSelected, "#overlap-docs")
     def _open_document(self, event: OptionList.OptionSelected) -> None:
         event.stop()
-        panel = self.query_one(DocumentPanel)
-        doc = next((d for d in panel.documents if d.id == event.option.id), None)
-        if doc is None or panel.trace is None:
-            return
-        index = next((ix for ix in self.indexes if ix.name == doc.index), None)
-        whole = None
-        if index is not None:
-            try:
-                whole = index.document_text(doc.doc)
-            except Exception:
-                whole = None
-        self.app.push_screen(DocumentScreen(panel.trace, doc, whole))
+        screen = DocumentScreen.of_option(self.query_one(DocumentPanel), event.option.id, self.indexes)
+        if screen is not None:
+            self.app.push_screen(screen)
 
     @on(OptionList.OptionSelected, "#overlap-items")
     def _item_chosen(self, event: OptionList.OptionSelected) -> None:

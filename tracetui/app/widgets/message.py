@@ -24,6 +24,11 @@ HEAT = "#f85149"  # heat view: effective n 1 (no context in the corpus) unshaded
 LABELS = {"user": "You", "assistant": "Model", "text": "Traced text"}
 
 
+def index_hues(names: list[str]) -> dict[str, str]:
+    """One hue per index, in order (the chat and the Overlap screen colour alike)."""
+    return {name: HUES[i % len(HUES)] for i, name in enumerate(names)}
+
+
 def mix(hue: str, alpha: float, base: str) -> str:
     """`hue` at `alpha` over `base` (both #rrggbb)."""
     h = [int(hue[i : i + 2], 16) for i in (1, 3, 5)]
