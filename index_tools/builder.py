@@ -133,11 +133,18 @@ def _fingerprint(files: list[Path], opts: BuildOptions, capacity: int) -> str:
     params = {k: v for k, v in asdict(opts).items() if k not in ("progress", "force", "workers", "tokenizer")}
     if opts.shard_by == "documents":
         del params["shard_by"]  # the fingerprints of indexes built before the option stay valid
-    # a files-sharded build keeps its plan in the state file instead: a Ray cluster that grew or
-    # shrank between two runs (so another capacity) must resume the build, not restart it
-    params["capacity"] = capacity if opts.shards is None and opts.shard_by == "documents" else None
-    if opts.shard_by == "files":
-        params.pop("memory_gb")  # only sets the plan, which the state file keeps
+    # The memory budget (and the free memory it defaults to) matters only through the plan it
+    # makes, so the plan is fingerprinted, not the budget: a rerun while other processes hold
+    # more or less memory must find the same index, not rebuild it. A files-sharded build keeps
+    # its plan in the state file (a Ray cluster that grew or shrank resumes); compressed inputs
+    # fill shards up to the capacity as they stream, so there the capacity is the plan.
+    params.pop("memory_gb")
+    if opts.shards is not None or opts.shard_by == "files":
+        params["plan"] = None
+    elif any(f.name.lower().endswith((".gz", ".zst")) for f in files):
+        params["plan"] = capacity
+    else:
+        params["plan"] = planned_shards(files, opts, capacity) or 1
     params["tokenizer_kind"] = "bytes" if tok == "bytes" else ("file" if tok else "trained")
     h.update(json.dumps(params, sort_keys=True).encode())
     return h.hexdigest()[:24]

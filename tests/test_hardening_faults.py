@@ -231,3 +231,15 @@ def test_disk_full_tmpfs_when_mountable(corpus: Path, tmp_path: Path) -> None:
         assert st.f_bavail * st.f_frsize > 0
     finally:
         subprocess.run(["umount", str(mnt)], capture_output=True, timeout=30)
+
+
+def test_rerun_with_other_free_memory_finds_the_same_index(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The budget defaults to a share of free memory: it enters the build's fingerprint only
+    through the plan it makes, so a rerun while other processes hold memory does not rebuild."""
+    from index_tools.builder import BuildOptions, _fingerprint
+
+    src = tmp_path / "c.txt"
+    src.write_text("some text " * 1000, encoding="utf-8")
+    opts = BuildOptions(tokenizer="bytes")
+    assert _fingerprint([src], opts, 1 << 30) == _fingerprint([src], opts, 3 << 30)  # one shard either way
+    assert _fingerprint([src], opts, 1 << 30) != _fingerprint([src], opts, 2000)  # another plan: 5 shards

@@ -77,9 +77,7 @@ def default_index_dir(build_if_missing: bool = True, progress: bool = True,
     if not build_if_missing:
         return out
     files = default_corpus_files()
-    # a fixed memory budget: the plan (and so the build's fingerprint) must not follow the
-    # memory that happens to be free, or every start would rebuild the index
-    opts = BuildOptions(tokenizer="bytes", progress=progress, memory_gb=1.0)
+    opts = BuildOptions(tokenizer="bytes", progress=progress)
     try:
         build_index(files, out, opts)  # returns at once when the fingerprint matches
         Index.open(out)
