@@ -71,3 +71,70 @@ def test_search_plain_is_inert(hostile_index: Path, capsys) -> None:
     out = capsys.readouterr().out
     _no_escapes(out)
     assert "[bold]markup[/bold]" in out
+
+
+# -- every door gives the same answer: options before the subcommand ----------------------------
+@pytest.fixture()
+def no_default_index(monkeypatch: pytest.MonkeyPatch, hostile_index: Path) -> None:
+    """The built-in index replaced by `hostile_index` (named "ix"): an answer from it is the
+    default index answering instead of the one asked for."""
+    import tracetui.defaults
+
+    monkeypatch.setattr(tracetui.defaults, "default_index_dir", lambda **_: hostile_index)
+
+
+def _names(command: str, out: dict) -> list[str]:  # type: ignore[type-arg]
+    if command == "search":
+        return [r["index"] for r in out["counts"]]
+    if command == "trace":
+        return list(out["indexes"])
+    return [r["index"] for r in out["results"]]
+
+
+@pytest.mark.parametrize("command", ["count", "search", "ntd", "infgram", "trace"])
+def test_index_before_the_subcommand_is_the_one_queried(command: str, text_index: Path, no_default_index: None,
+                                                        capsys, tmp_path: Path) -> None:
+    text = "The quick brown fox"
+    args = [text] if command in ("count", "search", "ntd") else [str(tmp_path / "t.txt")]
+    (tmp_path / "t.txt").write_text(text, encoding="utf-8")
+    assert main(["--index", str(text_index), command, *args, "--json"]) == 0
+    before = json.loads(capsys.readouterr().out)
+    assert _names(command, before) == ["index"]  # text_index, not the default ("ix")
+    assert main([command, "--index", str(text_index), *args, "--json"]) == 0
+    after = json.loads(capsys.readouterr().out)
+    if command == "trace":
+        before.pop("timings_ms"), after.pop("timings_ms")
+    assert before == after
+
+
+def test_index_before_and_after_the_subcommand_are_merged(text_index: Path, hostile_index: Path,
+                                                          no_default_index: None, capsys) -> None:
+    assert main(["--index", str(text_index), "count", "--index", str(hostile_index), "quick", "--json"]) == 0
+    both = json.loads(capsys.readouterr().out)
+    assert [r["index"] for r in both["results"]] == ["index", "ix"]
+    assert main(["count", "--index", str(text_index), "--index", str(hostile_index), "quick", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == both
+
+
+def test_serve_takes_the_index_given_before_it(text_index: Path, hostile_index: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import tracetui.serve
+
+    got: list[list[str]] = []
+    monkeypatch.setattr(tracetui.serve, "serve", lambda indexes, **_: got.append(list(indexes)))
+    assert main(["--index", str(text_index), "serve", "--index", str(hostile_index), "--port", "1"]) == 0
+    assert got == [[str(text_index), str(hostile_index)]]
+
+
+@pytest.mark.parametrize("argv", [
+    ["--model", "m.gguf", "count", "quick"],
+    ["--config", "c.toml", "count", "quick", "--index", "IX"],
+    ["--index", "IX", "index", "info", "IX"],
+])
+def test_a_global_option_a_subcommand_would_ignore_is_refused_in_one_line(argv: list[str], hostile_index: Path,
+                                                                          no_default_index: None, capsys) -> None:
+    """Each of these runs (and answers without the option) on a main that ignores it."""
+    assert main([str(hostile_index) if a == "IX" else a for a in argv]) != 0
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.strip().splitlines()) == 1 and err.startswith("tracetui: error: ")
+    assert argv[0] in err

@@ -267,11 +267,41 @@ def cmd_app(args: argparse.Namespace) -> int:
     return run_app(model=args.model, indexes=args.index, config_path=args.config)
 
 
+INDEX_HELP = ("index directory or served index URL http(s)://HOST:PORT[/NAME] (several URLs joined by commas: "
+              "one index split over servers); repeatable; default: the built-in index")
+#: global options only the app reads: given with a subcommand they are refused, never ignored
+APP_ONLY = ("model", "config")
+
+
+def _add_index(parser: argparse.ArgumentParser, help: str = INDEX_HELP) -> None:
+    """A subcommand's --index: its own destination, joined after parsing to the --index given
+    before the subcommand (argparse would otherwise replace the global list by the subcommand's
+    default or its own values)."""
+    parser.add_argument("--index", action="append", dest="sub_index", metavar="INDEX", help=help)
+
+
+def _merge_globals(args: argparse.Namespace) -> None:
+    """One meaning for an option before or after the subcommand: --index lists are joined (global
+    first); an option the subcommand would ignore is a CliError, one line."""
+    if args.command is None:
+        return
+    for name in APP_ONLY:
+        if getattr(args, name, None) is not None:
+            raise CliError(f"--{name} applies to the app only, not to `tracetui {args.command}`")
+    if not hasattr(args, "sub_index"):  # `tracetui index ...`: its directories are arguments
+        if args.index:
+            raise CliError(f"--index does not apply to `tracetui {args.command}` (give the index directory "
+                           "as its argument)")
+        return
+    merged = (args.index or []) + (args.sub_index or [])
+    args.index = merged or None
+    del args.sub_index
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tracetui", description=__doc__)
     p.add_argument("--model", help="GGUF model file (default: the embedded Gemma 3 270M)")
-    p.add_argument("--index", action="append", help="index directory or served index URL http(s)://HOST:PORT[/NAME] "
-                   "(several URLs joined by commas: one index split over servers); repeatable; default: the built-in index")
+    p.add_argument("--index", action="append", help=INDEX_HELP)
     p.add_argument("--config", help="configuration TOML file")
     sub = p.add_subparsers(dest="command")
 
@@ -315,14 +345,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("count", help="how often TEXT occurs in each index")
     c.add_argument("text")
-    c.add_argument("--index", action="append")
+    _add_index(c)
     c.add_argument("--json", action="store_true")
     c.add_argument("--substring", action="store_true",
                    help="also count occurrences inside longer words (the published OLMoTrace behaviour)")
     c.set_defaults(func=cmd_count)
     s = sub.add_parser("search", help="documents containing TEXT, with the match in context")
     s.add_argument("text")
-    s.add_argument("--index", action="append")
+    _add_index(s)
     s.add_argument("--limit", type=int, default=10)
     s.add_argument("--context", type=int, default=40, help="tokens of context each side")
     s.add_argument("--json", action="store_true")
@@ -331,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_search)
     o = sub.add_parser("overlap", help="which test items (benchmarks, prompts) sit verbatim in the indexes")
     o.add_argument("items", nargs="+", help="JSONL (.gz/.zst), Parquet, CSV or text (one item per line) files")
-    o.add_argument("--index", action="append")
+    _add_index(o)
     o.add_argument("--field", action="append", help="field(s) to join into an item's text (default: text)")
     o.add_argument("-n", type=int, default=13, help="word n-gram length (default 13, as GPT-3 / OLMo)")
     o.add_argument("--min-span", type=int, default=13, help="shortest match counted in coverage, tokens (13)")
@@ -346,7 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     o.set_defaults(func=cmd_overlap)
     n = sub.add_parser("ntd", help="next-token distribution after TEXT in the corpus (exact)")
     n.add_argument("text")
-    n.add_argument("--index", action="append")
+    _add_index(n)
     n.add_argument("--top", type=int, default=10, help="most frequent next tokens shown (default 10)")
     n.add_argument("--max-support", type=int, default=None,
                    help="sample a prompt that occurs more often, as infini-gram's max_support (default: exact)")
@@ -355,20 +385,20 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("infgram", help="per token of a text (FILE or stdin): ∞-gram probability, effective n; "
                        "and the text's memorization score")
     g.add_argument("file", nargs="?", help="text file, or - for stdin")
-    g.add_argument("--index", action="append")
+    _add_index(g)
     g.add_argument("--min-tokens", type=int, default=8, help="match length counted by the score (default 8)")
     g.add_argument("--json", action="store_true")
     g.set_defaults(func=cmd_infgram)
     sv = sub.add_parser("serve", help="serve indexes over HTTP, read-only (infini-gram's API and the tracer's; "
                         "pip install 'tracetui[serve]')")
-    sv.add_argument("--index", action="append", help="index directory to serve (repeatable)")
+    _add_index(sv, "index directory to serve (repeatable)")
     sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0: all)")
     sv.add_argument("--port", type=int, default=8000)
     sv.add_argument("--timeout", type=float, default=60.0, help="seconds of work per request before a 504")
     sv.set_defaults(func=cmd_serve)
     t = sub.add_parser("trace", help="trace a response (FILE or stdin) against indexes, OLMoTrace-style")
     t.add_argument("file", nargs="?", help="response text file, or - for stdin")
-    t.add_argument("--index", action="append")
+    _add_index(t)
     t.add_argument("--prompt", help="the prompt that produced the response (used for ranking)")
     t.add_argument("--json", action="store_true")
     t.add_argument("--substring", action="store_true",
@@ -381,6 +411,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        _merge_globals(args)
         if args.command is None:
             return cmd_app(args)
         return int(args.func(args))
