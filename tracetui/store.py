@@ -1,8 +1,9 @@
 """Conversations persisted in SQLite (user data directory): list, reopen, delete.
 
 Each message is stored with its trace as JSON, which records the fingerprints of the indexes it
-was computed on. On reopen a saved trace is reused when the same indexes (same fingerprints)
-are open, and recomputed otherwise (`restore_traces`).
+was computed on and the trace parameters. On reopen a saved trace is reused when the same indexes
+(same fingerprints) are open and the tracer runs with the same parameters, and recomputed
+otherwise (`restore_traces`).
 """
 
 from __future__ import annotations
@@ -10,14 +11,14 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from index_tools.engine import IndexSet
 
 from .conversation import Conversation
-from .tracing.pipeline import TraceResult
+from .tracing.pipeline import TraceParams, TraceResult
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS conversations (
@@ -109,16 +110,22 @@ class ConversationStore:
             self.db.execute("DELETE FROM conversations WHERE id = ?", (conversation,))
 
 
-def restore_traces(conversation: Conversation, indexes: IndexSet | None) -> int:
-    """Attach each saved trace whose indexes (names and fingerprints) are the ones open now;
-    the others stay None, to be traced again. Returns how many were reused."""
+def restore_traces(conversation: Conversation, indexes: IndexSet | None, params: TraceParams | None = None) -> int:
+    """Attach each saved trace that a trace made now would equal: the same indexes (names and
+    fingerprints), the same trace parameters (`params`, the tracer's; default `TraceParams()`;
+    every field, as saved: a record missing one is traced again), the same text and prompt. The
+    others stay None, to be traced again. Returns how many were reused."""
     if indexes is None:
         return 0
     current = {ix.name: ix.fingerprint for ix in indexes}
+    # as `TraceResult.to_json` writes them (tuples become lists)
+    wanted = json.loads(json.dumps(asdict(params or TraceParams())))
     reused = 0
     for msg in conversation.messages:
         data: Any = msg.extra.pop("trace", None)
-        if not data or data.get("indexes") != current or data.get("text") != msg.text:
+        if not isinstance(data, dict) or data.get("indexes") != current or data.get("text") != msg.text:
+            continue
+        if data.get("params") != wanted or data.get("prompt") != _prompt_of(conversation, msg):
             continue
         try:
             msg.trace = TraceResult.from_json(data)
@@ -126,3 +133,8 @@ def restore_traces(conversation: Conversation, indexes: IndexSet | None) -> int:
         except (KeyError, TypeError, ValueError):
             msg.trace = None
     return reused
+
+
+def _prompt_of(conversation: Conversation, msg: Any) -> str:
+    """The prompt the app traces a reply with (ranking uses it): none in continue mode."""
+    return "" if msg.prompt_chars else conversation.prompt_for(msg)

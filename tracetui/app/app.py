@@ -638,7 +638,7 @@ class TraceApp(App[None]):
             if conv is None:
                 return
             self._replace_conversation(conv)
-            reused = restore_traces(conv, self.indexes)
+            reused = restore_traces(conv, self.indexes, self.trace_params)
             for msg in conv.messages:
                 self.main.add(msg, self.index_hue)
                 if msg.traced and msg.trace is None:
