@@ -145,10 +145,32 @@ def ntd(index: Index, prompt: np.ndarray, max_support: int | None = None) -> Nex
     more than that many times gets infini-gram's sampled approximation (`sample_unit`,
     `_halving_ntd`): same counts as its `ntd(prompt, max_support)`, `approx` set."""
     prompt = np.asarray(prompt, dtype=np.int64)
+    if not len(prompt) and sample_unit(index.total_tokens, max_support) == 1:
+        whole = unigram_ntd(index)  # every position: the unigram table, not a pass over the corpus
+        if whole is not None:
+            return whole
     if not isinstance(index, Index):  # a served index: its servers run `ntd_with_unit` on their shards
         return index.ntd(prompt, max_support)
     ranges = _prompt_ranges(index, prompt)
     return ntd_with_unit(index, prompt, sample_unit(sum(b - a for a, b in ranges), max_support), ranges)
+
+
+def unigram_ntd(index: Index) -> NextTokens | None:
+    """`ntd` of the empty prompt from the unigram table (`Index.unigram_counts`, also a served
+    index's): every token position once, each separator as DOC_END, `prompt_cnt` all positions
+    (`total_tokens`), as infini-gram's engine answers it. None when the table does not account for
+    every position but one separator per document (tokens outside the vocabulary): then only
+    reading the corpus is exact."""
+    uni = np.asarray(index.unigram_counts(), dtype=np.int64)
+    ids = np.flatnonzero(uni).astype(np.int64)
+    counts = uni[ids]
+    total = int(index.total_tokens)
+    ends = total - int(counts.sum())
+    if ends != int(index.manifest.documents):
+        return None
+    if ends:
+        ids, counts = np.concatenate([[DOC_END], ids]), np.concatenate([[ends], counts])
+    return NextTokens(total, ids, counts)
 
 
 def _prompt_ranges(index: Index, prompt: np.ndarray) -> list[tuple[int, int]]:
@@ -255,4 +277,4 @@ def infgram_ntd(index: Index, context: np.ndarray, max_support: int | None = Non
     return k, ntd(index, context[len(context) - k :], max_support)
 
 
-__all__ = ["DOC_END", "NextTokens", "sample_unit", "InfgramRow", "ntd", "ntd_with_unit", "infgram_probs", "infgram_suffix_lengths", "infgram_ntd"]
+__all__ = ["DOC_END", "NextTokens", "sample_unit", "InfgramRow", "ntd", "ntd_with_unit", "unigram_ntd", "infgram_probs", "infgram_suffix_lengths", "infgram_ntd"]

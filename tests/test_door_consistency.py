@@ -8,12 +8,17 @@ from __future__ import annotations
 from dataclasses import fields, replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from index_tools.engine import IndexSet
+import index_tools.ngram as ng
+from index_tools.engine import Index, IndexSet
+from index_tools.ngram import DOC_END, infgram_ntd, ntd
 from tracetui.conversation import Conversation
 from tracetui.store import ConversationStore, restore_traces
 from tracetui.tracing.pipeline import TraceParams, Tracer
+
+from .conftest import build_token_index
 
 REPLY = ("The quick brown fox jumps over the lazy dog. A stitch in time saves nine.\n"
          "To be, or not to be, that is the question.")
@@ -91,3 +96,89 @@ async def test_app_retraces_a_saved_trace_made_under_other_parameters(text_index
         assert trace is not None and trace.params == params
         fresh = Tracer(IndexSet.open([text_index]), params).trace(REPLY, prompt="first")
         assert [(s.start, s.end, s.count) for s in trace.spans] == [(s.start, s.end, s.count) for s in fresh.spans]
+
+
+# -- next in corpus at the first token ---------------------------------------------------------
+EOS = 0
+DOCS = [[1, 2, 3, 258, 300, 2, 2], [300, 300, 1], [2], [258, 1, 2, 3, 3, 3, 3, 1]]
+
+
+@pytest.fixture()
+def no_corpus_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any read of the suffix array for a distribution fails the test."""
+    def refuse(*_a, **_k):  # type: ignore[no-untyped-def]
+        raise AssertionError("the empty prompt read the corpus instead of the unigram table")
+
+    for name in ("ntd_with_unit", "_shard_ntd", "_scan_ntd", "_halving_ntd"):
+        monkeypatch.setattr(ng, name, refuse)
+
+
+def _brute_unigrams(docs: list[list[int]]) -> dict[int, int]:
+    """Every token of the corpus once, each document's separator as a document end."""
+    flat = np.concatenate([np.array(d, dtype=np.int64) for d in docs])
+    counts = np.bincount(flat)
+    out = {int(t): int(counts[t]) for t in np.flatnonzero(counts)}
+    return {DOC_END: len(docs), **out}
+
+
+def _as_dict(dist) -> dict[int, int]:  # type: ignore[no-untyped-def]
+    return {int(i): int(c) for i, c in zip(dist.ids, dist.counts, strict=True)}
+
+
+@pytest.fixture(scope="module")
+def token_index(tmp_path_factory: pytest.TempPathFactory, bpe_tokenizer: Path) -> Path:
+    return build_token_index(tmp_path_factory.mktemp("uni"), [np.array(d) for d in DOCS], str(bpe_tokenizer),
+                             "u16", 2, eos=EOS)
+
+
+def test_empty_prompt_ntd_is_the_unigram_table(token_index: Path, no_corpus_pass: None) -> None:
+    index = Index.open(token_index)
+    assert len(index.shards) == 2
+    want = _brute_unigrams(DOCS)
+    dist = ntd(index, np.zeros(0, dtype=np.int64))
+    assert _as_dict(dist) == want and not dist.approx
+    assert dist.prompt_cnt == sum(want.values()) == index.total_tokens
+    assert dist.ids.tolist() == sorted(want)  # ascending, DOC_END first
+    # "next in corpus" at the first token, and where no suffix of the context occurs
+    for context in ([], [999]):
+        k, d = infgram_ntd(index, np.array(context, dtype=np.int64))
+        assert k == 0 and _as_dict(d) == want and d.prompt_cnt == index.total_tokens
+    # a max_support the corpus fits in is exact too
+    assert _as_dict(ntd(index, np.zeros(0, dtype=np.int64), max_support=10**6)) == want
+
+
+def test_empty_prompt_ntd_equals_infinigram(token_index: Path) -> None:
+    engine = pytest.importorskip("infini_gram.engine")
+    ref = engine.InfiniGramEngine(index_dir=str(token_index), eos_token_id=EOS, vocab_size=65535,
+                                  token_dtype="u16", max_support=10**9).ntd([])
+    dist = ntd(Index.open(token_index), np.zeros(0, dtype=np.int64))
+    assert dist.prompt_cnt == ref["prompt_cnt"]
+    assert {EOS if t == DOC_END else t: c for t, c in _as_dict(dist).items()} == \
+        {int(t): v["cont_cnt"] for t, v in ref["result_by_token_id"].items()}
+
+
+def test_empty_prompt_ntd_on_a_served_index_asks_for_the_unigram_table(token_index: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("starlette")
+    pytest.importorskip("uvicorn")
+    from index_tools.remote import RemoteIndex
+
+    from .test_serve import ThreadServer
+
+    server = ThreadServer([token_index])
+    try:
+        remote = RemoteIndex.open(f"{server.url}/{token_index.name}")
+        local = Index.open(token_index)
+        ids = local.encode("x")
+        assert _as_dict(ntd(remote, ids)) == _as_dict(ntd(local, ids))  # the server op still answers the rest
+
+        def refuse(*_a, **_k):  # type: ignore[no-untyped-def]
+            raise AssertionError("the empty prompt asked the servers to read their corpus")
+
+        monkeypatch.setattr(RemoteIndex, "ntd", refuse)
+        dist = ntd(remote, np.zeros(0, dtype=np.int64))
+        assert _as_dict(dist) == _brute_unigrams(DOCS) and dist.prompt_cnt == local.total_tokens
+        k, d = infgram_ntd(remote, np.zeros(0, dtype=np.int64))
+        assert k == 0 and _as_dict(d) == _as_dict(dist)
+    finally:
+        server.stop()
