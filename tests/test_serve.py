@@ -23,8 +23,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-pytest.importorskip("starlette")
-uvicorn = pytest.importorskip("uvicorn")
+try:
+    import starlette  # noqa: F401
+    import uvicorn
+except ImportError:  # the serve extra: only the tests that start a server need it
+    uvicorn = None
+
+needs_server = pytest.mark.skipif(uvicorn is None, reason="needs starlette and uvicorn (the serve extra, in the test extra)")
 
 from index_tools.builder import BuildOptions, build_index  # noqa: E402
 from index_tools.engine import Index, IndexSet  # noqa: E402
@@ -181,6 +186,7 @@ def _same_queries(local: Index, remote: RemoteIndex) -> None:
     assert measure(remote, items, n=3, min_span=4) == measure(local, items, n=3, min_span=4)
 
 
+@needs_server
 def test_served_index_answers_as_local(corpus: dict[str, Path], servers: dict[str, str]) -> None:
     local = Index.open(corpus["whole"])
     remote = RemoteIndex.open(f"{servers['full']}/corpus")
@@ -189,6 +195,7 @@ def test_served_index_answers_as_local(corpus: dict[str, Path], servers: dict[st
     assert _trace_json([remote]) == _trace_json([local])
 
 
+@needs_server
 def test_two_servers_one_index_answers_as_local(corpus: dict[str, Path], servers: dict[str, str]) -> None:
     """Shards on two servers, queried concurrently and merged: the same as the two-shard index."""
     local = Index.open(corpus["whole"])
@@ -201,6 +208,7 @@ def test_two_servers_one_index_answers_as_local(corpus: dict[str, Path], servers
     assert got == want
 
 
+@needs_server
 def test_trace_mixes_local_and_remote_and_few_round_trips(corpus: dict[str, Path], servers: dict[str, str]) -> None:
     mixed = IndexSet.open([str(corpus["other"]), f"{servers['full']}/corpus"])
     local = IndexSet.open([str(corpus["other"]), str(corpus["whole"])])
@@ -215,6 +223,7 @@ def test_trace_mixes_local_and_remote_and_few_round_trips(corpus: dict[str, Path
     assert remote.requests - before <= 12  # a handful of batched requests, not one per token or document
 
 
+@needs_server
 def test_cli_accepts_urls(corpus: dict[str, Path], servers: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
     out = {}
     for where in (str(corpus["whole"]), f"{servers['full']}/corpus"):
@@ -235,6 +244,7 @@ def _post(url: str, body: Any, raw: bytes | None = None, method: str = "POST") -
         return exc.code, json.loads(exc.read())
 
 
+@needs_server
 def test_infinigram_api_conventions(corpus: dict[str, Path], servers: dict[str, str]) -> None:
     url, local = servers["full"] + "/", Index.open(corpus["whole"])
     ids = local.encode(" the lazy dog")
@@ -257,6 +267,7 @@ def test_infinigram_api_conventions(corpus: dict[str, Path], servers: dict[str, 
     assert st == 200 and r["spans"] and all(s["r"] > s["l"] for s in r["spans"])
 
 
+@needs_server
 def test_bad_requests_get_4xx_json_and_server_stays_up(servers: dict[str, str]) -> None:
     base = servers["full"]
     bad: list[tuple[str, Any, bytes | None, str, int]] = [
@@ -300,6 +311,7 @@ def test_bad_requests_get_4xx_json_and_server_stays_up(servers: dict[str, str]) 
     assert st == 200 and r["count"] > 0
 
 
+@needs_server
 def test_server_gone_is_one_line_error(corpus: dict[str, Path], tmp_path: Path,
                                        capsys: pytest.CaptureFixture[str]) -> None:
     """A real `tracetui serve` process killed mid-use: the next query raises RemoteIndexError with
@@ -334,6 +346,7 @@ def test_server_gone_is_one_line_error(corpus: dict[str, Path], tmp_path: Path,
             proc.wait(10)
 
 
+@needs_server
 def test_time_limit_per_request_is_a_504_json(corpus: dict[str, Path]) -> None:
     """A query over the time limit is answered 504 with a JSON error; the server keeps serving."""
     server = ThreadServer([corpus["whole"]], timeout=0)
@@ -346,6 +359,7 @@ def test_time_limit_per_request_is_a_504_json(corpus: dict[str, Path]) -> None:
         server.stop()
 
 
+@needs_server
 async def test_app_traces_against_a_served_index_and_survives_its_loss(text_index: Path, tmp_path: Path) -> None:
     """The app with a served index: replies are traced as against the local index; once the
     server is gone, the status line says so on one line and the chat goes on."""
@@ -380,6 +394,7 @@ async def test_app_traces_against_a_served_index_and_survives_its_loss(text_inde
 
 
 # -- review of issue 12: bounds, limits, paging, connections ---------------------------------------
+@needs_server
 def test_windows_budget_refuses_a_huge_answer_up_front(servers: dict[str, str]) -> None:
     """A ~180 KB request for 10,000 occurrences x 4 contexts of 10,000 tokens (gigabytes of
     windows) is a 413 JSON error before anything is built; the tracer's normal use is far below."""
@@ -396,6 +411,7 @@ def test_windows_budget_refuses_a_huge_answer_up_front(servers: dict[str, str]) 
     assert st == 200 and r["count"] > 0
 
 
+@needs_server
 def test_batches_over_the_server_limits_are_split_and_equal_local(corpus: dict[str, Path]) -> None:
     """A server with tiny limits (published in GET /indexes): every batched call of the client
     is split into requests under them, and every answer (trace, overlap report, longest prefixes
@@ -434,6 +450,7 @@ def test_batches_over_the_server_limits_are_split_and_equal_local(corpus: dict[s
         server.stop()
 
 
+@needs_server
 def test_word_occurrences_pages_by_raw_chunk(corpus: dict[str, Path], servers: dict[str, str]) -> None:
     """A query that starts mid-word is paged by raw chunk number (the server jumps to it): the
     pages give local `word_occurrences`, `next` is skip + 1, past the last chunk is done."""
@@ -455,6 +472,7 @@ def test_word_occurrences_pages_by_raw_chunk(corpus: dict[str, Path], servers: d
     assert st == 200 and r["done"] and r["shards"] == []
 
 
+@needs_server
 def test_idle_connections_do_not_block_requests(corpus: dict[str, Path]) -> None:
     """70 idle connections (more than the 64 uvicorn's limit_concurrency allowed) and a request
     still succeeds; a kept-alive connection the server closed while idle is reopened once."""
@@ -506,6 +524,7 @@ def test_non_json_5xx_is_reported_as_busy() -> None:
         httpd.server_close()
 
 
+@needs_server
 def test_huge_ids_and_deep_json_are_400(servers: dict[str, str]) -> None:
     base = servers["full"]
     for path in ("/", "/indexes/corpus/count_words"):
@@ -521,6 +540,7 @@ def test_huge_ids_and_deep_json_are_400(servers: dict[str, str]) -> None:
     assert st == 200
 
 
+@needs_server
 def test_api_ntd_samples_by_default_unless_exact(corpus: dict[str, Path], servers: dict[str, str],
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """infini-gram's API samples a frequent prompt's continuations (max_support 1000 by
