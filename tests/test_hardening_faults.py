@@ -6,8 +6,9 @@
   must find nothing, and every shard file must be byte-identical to a clean build's. Some kills
   hit a rerun (resume of a resume).
 * Disk full, simulated with RLIMIT_FSIZE in the child (SIGXFSZ ignored, so writes fail with
-  EFBIG) at limits that fail in the tokenize phase and in the sort phase, and -- where this
-  machine lets us mount one -- with a real 2 MB tmpfs (ENOSPC). Expected: non-zero exit, exactly
+  EFBIG) at limits that fail in the tokenize phase and in the sort phase, and with a real 2 MB
+  tmpfs (ENOSPC; mounted in a user namespace, unprivileged; skipped, saying why, where the kernel
+  allows neither that nor a mount). Expected: non-zero exit, exactly
   one stderr line starting "tracetui: error:", no traceback, no manifest, no `.partial` files
   left, and (rlimit variant) a rerun without the limit resumes to a byte-identical index.
 """
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 import resource
 import shutil
@@ -205,32 +205,62 @@ def test_disk_full_rlimit_fsize(corpus: Path, clean: tuple, tmp_path: Path, limi
     _assert_same_as_clean(out, clean)
 
 
-def _try_mount_tmpfs(path: Path) -> bool:
-    path.mkdir(parents=True, exist_ok=True)
-    try:
-        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(path)],
-                           capture_output=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return r.returncode == 0
+#: Run in a child: mount a 2 MB tmpfs at argv[1], run the build (argv[4:]) into argv[2] there,
+#: write what it left to argv[3] (outside the mount), unmount. Exit 77: mounting is not permitted.
+_ON_TMPFS = r"""
+import json, os, subprocess, sys
+mnt, out, result, *cmd = sys.argv[1:]
+if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", mnt], capture_output=True).returncode:
+    sys.exit(77)
+try:
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    st = os.statvfs(mnt)
+    with open(result, "w") as fh:
+        json.dump({"returncode": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr,
+                   "names": sorted(os.listdir(out)) if os.path.isdir(out) else [],
+                   "size": st.f_blocks * st.f_frsize, "free": st.f_bavail * st.f_frsize}, fh)
+finally:
+    subprocess.run(["umount", mnt], capture_output=True)
+"""
 
 
-def test_disk_full_tmpfs_when_mountable(corpus: Path, tmp_path: Path) -> None:
-    """A real ENOSPC on a 2 MB tmpfs; only runs its assertions where mounting is permitted."""
-    mnt = tmp_path / "small"
-    if not _try_mount_tmpfs(mnt):
-        print("\ntmpfs variant not run: mounting is not permitted here (rlimit variant covers disk full)")
-        return
-    try:
-        out = mnt / "idx"
-        proc = subprocess.run(_cmd(corpus, out), capture_output=True, text=True, timeout=120)
-        _assert_clean_failure(proc, out)
-        assert "No space left on device" in proc.stderr
-        # what is left is resumable state, not garbage: the filesystem is not full any more
-        st = os.statvfs(mnt)
-        assert st.f_bavail * st.f_frsize > 0
-    finally:
-        subprocess.run(["umount", str(mnt)], capture_output=True, timeout=30)
+def _build_on_tmpfs(corpus: Path, tmp_path: Path) -> tuple[Path, dict] | None:
+    """The build run on a fresh 2 MB tmpfs: in a private mount namespace of a user namespace
+    (unprivileged, where the kernel allows user namespaces), else mounted directly (root); None
+    where neither is permitted."""
+    mnt, result = tmp_path / "small", tmp_path / "result.json"
+    mnt.mkdir()
+    out = mnt / "idx"
+    for prefix in (["unshare", "--user", "--map-root-user", "--mount"], []):
+        try:
+            r = subprocess.run([*prefix, sys.executable, "-c", _ON_TMPFS, str(mnt), str(out), str(result),
+                                *_cmd(corpus, out)], capture_output=True, text=True, timeout=180)
+        except FileNotFoundError:  # no unshare
+            continue
+        if r.returncode == 77 or (prefix and r.returncode == 1 and r.stderr.startswith("unshare:")):
+            continue  # mounting (or the namespace) refused
+        assert r.returncode == 0 and result.exists(), r.stderr
+        return out, json.loads(result.read_text())
+    return None
+
+
+def test_disk_full_tmpfs(corpus: Path, tmp_path: Path) -> None:
+    """A real ENOSPC on a 2 MB tmpfs: one clean line, no manifest, no `.partial` files left."""
+    run = _build_on_tmpfs(corpus, tmp_path)
+    if run is None:
+        pytest.skip("cannot mount a tmpfs here (neither `unshare --user --mount` nor `mount` is permitted); "
+                    "test_disk_full_rlimit_fsize covers a full disk")
+    out, got = run
+    assert got["size"] == 2 << 20  # the build really wrote to the small filesystem
+    assert got["returncode"] != 0 and got["stdout"] == ""
+    lines = [line for line in got["stderr"].splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("tracetui: error:"), got["stderr"]
+    assert str(out) in lines[0] and "No space left on device" in lines[0]
+    assert "Traceback" not in got["stderr"]
+    assert got["names"] and MANIFEST_NAME not in got["names"]
+    assert not [n for n in got["names"] if n.endswith(TMP_SUFFIX)], got["names"]
+    # what is left is resumable state, not garbage: the filesystem is not full any more
+    assert got["free"] > 0
 
 
 def test_rerun_with_other_free_memory_finds_the_same_index(tmp_path) -> None:  # type: ignore[no-untyped-def]
