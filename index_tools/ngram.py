@@ -9,6 +9,7 @@ estimate is the unigram count over all token positions (separators included).
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -231,7 +232,7 @@ def infgram_suffix_lengths(index: Index, ids: np.ndarray, longest: np.ndarray | 
 
 
 def infgram_probs(index: Index, ids: np.ndarray, longest: np.ndarray | None = None,
-                  cache: dict[bytes, int] | None = None) -> list[InfgramRow]:
+                  cache: MutableMapping[bytes, int] | None = None) -> list[InfgramRow]:
     """The ∞-gram probability of every token of `ids` given what precedes it: all positions in
     two batched searches (the longest matches, then the counts of every context and context +
     token), instead of one engine call per token. `cache` (sequence bytes -> count) keeps counts
@@ -256,15 +257,19 @@ def infgram_probs(index: Index, ids: np.ndarray, longest: np.ndarray | None = No
                        float(cont_cnt[i] / prompt_cnt[i]) if prompt_cnt[i] else 0.0) for i in t]
 
 
-def _cached_counts(index: Index, seqs: list[np.ndarray], cache: dict[bytes, int] | None) -> np.ndarray:
+def _cached_counts(index: Index, seqs: list[np.ndarray], cache: MutableMapping[bytes, int] | None) -> np.ndarray:
     if cache is None:
         return index.count_many(seqs) if seqs else np.zeros(0, dtype=np.int64)
     keys = [s.tobytes() for s in seqs]
-    todo = [i for i, k in enumerate(keys) if k not in cache]
+    # this call's counts held here: a bounded cache may drop some while it fills
+    have = {k: cache[k] for k in keys if k in cache}
+    todo = list(dict.fromkeys(k for k in keys if k not in have))
     if todo:
-        got = index.count_many([seqs[i] for i in todo])
-        cache.update(zip((keys[i] for i in todo), got.tolist(), strict=True))
-    return np.array([cache[k] for k in keys], dtype=np.int64)
+        at = {k: i for i, k in enumerate(keys)}
+        got = index.count_many([seqs[at[k]] for k in todo])
+        have.update(zip(todo, got.tolist(), strict=True))
+        cache.update(zip(todo, got.tolist(), strict=True))
+    return np.array([have[k] for k in keys], dtype=np.int64)
 
 
 def infgram_ntd(index: Index, context: np.ndarray, max_support: int | None = None) -> tuple[int, NextTokens]:

@@ -16,9 +16,11 @@ from index_tools.engine import Index, IndexSet
 from index_tools.ngram import DOC_END, infgram_ntd, ntd
 from tracetui.conversation import Conversation
 from tracetui.store import ConversationStore, restore_traces
+from tracetui.tracing import memorization as memo_mod
+from tracetui.tracing import pipeline
 from tracetui.tracing.pipeline import TraceParams, Tracer
 
-from .conftest import build_token_index
+from .conftest import SAMPLE_TEXTS, build_token_index
 
 REPLY = ("The quick brown fox jumps over the lazy dog. A stitch in time saves nine.\n"
          "To be, or not to be, that is the question.")
@@ -182,3 +184,82 @@ def test_empty_prompt_ntd_on_a_served_index_asks_for_the_unigram_table(token_ind
         assert k == 0 and _as_dict(d) == _as_dict(dist)
     finally:
         server.stop()
+
+
+# -- bounded tracer caches ---------------------------------------------------------------------
+def test_lru_drops_the_least_recently_used() -> None:
+    from tracetui.tracing.lru import LRU
+
+    c: LRU[str, int] = LRU(2)
+    c["a"], c["b"] = 1, 2
+    assert c["a"] == 1  # a read is a use: "b" is now the oldest
+    c["c"] = 3
+    assert dict(c) == {"a": 1, "c": 3} and len(c) == 2
+    assert c.get("b") is None and "b" not in c
+    c.update({"d": 4})
+    assert list(c) == ["c", "d"]
+    with pytest.raises(ValueError):
+        LRU(0)
+
+
+def _texts() -> list[str]:
+    """Many different texts, and the growing prefixes of one (a streaming reply)."""
+    out = [f"{SAMPLE_TEXTS[i % 6]} {SAMPLE_TEXTS[(i * 5 + 1) % 6]} item {i}." for i in range(18)]
+    out += [REPLY[:n] for n in range(8, len(REPLY) + 1, 11)] + [REPLY]
+    return out
+
+
+def _same(a: pipeline.TraceResult, b: pipeline.TraceResult) -> None:
+    ja, jb = a.to_json(), b.to_json()
+    ja.pop("timings_ms"), jb.pop("timings_ms")
+    assert ja == jb
+
+
+@pytest.mark.parametrize("caps", [(3, 1), (16, 8)])
+def test_tracer_caches_stay_bounded_and_answers_unchanged(caps: tuple[int, int], text_index: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Caps far below one text's needs (entries dropped while a trace fills them) and above."""
+    counts_cap, fetched_cap = caps
+    indexes = IndexSet.open([text_index])
+    reference = [Tracer(indexes).trace(t, prompt="first", lens=True) for t in _texts()]  # unbounded
+    monkeypatch.setattr(pipeline, "COUNTS_CAP", counts_cap)
+    monkeypatch.setattr(pipeline, "FETCHED_CAP", fetched_cap)
+    monkeypatch.setattr(memo_mod, "COUNTS_CAP", counts_cap)
+    tracer = Tracer(indexes)
+    state = tracer._state["index"]
+    spans, most = 0, [0, 0, 0]
+    for text, want in zip(_texts(), reference, strict=True):
+        got = tracer.trace(text, prompt="first", lens=True)
+        _same(got, want)
+        spans = max(spans, len(got.spans))
+        sizes = [len(state.counts), len(state.fetched), len(tracer._lens.counts)]
+        assert sizes[0] <= counts_cap and sizes[1] <= fetched_cap and sizes[2] <= counts_cap
+        most = [max(a, b) for a, b in zip(most, sizes, strict=True)]
+    assert most == [counts_cap, fetched_cap, counts_cap]  # every cap was reached: the bound held
+    if fetched_cap == 1:
+        assert spans > 1  # entries were dropped while one trace filled the cache
+    assert not hasattr(state, "runs")  # runs are only ever held within one call
+
+
+def test_bounded_caches_are_still_used(text_index: Path) -> None:
+    """Tracing the same text again searches nothing: its counts and documents are cache hits."""
+    from tracetui.tracing.lru import LRU
+
+    index = Index.open(text_index)
+    calls: dict[str, int] = {}
+    for name in ("windows", "find_words_many", "find_ranges", "longest_prefixes", "count_many", "word_counts"):
+        real = getattr(index, name)
+
+        def counted(*a, _real=real, _name=name, **k):  # type: ignore[no-untyped-def]
+            calls[_name] = calls.get(_name, 0) + 1
+            return _real(*a, **k)
+
+        setattr(index, name, counted)
+    tracer = Tracer([index])
+    first = tracer.trace(REPLY, lens=True)
+    assert first.spans and calls.get("windows") and calls.get("longest_prefixes")
+    calls.clear()
+    again = tracer.trace(REPLY, lens=True)
+    _same(again, first)
+    assert not calls.get("windows") and not calls.get("find_words_many") and not calls.get("count_many")
+    assert isinstance(tracer._state[index.name].counts, LRU) and isinstance(tracer._lens.counts, LRU)

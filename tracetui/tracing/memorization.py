@@ -18,9 +18,11 @@ import numpy as np
 from index_tools.engine import Index
 from index_tools.ngram import infgram_probs
 
+from .lru import LRU
 from .spans import still_valid
 
 MIN_TOKENS = 8
+COUNTS_CAP = 65_536  # contexts' counts kept across updates (least recently used dropped first)
 
 
 @dataclass
@@ -50,12 +52,13 @@ class Memorization:
 class LensCache:
     """What the lens of a growing text (a streaming reply) can keep between updates: the longest
     match at each position whose match ended before the first changed token (it cannot change),
-    and the counts of contexts already counted. An update then searches only the new tail."""
+    and the counts of contexts already counted (the `COUNTS_CAP` most recently used). An
+    update then searches only the new tail."""
 
     def __init__(self) -> None:
         self.ids = np.zeros(0, dtype=np.int64)
         self.longest = np.zeros(0, dtype=np.int64)
-        self.counts: dict[bytes, int] = {}
+        self.counts: LRU[bytes, int] = LRU(COUNTS_CAP)
 
     def longest_prefixes(self, index: Index, ids: np.ndarray) -> np.ndarray:
         keep = np.flatnonzero(still_valid(self.ids, self.longest, ids))
@@ -64,8 +67,6 @@ class LensCache:
         todo = np.flatnonzero(longest < 0)
         if len(todo):
             longest[todo] = index.longest_prefixes(ids, todo)
-        if len(self.counts) > 100_000:  # a long session: start afresh rather than grow
-            self.counts.clear()
         self.ids, self.longest = ids, longest
         return longest
 

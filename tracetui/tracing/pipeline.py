@@ -16,6 +16,7 @@ import numpy as np
 
 from index_tools.engine import Hit, Index, IndexSet, Window
 
+from .lru import LRU
 from .memorization import LensCache, memorization
 from .merge import Highlight, merge_spans
 from .ranking import (
@@ -183,16 +184,23 @@ class _Fetched:
     hits: list[tuple[int, int, dict[str, Any], str, tuple[int, int], str, tuple[int, int]]]
 
 
+#: entries kept per index across traces (least recently used dropped first): span counts, and
+#: spans' sampled documents (each up to docs_per_span windows of text). A reply's own spans fit
+#: many times over, so tracing a growing reply still only searches its tail.
+COUNTS_CAP = 65_536
+FETCHED_CAP = 1_024
+
+
 class _IndexState:
-    """Per-index caches that make tracing a growing text cheap."""
+    """Per-index caches that make tracing a growing text cheap (bounded: `COUNTS_CAP`,
+    `FETCHED_CAP`; content-keyed, so a dropped entry is searched again, with the same answer)."""
 
     def __init__(self) -> None:
         self.ids = np.zeros(0, dtype=np.int64)
         self.lengths = np.zeros(0, dtype=np.int64)  # longest prefix per position (-1: not computed)
         self.witnessed = np.zeros(0, dtype=bool)  # the longest match seen as whole words
-        self.counts: dict[bytes, int] = {}
-        self.fetched: dict[bytes, _Fetched] = {}
-        self.runs: dict[bytes, list[tuple[int, int, int]]] = {}  # searched, not yet fetched
+        self.counts: LRU[bytes, int] = LRU(COUNTS_CAP)
+        self.fetched: LRU[bytes, _Fetched] = LRU(FETCHED_CAP)
 
 
 class Tracer:
@@ -265,15 +273,6 @@ class Tracer:
             result.timings_ms["lens"] = round((time.perf_counter() - a) * 1000, 3)
         return result
 
-    def _prefetch_runs(self, index: Index, seqs: list[np.ndarray]) -> None:
-        """The occurrence runs of every span not fetched yet, in one batched search."""
-        st = self._state[index.name]
-        todo = [s for s in seqs if s.tobytes() not in st.fetched and s.tobytes() not in st.runs]
-        if not todo:
-            return
-        for s, runs in zip(todo, occurrence_runs(index, todo, self.params.whole_words), strict=True):
-            st.runs[s.tobytes()] = runs
-
     def _fetch(self, index: Index, span_ids: np.ndarray) -> _Fetched:
         """Sample up to docs_per_span occurrences of one span and cut their windows."""
         return self._fetch_many(index, [span_ids])[0]
@@ -284,12 +283,21 @@ class Tracer:
         their samples, so a served index answers a trace's documents in two round trips."""
         st = self._state[index.name]
         p = self.params
-        self._prefetch_runs(index, seqs)
-        todo: dict[bytes, tuple[int, list[tuple[int, int]]]] = {}
+        # this call's answers held here: the bounded cache may drop some while it fills
+        have: dict[bytes, _Fetched] = {}
+        new: dict[bytes, np.ndarray] = {}
         for s in seqs:
             key = s.tobytes()
-            if key not in st.fetched and key not in todo:
-                todo[key] = (len(s), sample_runs(st.runs.pop(key), p.docs_per_span, p.seed))
+            if key in have or key in new:
+                continue
+            if key in st.fetched:
+                have[key] = st.fetched[key]
+            else:
+                new[key] = s
+        # the occurrence runs of every span not fetched yet, in one batched search
+        runs = occurrence_runs(index, list(new.values()), p.whole_words) if new else []
+        todo = {key: (len(s), sample_runs(r, p.docs_per_span, p.seed))
+                for (key, s), r in zip(new.items(), runs, strict=True)}
         wanted = [(shard, rank, n) for n, picks in todo.values() for shard, rank in picks]
         found = iter(index.windows(wanted, (p.snippet_context, p.long_context)) if wanted else [])
         for key, (_, picks) in todo.items():
@@ -299,8 +307,8 @@ class Tracer:
                 snippet, smatch = decode_window(index, o.windows[0])
                 window, wmatch = decode_window(index, o.windows[1])
                 hits.append((o.hit.shard, o.doc_id, o.metadata, snippet, smatch, window, wmatch))
-            st.fetched[key] = _Fetched(hits)
-        return [st.fetched[s.tobytes()] for s in seqs]
+            have[key] = st.fetched[key] = _Fetched(hits)
+        return [have[s.tobytes()] for s in seqs]
 
     def _documents(self, spans: list[Span], fetched: list[_Fetched]) -> list[Document]:
         docs: dict[str, Document] = {}
