@@ -47,7 +47,17 @@ async def test_real_model_reply_is_traced_in_the_app(text_index: Path, tmp_path:
         assert fresh.spans, "the continuation of a sample sentence is found in the sample corpus"
         # chat mode with the same model: labelled turns, an answer traced against the prompt
         await pilot.press("f3")
-        await pilot.press(*"Say something.", "enter")
+        ask = "Tell me about the quick brown fox."  # words of the corpus: they weigh in the ranking
+        await pilot.press(*ask, "enter")
         await wait_idle(app, pilot, timeout=600)
         assert [m.role for m in app.messages] == ["assistant", "user", "assistant"]
-        assert app.messages[-1].trace is not None or not app.messages[-1].text.strip()
+        answer = app.messages[-1]
+        assert answer.text.strip(), "greedy decoding with a fixed seed answers something"
+        assert answer.trace is not None and answer.trace.text == answer.text
+        # traced against its prompt: the same spans, and documents ranked with the prompt in the query
+        want = Tracer(IndexSet.open([text_index])).trace(answer.text, prompt=ask)
+        assert [(s.start, s.end) for s in answer.trace.spans] == [(s.start, s.end) for s in want.spans]
+        assert [(d.id, d.score) for d in answer.trace.documents] == [(d.id, d.score) for d in want.documents]
+        assert want.documents, "the answer has spans found in the sample corpus"
+        unprompted = Tracer(IndexSet.open([text_index])).trace(answer.text)
+        assert [d.score for d in unprompted.documents] != [d.score for d in want.documents]  # the prompt counted
