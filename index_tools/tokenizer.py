@@ -39,6 +39,74 @@ class Tokenizer:
     def decode(self, ids: Sequence[int] | np.ndarray) -> str:
         raise NotImplementedError
 
+    def decode_span(self, ids: Sequence[int] | np.ndarray, start: int, end: int) -> tuple[str, tuple[int, int]]:
+        """`ids` decoded as one piece, and the character range in that text of tokens [start, end).
+
+        Decoding pieces separately and concatenating them is wrong with decoders that are not
+        piecewise: Llama-2's SentencePiece pipeline strips one leading space from what it decodes
+        (so "on" + " the mat" + " today" came out "onthe mattoday"), and a byte-level token
+        boundary can fall inside a UTF-8 character. Here the whole is decoded once, and a
+        boundary's offset is the length of the decoded tokens before it, as far as that agrees
+        with the whole. A boundary inside a character is first moved to the character's start
+        (for `start`) or end (for `end`), from the tokens' bytes: the range covers every
+        character any of whose bytes come from the tokens, and what is decoded before a boundary
+        is always whole characters (a partial one would read U+FFFD, and Llama-2's ByteFallback
+        turns the whole run of byte pieces around it into U+FFFD). Three decodes, as many as
+        decoding the three pieces."""
+        ids = np.asarray(ids, dtype=np.int64)
+        n = len(ids)
+        start, end = max(0, min(start, n)), max(0, min(end, n))
+        text = self.decode(ids)
+        at_char = self._at_character(ids)
+        while start > 0 and not at_char[start]:
+            start -= 1
+        while end < n and not at_char[end]:
+            end += 1
+        a = _agreeing(text, self.decode(ids[:start])) if start > 0 else 0
+        if end <= start:
+            return text, (a, a)
+        b = len(text) if end >= n else _agreeing(text, self.decode(ids[:end]))
+        return text, (a, max(a, b))
+
+    def _bytes_of(self, ids: np.ndarray) -> tuple[bytes, np.ndarray]:
+        """The bytes `ids` stand for and the byte offset of each of the n + 1 token boundaries."""
+        table = self.token_bytes()
+        pieces = [table[i] if 0 <= i < len(table) else b"" for i in ids.tolist()]
+        sizes = np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces))
+        return b"".join(pieces), np.concatenate([[0], np.cumsum(sizes)])
+
+    def _at_character(self, ids: np.ndarray) -> np.ndarray:
+        """Per token boundary 0..n of `ids`: does a character begin there (or the text end)?"""
+        data, offsets = self._bytes_of(ids)
+        return (np.frombuffer(data + b"\0", dtype=np.uint8)[offsets] & 0xC0) != 0x80
+
+    def token_bytes(self) -> list[bytes]:
+        """The bytes each token id stands for (b"" for special tokens)."""
+        raise NotImplementedError
+
+    def whole_characters(self, ids: Sequence[int] | np.ndarray, start: int, end: int) -> tuple[int, int]:
+        """The tokens [lo, hi) of `ids` to decode so that the text neither begins nor ends inside
+        a character: a window cut from a document may begin with the last bytes of a character
+        and end with the first bytes of one, which decode to U+FFFD (and with Llama-2's
+        ByteFallback, to one U+FFFD per byte of the whole run of byte pieces around them). Only
+        tokens that lie wholly in such a cut character are dropped, never one of [start, end)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        data, offsets = self._bytes_of(ids)
+        lo, hi = 0, len(ids)
+        cont = 0  # continuation bytes the text begins with
+        while cont < min(len(data), 4) and data[cont] & 0xC0 == 0x80:
+            cont += 1
+        if cont:  # the tokens that end by then
+            lo = min(int(np.searchsorted(offsets[1:], cont, side="right")), start)
+        for k in range(1, min(4, len(data)) + 1):
+            lead = data[-k]
+            if lead & 0xC0 != 0x80:
+                need = 1 if lead < 0xC0 else 2 if lead < 0xE0 else 3 if lead < 0xF0 else 4
+                if need > k:  # the last character is incomplete: the tokens that begin in it go
+                    hi = max(int(np.searchsorted(offsets[:-1], len(data) - k, side="left")), end, lo)
+                break
+        return lo, hi
+
     def word_boundaries(self) -> WordBoundaries:
         """Word-start classes of every token, from what it decodes to (see `index_tools.words`)."""
         raise NotImplementedError
@@ -74,6 +142,9 @@ class ByteTokenizer(Tokenizer):
     def decode(self, ids: Sequence[int] | np.ndarray) -> str:
         return bytes(np.asarray(ids, dtype=np.uint8).tobytes()).decode("utf-8", errors="replace")
 
+    def token_bytes(self) -> list[bytes]:
+        return [bytes([b]) for b in range(self.vocab_size)]
+
     def word_boundaries(self) -> WordBoundaries:
         # ASCII bytes by their character; a lead byte is unsure (the character it opens decides)
         if self._words is None:
@@ -99,6 +170,7 @@ class HFTokenizer(Tokenizer):
         self.name = self.path.name
         self.vocab_size = self._tok.get_vocab_size(with_added_tokens=True)
         self._words: WordBoundaries | None = None
+        self._bytes: list[bytes] | None = None
 
     def encode(self, text: str) -> np.ndarray:
         return np.asarray(self._tok.encode(text, add_special_tokens=False).ids, dtype=np.int64)
@@ -115,6 +187,24 @@ class HFTokenizer(Tokenizer):
 
     def decode(self, ids: Sequence[int] | np.ndarray) -> str:
         return self._tok.decode([int(i) for i in ids], skip_special_tokens=False)
+
+    def token_bytes(self) -> list[bytes]:
+        if self._bytes is None:
+            spec = self._spec
+            family = _family(spec)
+            special = {t["id"] for t in spec.get("added_tokens", []) if t.get("special")}
+            prefix = (spec.get("model") or {}).get("continuing_subword_prefix") or "##"
+            to_byte = _byte_level_decoder() if family == "byte-level" else {}
+            table = [b""] * self.vocab_size
+            for token, idx in self._tok.get_vocab(with_added_tokens=True).items():
+                if idx >= self.vocab_size or idx in special:
+                    continue
+                if family == "wordpiece":
+                    table[idx] = (token[len(prefix):] if token.startswith(prefix) else token).encode("utf-8")
+                else:
+                    table[idx] = _token_bytes(token, family, to_byte)
+            self._bytes = table
+        return self._bytes
 
     @cached_property
     def _spec(self) -> dict:
@@ -149,6 +239,26 @@ class HFTokenizer(Tokenizer):
 
     def fingerprint(self) -> str:
         return hashlib.sha256(self.path.read_bytes()).hexdigest()[:16]
+
+
+def _agreeing(whole: str, part: str) -> int:
+    """Length of the longest common prefix of two strings (C-speed comparisons: `part` is usually
+    a prefix of `whole`, or differs only in its last few characters)."""
+    if whole.startswith(part):
+        return len(part)
+    for k in range(1, min(4, len(part)) + 1):  # a partial character at the end: one U+FFFD per byte
+        if whole.startswith(part[: len(part) - k]):
+            lo, hi = len(part) - k, len(part) - k + 1
+            break
+    else:
+        lo, hi = 0, len(part)
+    while hi - lo > 1:  # whole[:lo] == part[:lo], whole[:hi] != part[:hi]
+        mid = (lo + hi) // 2
+        if whole.startswith(part[:mid]):
+            lo = mid
+        else:
+            hi = mid
+    return lo
 
 
 def _family(spec: dict) -> str:

@@ -365,22 +365,20 @@ def sample_runs(runs: list[tuple[int, int, int]], k: int, seed: int) -> list[tup
 
 
 def window_text(index: Index, hit: Hit, length: int, context: int) -> tuple[str, tuple[int, int]]:
-    """Text of `context` tokens around a match and the match's character range in it.
-
-    Decoding the three parts separately gives exact offsets whatever the tokenizer.
-    """
+    """Text of `context` tokens around a match and the match's character range in it."""
     return decode_window(index, index.window(hit, length, context))
 
 
 def decode_window(index: Index, w: Window) -> tuple[str, tuple[int, int]]:
-    """A window's text and the character range of its match (see `window_text`)."""
+    """A window's text, decoded as one piece as a reader sees it, and the character range of its
+    match in that text (`Tokenizer.decode_span`: right for decoders that strip a leading space
+    and for token boundaries inside a character, where the three parts decoded separately and
+    put together are not the text). A character the window's edges cut is left out
+    (`Tokenizer.whole_characters`) rather than shown as U+FFFD."""
     tok = index.tokenizer
-    before = tok.decode(w.tokens[: w.match_start])
-    match = tok.decode(w.tokens[w.match_start : w.match_end])
-    after = tok.decode(w.tokens[w.match_end :])
+    lo, hi = tok.whole_characters(w.tokens, w.match_start, w.match_end)
+    text, (start, end) = tok.decode_span(w.tokens[lo:hi], w.match_start - lo, w.match_end - lo)
     # the marked range excludes the whitespace a word-start token carries
-    start, end = len(before), len(before) + len(match)
-    text = before + match + after
     while start < end and text[start].isspace():
         start += 1
     return text, (start, end)
