@@ -1,32 +1,76 @@
 """Make untrusted text (corpus documents, metadata, model output) inert for a terminal.
 
-Control characters would be interpreted by the terminal (escape sequences, cursor moves, OSC 52
-clipboard writes); bidirectional overrides reorder what the user reads. Both are replaced by
-visible placeholders, one character for one, so span offsets still apply. Markup is never an issue as long as text reaches Textual as `Content(text)`
-or `Text(text)`, never as a markup string.
+What is replaced is decided by Unicode character class (`unicodedata.category`), not by a list
+kept by hand; the pattern is generated from the categories of every code point at import time
+(about 0.1 s) for this Python's Unicode version:
+
+- Cc, controls (but tab and newline, which the views lay out): a terminal interprets them
+  (escape sequences, cursor moves, OSC 52 clipboard writes, C1 CSI);
+- Cf, format characters: bidirectional overrides and isolates reorder what the user reads; zero
+  width spaces and joiners, word joiners, the BOM, soft hyphens, invisible operators and tag
+  characters are invisible, so a text that shows the same can differ (and a terminal may draw a
+  ZWJ sequence in another width than Textual counted);
+- Cs, lone surrogates: not text at all (they cannot even be encoded);
+- Zl and Zp, U+2028 and U+2029: some terminals and viewers break the line there, so the lines
+  the user sees are not the text's lines;
+- Cn, code points this Unicode does not assign (noncharacters such as U+FFFE included): no width
+  or meaning is known for them here, and a terminal with newer tables may draw a wide emoji or
+  apply a new format character where Textual counted one blank cell.
+
+Left alone: private-use characters (Co) are visible (a font's glyph or a box), one cell wide,
+and in real use (icon fonts, some CJK corpora); spaces (Zs), marks (M*) and everything else are
+ordinary visible text.
+
+Each replaced character becomes one visible character (one code point for one, so span offsets
+still apply): C0 controls their Unicode "control picture" (␛ for ESC, ␍ for CR...), DEL ␡, the
+line separator ␤ and the paragraph separator ¶; every other one U+FFFD. Markup is never an issue
+as long as text reaches Textual as `Content(text)` or `Text(text)`, never as a markup string.
 """
 
 from __future__ import annotations
 
 import re
+import sys
+import unicodedata
 
-_BIDI = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
-# C0 except \t and \n, DEL, C1, bidi controls, lone surrogates.
-_UNSAFE = re.compile(f"[\x00-\x08\x0b-\x1f\x7f-\x9f{_BIDI}\ud800-\udfff]")
+#: the character classes made visible (see the module's docstring)
+UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp", "Cn"})
+_KEPT = "\t\n"
+_PICTURES = {"\x7f": "\u2421", "\u2028": "\u2424", "\u2029": "\u00b6"}
+
+
+def _pattern() -> re.Pattern[str]:
+    """A character class of every code point in UNSAFE_CATEGORIES but tab and newline, as ranges,
+    split into the BMP and the planes above (re matches a BMP class with a table, which a class
+    holding astral ranges would make a linear scan of ~700 ranges per character)."""
+    every = map(chr, range(sys.maxunicode + 1))
+    flags = bytearray(map(UNSAFE_CATEGORIES.__contains__, map(unicodedata.category, every)))
+    for ch in _KEPT:
+        flags[ord(ch)] = 0
+    runs = [(m.start(), m.end() - 1) for m in re.finditer(b"\x01+", bytes(flags))]
+
+    def cls(pairs: list[tuple[int, int]]) -> str:
+        return "[" + "".join(re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}"
+                             for a, b in pairs) + "]"
+
+    bmp = [(a, min(b, 0xFFFF)) for a, b in runs if a <= 0xFFFF]
+    astral = [(max(a, 0x10000), b) for a, b in runs if b > 0xFFFF]
+    return re.compile(cls(bmp) + (f"|(?=[\U00010000-\U0010ffff]){cls(astral)}" if astral else ""))
+
+
+_UNSAFE = _pattern()
 
 
 def _placeholder(m: re.Match[str]) -> str:
     ch = m.group(0)
-    code = ord(ch)
-    if code < 0x20:
-        return chr(0x2400 + code)  # the Unicode "control pictures" block: ␛ for ESC, ␍ for CR ...
-    if code == 0x7F:
-        return "\u2421"
-    return "\ufffd"  # one character for one: offsets into the text stay valid
+    if ch < "\x20":
+        return chr(0x2400 + ord(ch))  # the Unicode "control pictures" block: ␛ for ESC, ␍ for CR ...
+    return _PICTURES.get(ch, "\ufffd")  # one character for one: offsets into the text stay valid
 
 
 def inert(text: str) -> str:
-    """Text safe to print to a terminal: control and bidi characters become visible symbols."""
+    """Text safe to print to a terminal: controls, format characters, separators, surrogates and
+    unassigned code points become visible symbols, one for one."""
     return _UNSAFE.sub(_placeholder, text)
 
 
