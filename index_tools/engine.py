@@ -33,7 +33,8 @@ from .format import (
     shard_file,
 )
 from .tokenizer import Tokenizer, load_tokenizer
-from .word_ends import KeyRuns, ends_word, word_end_counts, word_end_intervals
+from .word_ends import KeyRuns, whole_word_at, word_intervals
+from .word_ends import word_counts as shard_word_counts
 
 QUERY_END = -1  # a query that runs out: compares as "prefix of the suffix"
 SUFFIX_END = -2  # a suffix that runs out at the end of the file: sorts before everything
@@ -523,8 +524,8 @@ class Index(DocumentIds):
         return out
 
     def count(self, ids: np.ndarray, whole_words: bool = False) -> int:
-        """Occurrences of a token sequence; with `whole_words`, only those followed by a word start,
-        a document end or the end of the corpus (see `find_words`)."""
+        """Occurrences of a token sequence; with `whole_words`, only those that are whole words
+        at both edges (the rule of `index_tools.words`)."""
         ids = np.asarray(ids, dtype=np.int64)
         if len(ids) == 0:
             return int(sum(s.n_tokens for s in self.shards))
@@ -561,54 +562,36 @@ class Index(DocumentIds):
         words, runs = self.tokenizer.word_boundaries(), self.word_runs()
         for k, shard in enumerate(self.shards):
             if cap is None:
-                q, a, b = word_end_intervals(shard, runs, words, lo[k], hi[k], m)
-                total += np.bincount(q, weights=b - a, minlength=n).astype(np.int64)
+                total += shard_word_counts(shard, runs, words, lo[k], hi[k], m, None)
                 continue
             left = np.maximum(cap - total, 0)  # what the earlier shards have not reached yet
             sel = np.flatnonzero(total <= cap)
             for c in np.unique(left[sel]):  # one walk per distinct remaining cap
                 part = sel[left[sel] == c]
-                total[part] += word_end_counts(shard, runs, words, lo[k][part], hi[k][part], m[part], int(c))
+                total[part] += shard_word_counts(shard, runs, words, lo[k][part], hi[k][part], m[part], int(c))
             total = np.minimum(total, cap + 1)
         return total
 
     def find_words(self, ids: np.ndarray) -> list[list[tuple[int, int]]]:
-        """Per shard, the rank intervals of the occurrences of `ids` that end a word: the next
-        corpus token begins a word, or the document or the corpus ends there. The occurrences of
-        a sequence are one suffix-array range sorted by that next token, so this is a few range
-        tests, not a scan (`index_tools.word_ends`)."""
+        """Per shard, the rank intervals of the occurrences of `ids` that are whole words at both
+        edges (`index_tools.word_ends`: a few range tests where the sequence's own first or last
+        character settles an edge, a scan of the range where it does not)."""
         out: list[list[tuple[int, int]]] = [[] for _ in self.shards]
         for k, a, b in self.find_words_many([np.asarray(ids, dtype=np.int64)])[0]:
             out[k].append((a, b))
         return out
 
     def word_occurrences(self, ids: np.ndarray, chunk: int = 1 << 18):  # type: ignore[no-untyped-def]
-        """Yield (shard, ranks) chunks, in suffix-array order, of the occurrences of a *text query*
-        that are whole words on both sides. The end is decided as in `find_words`. The start is a
-        word start when the query's first token begins a word (spans always do); a query that
-        starts with a word character ("Hi" in a byte index) also needs a non-word character (or
-        the document start) before each occurrence: that costs one vectorised pass over them."""
+        """Yield (shard, ranks) chunks, in suffix-array order, of the whole-word occurrences of
+        a text query (as `find_words`)."""
         ids = np.asarray(ids, dtype=np.int64)
         if len(ids) == 0:
             return
-        begins = bool(self.tokenizer.word_boundaries().starts(ids)[0])
-        for n, ranks in rank_chunks(self.find_words(ids), chunk):
-            if not begins:
-                ranks = ranks[self._preceded_by_boundary(self.shards[n], ranks)]
-            if len(ranks):
-                yield n, ranks
+        yield from rank_chunks(self.find_words(ids), chunk)
 
     def count_words(self, ids: np.ndarray) -> int:
-        """Whole-word occurrences of a text query (see `word_occurrences`)."""
-        return int(sum(len(r) for _, r in self.word_occurrences(ids)))
-
-    def _preceded_by_boundary(self, shard: Shard, ranks: np.ndarray) -> np.ndarray:
-        pos = shard.sa_tokens(ranks)
-        cols = pos[:, None] - 1 - np.arange(4)[None, :]
-        # clipped: a damaged table must give wrong answers (found by `verify`), never a crash
-        ids = np.asarray(shard.ids[np.clip(cols, 0, shard.n_tokens - 1)], dtype=np.int64)
-        ids = np.where((cols < 0) | (ids == separator_id(self.width)), -1, ids)
-        return self.tokenizer.word_boundaries().ends_before(ids)
+        """Whole-word occurrences of a text query: `count(ids, whole_words=True)`."""
+        return self.count(ids, whole_words=True)
 
     def find_words_many(self, seqs: list[np.ndarray]) -> list[list[tuple[int, int, int]]]:
         """`find_words` of many sequences in one batched search: per sequence, its (shard, first
@@ -631,7 +614,7 @@ class Index(DocumentIds):
         return self._runs
 
     def _word_ends(self, shard: Shard, lo: np.ndarray, hi: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, ...]:
-        return word_end_intervals(shard, self.word_runs(), self.tokenizer.word_boundaries(), lo, hi, m)
+        return word_intervals(shard, self.word_runs(), self.tokenizer.word_boundaries(), lo, hi, m)
 
     def longest_prefixes(self, ids: np.ndarray, positions: np.ndarray | None = None,
                          word_ends: bool = False, stops: np.ndarray | None = None,
@@ -641,7 +624,7 @@ class Index(DocumentIds):
         One lock-step binary search over all positions at once, with the whole remaining
         sequence as the query, then the LCP with the two neighbours at the insertion point.
         With `word_ends`, also whether one of those neighbours shows a whole-word occurrence of
-        ids[l:l+n] (its next token begins a word): then no search is needed to know one exists.
+        ids[l:l+n] (both its edges are word boundaries): then no search is needed to know one exists.
         `stops` (per position) ends each match there: many texts laid end to end are searched in
         one batch, none matching into the next.
         """
@@ -659,7 +642,7 @@ class Index(DocumentIds):
                 check = None
                 if word_ends:
                     def check(ranks: np.ndarray, m: np.ndarray, shard: Shard = shard) -> np.ndarray:
-                        return ends_word(shard, self.word_runs(), self.tokenizer.word_boundaries(), ranks, m)
+                        return whole_word_at(shard, self.tokenizer.word_boundaries(), ranks, m)
                 got, e = shard.longest_prefix(qbuf, positions, qlen, check)
                 ends = np.where(got > best, e, ends | (e & (got == best)))
                 best = np.maximum(best, got)
@@ -741,13 +724,44 @@ class Index(DocumentIds):
         return out
 
 
+def rank_chunk(runs: list[list[tuple[int, int]]], chunk: int, n: int) -> tuple[int, np.ndarray] | None:
+    """Chunk number `n` of `rank_chunks(runs, chunk)`, built from the run lengths alone (no
+    earlier chunk is built); None past the last one. A served index pages by this number."""
+    for shard, shard_runs in enumerate(runs):
+        if not shard_runs:
+            continue
+        a = np.array([x for x, _ in shard_runs], dtype=np.int64)
+        b = np.array([y for _, y in shard_runs], dtype=np.int64)
+        ends = np.cumsum(b - a)
+        k = -(-int(ends[-1]) // chunk)  # chunks of this shard
+        if n >= k:
+            n -= k
+            continue
+        lo, hi = n * chunk, min(int(ends[-1]), (n + 1) * chunk)
+        # the ranks at flat positions lo..hi of the shard's runs laid end to end
+        flat = np.arange(lo, hi, dtype=np.int64)
+        run = np.searchsorted(ends, flat, side="right")
+        return shard, a[run] + flat - (ends[run] - (b - a)[run])
+    return None
+
+
 def rank_chunks(runs: list[list[tuple[int, int]]], chunk: int) -> Iterator[tuple[int, np.ndarray]]:
-    """(shard, ranks) chunks of at most `chunk` ranks of per-shard rank runs, in order: the
-    streaming unit of `word_occurrences` (a served index builds them from the runs alone)."""
-    for n, shard_runs in enumerate(runs):
-        for a, b in shard_runs:
-            for c in range(a, b, chunk):
-                yield n, np.arange(c, min(b, c + chunk), dtype=np.int64)
+    """(shard, ranks) chunks of at most `chunk` ranks of per-shard rank runs, in order, runs of
+    one shard packed together (scattered whole-word occurrences are many runs of one rank): the
+    streaming unit of `word_occurrences`."""
+    for shard, shard_runs in enumerate(runs):
+        if not shard_runs:
+            continue
+        a = np.array([x for x, _ in shard_runs], dtype=np.int64)
+        b = np.array([y for _, y in shard_runs], dtype=np.int64)
+        ranks = _expand_runs(a, b)
+        for c in range(0, len(ranks), chunk):
+            yield shard, ranks[c : c + chunk]
+
+
+def _expand_runs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    sizes = b - a
+    return np.repeat(a - np.concatenate([[0], np.cumsum(sizes)[:-1]]), sizes) + np.arange(int(sizes.sum()), dtype=np.int64)
 
 
 def _check_sizes(directory: Path, manifest: Manifest) -> None:
@@ -804,4 +818,4 @@ def tokenizer_path(directory: Path) -> Path:
     return directory / TOKENIZER_NAME
 
 
-__all__ = ["DocumentIds", "Index", "IndexSet", "Shard", "Hit", "Window", "Occurrence", "open_index", "is_index_url"]
+__all__ = ["rank_chunk", "rank_chunks", "DocumentIds", "Index", "IndexSet", "Shard", "Hit", "Window", "Occurrence", "open_index", "is_index_url"]

@@ -418,15 +418,15 @@ class RemoteIndex(DocumentIds):
         return out
 
     def word_occurrences(self, ids: np.ndarray, chunk: int = 1 << 18) -> Iterator[tuple[int, np.ndarray]]:
-        """As `Index.word_occurrences`. A query that begins a word has its occurrences as whole
-        rank runs: one request for the runs, no ranks shipped. One that starts mid-word needs the
-        server's check of the character before each occurrence: fetched a chunk per request
-        (memory stays bounded), by raw chunk number: the server jumps to the chunk asked for
-        from the runs' lengths, so each page costs the same whatever its number."""
+        """As `Index.word_occurrences`. A query that starts with a non-word character has its
+        whole-word occurrences as long rank runs: one request for the runs, no ranks shipped. One
+        that starts with a word character has them scattered (the left edge is checked per
+        occurrence): fetched a chunk per request (memory stays bounded), by raw chunk number: the
+        server jumps to the chunk asked for from the runs' lengths."""
         ids = np.asarray(ids, dtype=np.int64)
         if len(ids) == 0:
             return
-        if self.tokenizer.word_boundaries().starts(ids)[0]:
+        if self.tokenizer.word_boundaries().opens_with_break(ids[:1])[0]:
             yield from rank_chunks(self.find_words(ids), chunk)
             return
         for k, p in enumerate(self.parts):

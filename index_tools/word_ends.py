@@ -1,44 +1,59 @@
-"""Whole-word occurrences: the part of a suffix-array range whose next token begins a word.
+"""Whole-word occurrences: the part of a suffix-array range whose occurrences are word
+boundaries at both edges (the rule of `index_tools.words`).
 
-The occurrences of a token sequence of length m are one suffix-array range, and inside it the
-suffixes are sorted by their token at offset m -- the token that follows the occurrence. The
-word-start class of a token, laid out over the sort-key space, is a short list of runs (`KeyRuns`),
-so a range whose first and last following tokens fall in the same run is decided in one step,
-whatever its size. Other ranges are halved (lock-step over all queries) until their ends agree,
-or are small enough to classify rank by rank. Only a following token that opens a multi-byte
-character without completing it (class "unsure") needs the bytes after it, gathered for just
-those occurrences. The end of the file and the document separator count as word boundaries.
+The occurrences of a token sequence are one suffix-array range sharing its tokens, so each edge
+is often settled for the whole range by the sequence itself: a sequence that starts (ends) with a
+complete non-word character has a boundary at its left (right) edge wherever it occurs.
+
+- Right edge otherwise: inside the range the suffixes are sorted by the token that follows the
+  occurrence. How that token begins, laid out over the sort-key space, is a short list of runs
+  (`KeyRuns`), so a range whose first and last following tokens fall in the same run is decided
+  in one step, whatever its size; other ranges are halved (lock-step over all queries) until
+  their ends agree, or are small enough to check rank by rank.
+- Left edge otherwise (a sequence that starts with a word character: the first word of a line or
+  of a text, "Hi" in a byte index): the range is not sorted by what precedes it, so its ranks are
+  read in order, a chunk at a time for all such queries together, each checked by two table
+  lookups on the tokens around its edges (`WordBoundaries.boundary`). A count capped at `cap`
+  stops after cap + 1 whole-word occurrences; only an exact count reads the whole range.
+
+The end of the file and the document separator count as the edge of a text.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .words import BEGINS, UNSURE, WordBoundaries
+from .words import BEGINS, CONTINUES, UNSURE, WordBoundaries
 
 if TYPE_CHECKING:
     from .engine import Shard
 
 _EOF_KEY = -1
-_SCAN = 64  # ranges at most this long are classified rank by rank
+_SCAN = 64  # ranges at most this long are checked rank by rank
+_CELLS = 1 << 20  # ranks read per round of a left-edge scan, over all queries
+
+
+def _after_class(words: WordBoundaries) -> np.ndarray:
+    """Per token: does a right edge before it, after a word character, break (BEGINS), not
+    break (CONTINUES), or depend on more bytes (UNSURE: split characters, empty tokens)?"""
+    cls = words.head_class.copy()
+    cls[(cls == CONTINUES) & words.head_inside] = UNSURE
+    return cls
 
 
 class KeyRuns:
-    """Word-start class over the sort-key space: sorted cut points and the class of each run."""
+    """`_after_class` over the sort-key space: sorted cut points and the class of each run."""
 
-    def __init__(self, words: WordBoundaries, keys_of: Callable[[np.ndarray], np.ndarray], separator_key: int) -> None:
+    def __init__(self, words: WordBoundaries, keys_of, separator_key: int) -> None:  # type: ignore[no-untyped-def]
         vocab_keys = keys_of(np.arange(len(words.classes), dtype=np.int64))
         keys = np.concatenate([[_EOF_KEY], vocab_keys, [separator_key]]).astype(np.int64)
-        classes = np.concatenate([[BEGINS], words.classes, [BEGINS]]).astype(np.int8)
+        classes = np.concatenate([[BEGINS], _after_class(words), [BEGINS]]).astype(np.int8)
         order = np.argsort(keys, kind="stable")
         keys, classes = keys[order], classes[order]
         cut = np.flatnonzero(classes[1:] != classes[:-1]) + 1
         self.cuts = keys[cut]
-        #: first key of the next run, per run (the last run never ends)
-        self.run_end = np.append(self.cuts, np.iinfo(np.int64).max)
         self.run_class = classes[np.concatenate([[0], cut])]
         # a dense table for key spaces up to 16 bits (one gather instead of a binary search)
         top = int(max(separator_key, int(keys.max())))
@@ -67,75 +82,148 @@ def _expand(q: np.ndarray, lo: np.ndarray, hi: np.ndarray, m: np.ndarray) -> tup
     return q[reps], lo[reps] + offs, m[reps]
 
 
-def _resolve_unsure(shard: Shard, words: WordBoundaries, ranks: np.ndarray, m: np.ndarray) -> np.ndarray:
-    """Decide occurrences followed by an unsure token from the character the next tokens complete."""
-    pos = shard.sa_tokens(ranks) + m
-    cols = pos[:, None] + np.arange(4)[None, :]
+def _ids_at(shard: Shard, pos: np.ndarray) -> np.ndarray:
+    """Token id at each corpus position; -1 outside the file and at document separators."""
     n = shard.n_tokens
-    ids = np.asarray(shard.ids[np.minimum(cols, n - 1)], dtype=np.int64)
+    ids = np.asarray(shard.ids[np.clip(pos, 0, n - 1)], dtype=np.int64)
     sep = (1 << (8 * shard.width)) - 1
-    ids = np.where((cols >= n) | (ids == sep), -1, ids)
-    return words.begins_at(ids)
+    return np.where((pos < 0) | (pos >= n) | (ids == sep), -1, ids)
 
 
-def ends_word(shard: Shard, runs: KeyRuns, words: WordBoundaries, ranks: np.ndarray, m: np.ndarray) -> np.ndarray:
-    """Is the occurrence at each rank, taken m tokens long, followed by a word start?"""
+def boundary_at(shard: Shard, words: WordBoundaries, pos: np.ndarray) -> np.ndarray:
+    """The word-boundary rule at corpus token positions (before token `pos`): the corpus side
+    of `WordBoundaries.boundary`, a document's start and end being edges of a text."""
+    pos = np.asarray(pos, dtype=np.int64)
+
+    def rows(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        k = np.arange(4)
+        p = pos[idx][:, None]
+        return _ids_at(shard, p - 1 - k[None, :]), _ids_at(shard, p + k[None, :])
+
+    return words.boundary(_ids_at(shard, pos - 1), _ids_at(shard, pos), rows)
+
+
+def whole_word_at(shard: Shard, words: WordBoundaries, ranks: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """Is the occurrence at each rank, taken m tokens long, whole words (both edges)?"""
+    s = shard.sa_tokens(np.asarray(ranks, dtype=np.int64))
+    return boundary_at(shard, words, s) & boundary_at(shard, words, s + m)
+
+
+def _right_ok(shard: Shard, runs: KeyRuns, words: WordBoundaries, ranks: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """Right edge of occurrences of a sequence that ends with a word character."""
     c = runs.run_class[runs.run_of(_next_keys(shard, ranks, m))]
     out = c == BEGINS
     u = np.flatnonzero(c == UNSURE)
     if len(u):
-        out[u] = _resolve_unsure(shard, words, ranks[u], m[u])
+        out[u] = boundary_at(shard, words, shard.sa_tokens(ranks[u]) + m[u])
     return out
 
 
-def word_end_intervals(shard: Shard, runs: KeyRuns, words: WordBoundaries, lo: np.ndarray, hi: np.ndarray,
-                       m: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per query i (range [lo[i], hi[i]) of a sequence of length m[i]): the sub-intervals of ranks
-    whose occurrence is followed by a word start, a separator or the end of the file.
+#: how a sequence's own first / last character settles an edge wherever it occurs
+FREE = 0  # a complete non-word character: the edge is a boundary
+WORD = 1  # a complete word character: the character outside the edge decides
+OPEN = 2  # not complete within the sequence: each occurrence is checked in full
 
-    Returns (query, start, end) arrays, sorted by query then start, adjacent intervals merged.
-    """
-    q = np.arange(len(lo), dtype=np.int64)
-    lo, hi, m = (np.asarray(x, dtype=np.int64) for x in (lo, hi, m))
-    sel = hi > lo
-    q, lo, hi, m = q[sel], lo[sel], hi[sel], m[sel]
-    got_q: list[np.ndarray] = []
-    got_a: list[np.ndarray] = []
-    got_b: list[np.ndarray] = []
-    unsure: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+
+def edges(shard: Shard, words: WordBoundaries, lo: np.ndarray, hi: np.ndarray,
+          m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per query (its range and length), the FREE / WORD / OPEN state of its left and right
+    edge, read off the sequence's own tokens at its first occurrence (an empty range or
+    sequence: FREE at both)."""
+    left = np.full(len(lo), FREE, dtype=np.int8)
+    right = np.full(len(lo), FREE, dtype=np.int8)
+    idx = np.flatnonzero((hi > lo) & (m > 0))
+    if len(idx):
+        s = shard.sa_tokens(lo[idx])[:, None]
+        k = np.arange(4)[None, :]
+        mm = m[idx][:, None]
+        heads = np.where(k < mm, _ids_at(shard, s + k), -1)
+        tails = np.where(k < mm, _ids_at(shard, s + mm - 1 - k), -1)
+        first_breaks, first_done = words.first_char(heads)
+        last_breaks, _, last_done = words.last_char(tails)
+        left[idx] = np.where(first_done, np.where(first_breaks, FREE, WORD), OPEN)
+        right[idx] = np.where(last_done, np.where(last_breaks, FREE, WORD), OPEN)
+    return left, right
+
+
+def _right_intervals(shard: Shard, runs: KeyRuns, words: WordBoundaries, q: np.ndarray, lo: np.ndarray,
+                     hi: np.ndarray, m: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(query, start, end) pieces of the ranks whose right edge is a boundary, by halving."""
+    got: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     while len(q):
         rf = runs.run_of(_next_keys(shard, lo, m))
         rl = runs.run_of(_next_keys(shard, hi - 1, m))
         cls = runs.run_class[rf]
-        whole = rf == rl
+        whole = (rf == rl) & (cls != UNSURE)
         ok = whole & (cls == BEGINS)
-        got_q.append(q[ok])
-        got_a.append(lo[ok])
-        got_b.append(hi[ok])
-        uns = whole & (cls == UNSURE)
-        if uns.any():
-            unsure.append(_expand(q[uns], lo[uns], hi[uns], m[uns]))
+        got.append((q[ok], lo[ok], hi[ok]))
         small = ~whole & (hi - lo <= _SCAN)
         if small.any():
             sq, sr, sm = _expand(q[small], lo[small], hi[small], m[small])
-            good = ends_word(shard, runs, words, sr, sm)
-            got_q.append(sq[good])
-            got_a.append(sr[good])
-            got_b.append(sr[good] + 1)
+            good = _right_ok(shard, runs, words, sr, sm)
+            got.append((sq[good], sr[good], sr[good] + 1))
         big = ~whole & (hi - lo > _SCAN)
         mid = (lo[big] + hi[big]) // 2
         q = np.concatenate([q[big], q[big]])
         lo, hi = np.concatenate([lo[big], mid]), np.concatenate([mid, hi[big]])
         m = np.concatenate([m[big], m[big]])
-    for uq, ur, um in unsure:
-        ok = _resolve_unsure(shard, words, ur, um)
-        got_q.append(uq[ok])
-        got_a.append(ur[ok])
-        got_b.append(ur[ok] + 1)
-    if not got_q:
-        empty = np.zeros(0, dtype=np.int64)
-        return empty, empty, empty
-    gq, ga, gb = np.concatenate(got_q), np.concatenate(got_a), np.concatenate(got_b)
+    return got
+
+
+def _scan(shard: Shard, runs: KeyRuns, words: WordBoundaries, q: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+          m: np.ndarray, right: np.ndarray, cap: np.ndarray | None):  # type: ignore[no-untyped-def]
+    """Read the ranges in rank order, all queries together, a growing chunk per round; yield
+    (query, ranks that are whole words) per round. With `cap` (per query), a query stops once
+    more than cap of its occurrences are whole words."""
+    pos = lo.copy()
+    found = np.zeros(len(q), dtype=np.int64)
+    act = np.flatnonzero(hi > lo)
+    chunk = _SCAN if cap is None else max(_SCAN, 2 * int(cap.max(initial=0)) + 2)
+    while len(act):
+        step = max(1, min(chunk, _CELLS // len(act)))
+        end = np.minimum(hi[act], pos[act] + step)
+        which, ranks, mm = _expand(np.arange(len(act)), pos[act], end, m[act])
+        s = shard.sa_tokens(ranks)
+        ok = boundary_at(shard, words, s)
+        state = right[act][which]
+        need = np.flatnonzero(ok & (state == WORD))
+        if len(need):
+            ok[need] = _right_ok(shard, runs, words, ranks[need], mm[need])
+        need = np.flatnonzero(ok & (state == OPEN))
+        if len(need):
+            ok[need] = boundary_at(shard, words, s[need] + mm[need])
+        yield q[act][which[ok]], ranks[ok]
+        found[act] += np.bincount(which[ok], minlength=len(act))
+        pos[act] = end
+        live = pos[act] < hi[act]
+        if cap is not None:
+            live &= found[act] <= cap[act]
+        act = act[live]
+        chunk = min(chunk * 4, _CELLS)
+
+
+def word_intervals(shard: Shard, runs: KeyRuns, words: WordBoundaries, lo: np.ndarray, hi: np.ndarray,
+                   m: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per query i (range [lo[i], hi[i]) of a sequence of length m[i]): the sub-intervals of ranks
+    whose occurrence is whole words at both edges.
+
+    Returns (query, start, end) arrays, sorted by query then start, adjacent intervals merged.
+    """
+    lo, hi, m = (np.asarray(x, dtype=np.int64) for x in (lo, hi, m))
+    q = np.arange(len(lo), dtype=np.int64)
+    left, right = edges(shard, words, lo, hi, m)
+    pieces: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    both = (hi > lo) & (left == FREE) & (right == FREE)
+    pieces.append((q[both], lo[both], hi[both]))
+    sel = (hi > lo) & (left == FREE) & (right == WORD)
+    pieces += _right_intervals(shard, runs, words, q[sel], lo[sel], hi[sel], m[sel])
+    scan = np.flatnonzero((hi > lo) & ~both & ~sel)
+    if len(scan):
+        for sq, sr in _scan(shard, runs, words, q[scan], lo[scan], hi[scan], m[scan], right[scan], None):
+            pieces.append((sq, sr, sr + 1))
+    gq = np.concatenate([p[0] for p in pieces])
+    ga = np.concatenate([p[1] for p in pieces])
+    gb = np.concatenate([p[2] for p in pieces])
     if len(gq) <= 1:
         return gq, ga, gb
     order = np.lexsort((ga, gq))
@@ -151,7 +239,7 @@ def word_end_intervals(shard: Shard, runs: KeyRuns, words: WordBoundaries, lo: n
 
 def _halving_counts(shard: Shard, runs: KeyRuns, words: WordBoundaries, lo: np.ndarray, hi: np.ndarray,
                     m: np.ndarray, cap: np.ndarray) -> np.ndarray:
-    """Whole-word counts up to cap + 1 by halving: a segment whose first and last following
+    """Right-edge counts up to cap + 1 by halving: a segment whose first and last following
     tokens share a run is counted at once (large blocks of one following token are found within
     a few rounds), a short one is read rank by rank, the rest is split in two; a query stops as
     soon as it passes its cap."""
@@ -168,7 +256,7 @@ def _halving_counts(shard: Shard, runs: KeyRuns, words: WordBoundaries, lo: np.n
         small = ~whole & (hi - lo <= _SCAN)
         if small.any():
             sq, sr, sm = _expand(q[small], lo[small], hi[small], mm[small])
-            acc += np.bincount(sq[ends_word(shard, runs, words, sr, sm)], minlength=len(acc))
+            acc += np.bincount(sq[_right_ok(shard, runs, words, sr, sm)], minlength=len(acc))
         split = ~whole & ~small
         mid = (lo[split] + hi[split]) // 2
         q = np.concatenate([q[split], q[split]])
@@ -179,9 +267,9 @@ def _halving_counts(shard: Shard, runs: KeyRuns, words: WordBoundaries, lo: np.n
     return np.minimum(acc, cap + 1)
 
 
-def word_end_counts(shard: Shard, runs: KeyRuns, words: WordBoundaries, lo: np.ndarray, hi: np.ndarray,
-                    m: np.ndarray, cap: int) -> np.ndarray:
-    """Whole-word occurrences per query, counted only up to cap + 1 ("more than cap").
+def _right_counts(shard: Shard, runs: KeyRuns, words: WordBoundaries, lo: np.ndarray, hi: np.ndarray,
+                  m: np.ndarray, cap: int) -> np.ndarray:
+    """Right-edge counts of sequences that end with a word character, up to cap + 1.
 
     A range whose first and last following tokens share a run is decided at once. Otherwise the
     first ranks are read in order, a chunk large enough to pass `cap` if most occurrences end a
@@ -189,7 +277,6 @@ def word_end_counts(shard: Shard, runs: KeyRuns, words: WordBoundaries, lo: np.n
     by reading about cap ranks, even for a sequence that occurs millions of times. What a chunk
     does not settle (a large cap, or few occurrences ending a word) is counted by halving.
     """
-    lo, hi, m = (np.asarray(x, dtype=np.int64) for x in (lo, hi, m))
     acc = np.zeros(len(lo), dtype=np.int64)
     act = np.flatnonzero(hi > lo)
     if len(act):
@@ -204,7 +291,7 @@ def word_end_counts(shard: Shard, runs: KeyRuns, words: WordBoundaries, lo: np.n
         want = np.maximum(2 * (cap + 1), _SCAN)
         end = np.minimum(hi[act], pos[act] + want)
         q, ranks, mm = _expand(act, pos[act], end, m[act])
-        acc += np.bincount(q[ends_word(shard, runs, words, ranks, mm)], minlength=len(acc))
+        acc += np.bincount(q[_right_ok(shard, runs, words, ranks, mm)], minlength=len(acc))
         pos[act] = end
         act = act[(pos[act] < hi[act]) & (acc[act] <= cap)]
     if len(act):
@@ -213,4 +300,31 @@ def word_end_counts(shard: Shard, runs: KeyRuns, words: WordBoundaries, lo: np.n
     return np.minimum(acc, cap + 1)
 
 
-__all__ = ["KeyRuns", "ends_word", "word_end_intervals", "word_end_counts"]
+def word_counts(shard: Shard, runs: KeyRuns, words: WordBoundaries, lo: np.ndarray, hi: np.ndarray,
+                m: np.ndarray, cap: int | None) -> np.ndarray:
+    """Whole-word occurrences per query (both edges), exact, or up to cap + 1 ("more than
+    cap") with a `cap`: then a frequent sequence costs about cap occurrences, not its count."""
+    lo, hi, m = (np.asarray(x, dtype=np.int64) for x in (lo, hi, m))
+    out = np.zeros(len(lo), dtype=np.int64)
+    left, right = edges(shard, words, lo, hi, m)
+    both = (hi > lo) & (left == FREE) & (right == FREE)
+    out[both] = (hi - lo)[both]
+    sel = (hi > lo) & (left == FREE) & (right == WORD)
+    idx = np.flatnonzero(sel)
+    if len(idx):
+        if cap is None:
+            got = _right_intervals(shard, runs, words, np.arange(len(idx)), lo[idx], hi[idx], m[idx])
+            for q, a, b in got:
+                out[idx] += np.bincount(q, weights=b - a, minlength=len(idx)).astype(np.int64)
+        else:
+            out[idx] = _right_counts(shard, runs, words, lo[idx], hi[idx], m[idx], cap)
+    scan = np.flatnonzero((hi > lo) & ~both & ~sel)
+    if len(scan):
+        caps = None if cap is None else np.full(len(scan), cap, dtype=np.int64)
+        for sq, _ in _scan(shard, runs, words, np.arange(len(scan)), lo[scan], hi[scan], m[scan],
+                           right[scan], caps):
+            out[scan] += np.bincount(sq, minlength=len(scan))
+    return out if cap is None else np.minimum(out, cap + 1)
+
+
+__all__ = ["KeyRuns", "boundary_at", "edges", "whole_word_at", "word_counts", "word_intervals"]

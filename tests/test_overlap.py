@@ -15,13 +15,13 @@ from hypothesis import strategies as st
 
 from index_tools.builder import BuildOptions, build_index
 from index_tools.engine import Index
-from index_tools.words import is_word_char
 from tracetui.cli import main
 from tracetui.overlap.command import run
 from tracetui.overlap.items import Item, read_items
 from tracetui.overlap.measure import measure
 from tracetui.overlap.report import OverlapParams, run_overlap
 
+from . import word_oracle as oracle
 from .conftest import write_jsonl
 
 WORDS = ("river stone light morning garden window silver quiet north paper candle orange winter "
@@ -60,79 +60,68 @@ def test_planted_items_get_the_expected_verdicts(planted: dict) -> None:
     index = Index.open(planted["index"])
     items = list(read_items(planted["bench"], ["question", "answer"]))
     got = {r.id: r for r in run_overlap([index], items, OverlapParams(batch=3))}
-    # 41 words ("Recite:" and the passage): 29 13-grams, of which the two that start at "Recite:"
-    # and at the line break before the passage are not in the corpus (a newline there, not a space)
+    # 41 words ("Recite:" and the passage): 29 13-grams, of which only the one that starts at
+    # "Recite:" is not in the corpus; the one that starts at the passage's first word, after the
+    # line break, is (its left edge is a boundary on both sides: a newline here, a space there)
     assert got["verbatim"].verdict == "contaminated"
-    assert (got["verbatim"].ngrams_found, got["verbatim"].ngrams) == (27, 29)
+    assert (got["verbatim"].ngrams_found, got["verbatim"].ngrams) == (28, 29)
     assert got["verbatim"].coverage > 0.85
-    assert got["verbatim"].longest_text.startswith(planted["docs"][3].split()[21])  # after the line break
+    assert got["verbatim"].longest_text == " ".join(planted["docs"][3].split()[20:60])  # from the line's first word
     assert any(w.doc == 3 for w in got["verbatim"].where)
     # one changed word: the 13 n-grams through it are lost too; coverage stays high
     assert got["changed"].verdict == "contaminated"
-    assert (got["changed"].ngrams_found, got["changed"].ngrams) == (14, 29)
+    assert (got["changed"].ngrams_found, got["changed"].ngrams) == (15, 29)  # 29 - 13 - "Recite:"
     assert got["changed"].coverage > 0.8
     assert got["paraphrase"].verdict == "clean" and got["paraphrase"].ngrams_found == 0
     assert got["novel"].verdict == "clean" and got["novel"].coverage == 0.0
 
 
-# -- brute force -------------------------------------------------------------------------------
-def _words(index: Index, ids: np.ndarray, text: str, offs: np.ndarray) -> tuple[list[int], np.ndarray]:
-    bow = index.tokenizer.word_boundaries().starts(ids)
-    if len(ids):
-        bow[0] = True
-    pos = np.flatnonzero(bow).tolist()
-    out = []
-    for k, p in enumerate(pos):
-        end = pos[k + 1] if k + 1 < len(pos) else len(ids)
-        chars = text[offs[p][0] : offs[end - 1][1]]
-        if any(is_word_char(c) for c in chars):
-            out.append(p)
-    return out, bow
-
-
-def _occurs_whole(index: Index, docs_ids: list[np.ndarray], docs_bow: list[np.ndarray], seq: np.ndarray) -> bool:
-    m = len(seq)
-    for d, b in zip(docs_ids, docs_bow, strict=True):
-        for o in range(len(d) - m + 1):
-            if np.array_equal(d[o : o + m], seq) and (o + m == len(d) or b[o + m]):
-                return True
-    return False
+# -- brute force (on the text: tests/word_oracle.py, no production word code) ------------------
+def _tokenizer_of(index: Index) -> str:
+    return "bytes" if index.manifest.tokenizer == "bytes" else str(index.directory / index.manifest.tokenizer)
 
 
 def brute(index: Index, docs: list[str], text: str, n: int, min_span: int) -> tuple[int, int, int]:
-    tok = index.tokenizer
-    docs_ids = [tok.encode(d) for d in docs]
-    docs_bow = [tok.word_boundaries().starts(d) for d in docs_ids]
-    ids, offs = tok.encode_with_offsets(text)
-    offs = np.asarray(offs).reshape(-1, 2)
-    W, bow = _words(index, ids, text, offs)
-    ends = W[1:] + [len(ids)]
+    """n-grams found, n-grams, covered non-space characters: an item's words are its reply
+    boundaries whose run up to the next boundary holds a word character; an n-gram is n words
+    in a row with what trails the last; coverage is every maximal whole-word match of at least
+    min_span tokens from a boundary."""
+    view = oracle.viewer(_tokenizer_of(index))
+    doc_views = [view(d) for d in docs]
+    v = view(text)
+    ids, L = v.ids, len(v.ids)
+    cuts = [p for p in range(L) if v.bnd[p]]
+    W = []
+    for k, p in enumerate(cuts):
+        end = cuts[k + 1] if k + 1 < len(cuts) else L
+        if any(oracle.is_word(c) for c in text[v.chars[p][0] : v.chars[end - 1][1]]):
+            W.append(p)
+    ends = W[1:] + [L]
     if not W:
         grams = []
     elif len(W) >= n:
         grams = [(W[i], ends[i + n - 1]) for i in range(len(W) - n + 1)]
     else:
         grams = [(W[0], ends[-1])]
-    found = sum(_occurs_whole(index, docs_ids, docs_bow, ids[a:b]) for a, b in grams)
-    # coverage: from each word start, the longest whole-word match ending at a word boundary
+    found = sum(oracle.count(doc_views, ids[a:b]) > 0 for a, b in grams)
     covered = np.zeros(len(text), dtype=bool)
-    boundary = [k for k in range(1, len(ids) + 1) if k == len(ids) or bow[k]]
+    stops = [k for k in range(1, L + 1) if v.bnd[k]]
     prev_r = -1
-    for p in np.flatnonzero(bow).tolist():
+    for p in cuts:
         best = p
-        for r in boundary:
-            if r > p and _occurs_whole(index, docs_ids, docs_bow, ids[p:r]):
+        for r in stops:
+            if r > p and oracle.count(doc_views, ids[p:r]) > 0:
                 best = r
             elif r > p:
                 break  # a longer match contains this one
         if best - p >= min_span and best > prev_r:
-            covered[offs[p][0] : offs[best - 1][1]] = True
+            covered[v.chars[p][0] : v.chars[best - 1][1]] = True
         prev_r = max(prev_r, best)
     nonspace = np.array([not c.isspace() for c in text], dtype=bool)
     return found, len(grams), int(np.count_nonzero(covered & nonspace))
 
 
-chars = st.sampled_from(list("ab  c.\n") + ["é", "—"])
+chars = st.sampled_from(list("ab  c.\n_(") + ["é", "—", "日"])
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

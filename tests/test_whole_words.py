@@ -23,7 +23,9 @@ from index_tools.engine import Index
 from index_tools.tokenizer import ByteTokenizer, HFTokenizer, train_bpe
 from index_tools.words import BEGINS, CONTINUES, UNSURE, is_word_char
 from tracetui.tracing.pipeline import TraceParams, Tracer
-from tracetui.tracing.spans import delimiter_ids, find_spans
+from tracetui.tracing.spans import find_spans
+
+from . import word_oracle as oracle
 
 #: tabs, newlines, punctuation, em dash, curly quotes, accents, CJK and emoji
 ALPHABET = "ab c.\n\t—“”é日😀,'_"
@@ -134,18 +136,18 @@ def test_byte_level_vocabulary_strings_decoded(byte_level: HFTokenizer) -> None:
     assert cls[vocab["Ģ"]] == CONTINUES  # 0x80: inside a character
     # the em dash as one token (trained from the sample): bytes E2 80 94 -> punctuation
     dash = byte_level.encode("—")
-    assert byte_level.word_boundaries().starts(dash)[0]
+    assert byte_level.word_boundaries().first_char_breaks(dash)[0]
     # every token of a text: decoded bytes concatenate to the text, starts match the truth
     for text in TEXTS:
         ids = byte_level.encode(text)
         data, offs = token_offsets(byte_table(byte_level), ids)
         assert data == text.encode("utf-8")
-        assert byte_level.word_boundaries().starts(ids).tolist() == [begins_at(data, o) for o in offs[:-1]]
+        assert byte_level.word_boundaries().first_char_breaks(ids).tolist() == [begins_at(data, o) for o in offs[:-1]]
 
 
 def test_tab_led_word_can_start_a_span(byte_level: HFTokenizer) -> None:
     ids = byte_level.encode("x\tfoo")
-    starts = byte_level.word_boundaries().starts(ids)
+    starts = byte_level.word_boundaries().first_char_breaks(ids)
     tab = [i for i in range(len(ids)) if byte_level.decode(ids[i : i + 1]).startswith("\t")]
     assert tab and all(starts[i] for i in tab)
 
@@ -160,7 +162,7 @@ def test_sentencepiece_spaces_and_byte_fallback(sentencepiece: HFTokenizer) -> N
         ids = sentencepiece.encode(text)
         data, offs = token_offsets(byte_table(sentencepiece), ids)
         assert data.decode("utf-8") == " " + text.replace("\u0301", "\u0301")  # "▁" prepended
-        assert sentencepiece.word_boundaries().starts(ids).tolist() == [begins_at(data, o) for o in offs[:-1]]
+        assert sentencepiece.word_boundaries().first_char_breaks(ids).tolist() == [begins_at(data, o) for o in offs[:-1]]
 
 
 def test_wordpiece_continuations(wordpiece: HFTokenizer) -> None:
@@ -171,7 +173,7 @@ def test_wordpiece_continuations(wordpiece: HFTokenizer) -> None:
     assert conts and heads
     assert (cls[conts] == CONTINUES).all() and (cls[heads] == BEGINS).all()
     ids = wordpiece.encode("the catalog")
-    starts = wordpiece.word_boundaries().starts(ids)
+    starts = wordpiece.word_boundaries().first_char_breaks(ids)
     pieces = [wordpiece._tok.id_to_token(int(i)) for i in ids]
     assert starts.tolist() == [not p.startswith("##") for p in pieces]
 
@@ -181,7 +183,7 @@ def test_bytes_tokenizer_truth() -> None:
     for text in TEXTS:
         ids = tok.encode(text)
         data = text.encode("utf-8")
-        assert tok.word_boundaries().starts(ids).tolist() == [begins_at(data, i) for i in range(len(data))]
+        assert tok.word_boundaries().first_char_breaks(ids).tolist() == [begins_at(data, i) for i in range(len(data))]
 
 
 def test_static_set_is_a_superset(byte_level: HFTokenizer, sentencepiece: HFTokenizer) -> None:
@@ -189,124 +191,81 @@ def test_static_set_is_a_superset(byte_level: HFTokenizer, sentencepiece: HFToke
     for tok in (byte_level, sentencepiece, ByteTokenizer()):
         for text in TEXTS:
             ids = tok.encode(text)
-            starts = tok.word_boundaries().starts(ids)
+            starts = tok.word_boundaries().first_char_breaks(ids)
             assert not (starts & ~tok.word_start_mask()[ids]).any()
 
 
 # ---------------------------------------------------------------------------------------------
-# whole-word span finding vs brute force
+# whole-word span finding, counts and search vs brute force on the text (tests/word_oracle.py)
 # ---------------------------------------------------------------------------------------------
-def brute_whole_word_count(docs: list[list[int]], doc_starts: list[list[bool]], q: list[int]) -> int:
-    """Occurrences of q in the token docs that end where a word begins (or the doc ends)."""
-    n = len(q)
-    total = 0
-    for d, ws in zip(docs, doc_starts, strict=True):
-        for i in range(len(d) - n + 1):
-            if d[i : i + n] == q and (i + n == len(d) or ws[i + n]):
-                total += 1
-    return total
-
-
-def reference_whole_word_spans(docs: list[list[int]], doc_starts: list[list[bool]], ids: list[int],
-                               starts: list[bool], delims: set[int], min_len: int,
-                               max_cnt: int) -> list[tuple[int, int, int]]:
-    """Section 1 with whole words on both sides, by brute force: for each word start l, the longest
-    r (a reply word end, within the delimiter cut) with a whole-word occurrence; then count,
-    max_cnt and maximality in the reference's order."""
-    L = len(ids)
-    out: list[tuple[int, int, int]] = []
-    max_r = -1
-    for l in range(L):
-        if not starts[l]:
-            continue
-        cut = L
-        for p in range(l, L):
-            if ids[p] in delims:
-                cut = p + 1
-                break
-        r = l
-        for cand in range(cut, l, -1):
-            if (cand == L or starts[cand]) and brute_whole_word_count(docs, doc_starts, ids[l:cand]) > 0:
-                r = cand
-                break
-        if r - l < max(1, min_len):
-            continue
-        c = brute_whole_word_count(docs, doc_starts, ids[l:r])
-        if c > max_cnt:
-            continue
-        if r > max_r:
-            out.append((l, r, c))
-            max_r = r
-    return out
-
-
 def _build(tmp: Path, texts: list[str], tokenizer: str, shards: int | None = None) -> Index:
+    tmp.mkdir(parents=True, exist_ok=True)
     src = tmp / "c.jsonl"
     src.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts), encoding="utf-8")
     build_index([src], tmp / "ix", BuildOptions(tokenizer=tokenizer, progress=False, force=True, shards=shards))
     return Index.open(tmp / "ix")
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(
-    docs=st.lists(st.text(alphabet=ALPHABET, min_size=1, max_size=40), min_size=1, max_size=5),
-    response=st.text(alphabet=ALPHABET, min_size=1, max_size=30),
-    min_len=st.integers(1, 3),
-    max_cnt=st.sampled_from([1, 2, 1_000_000]),
-)
-def test_bytes_whole_word_spans_equal_brute_force_on_text(tmp_path_factory, docs, response, min_len,
-                                                          max_cnt) -> None:
-    index = _build(tmp_path_factory.mktemp("ww"), docs, "bytes")
-    docs = [d for d in docs if d]
-    data = [d.encode("utf-8") for d in docs]
-    doc_tokens = [list(b) for b in data]
-    doc_starts = [[begins_at(b, i) for i in range(len(b))] for b in data]
-    reply = response.encode("utf-8")
-    ids = index.encode(response)
-    starts = [begins_at(reply, i) for i in range(len(reply))]
-    delims = set(delimiter_ids(index, (".", "\n")).tolist())
-    want = reference_whole_word_spans(doc_tokens, doc_starts, list(reply), starts, delims, min_len, max_cnt)
-    got = find_spans(index, ids, min_len=min_len, max_cnt=max_cnt)
-    assert [(s.l, s.r, s.count) for s in got] == want
-    for s in got:  # on the text: whole words in the reply, and exactly `count` whole-word hits
-        piece = reply[s.l : s.r]
-        assert begins_at(reply, s.l) and begins_at(reply, s.r)
-        hits = sum(1 for b in data for i in range(len(b) - len(piece) + 1)
-                   if b[i : i + len(piece)] == piece and begins_at(b, i + len(piece)))
-        assert hits == s.count
+#: letters, digits, "_", spaces, tabs, newlines, ".", brackets, em dash, quotes, accents, CJK, emoji
+RULE_ALPHABET = "ab1_ \t\n.()—“”'é日😀"
+#: WordPiece keeps no spaces: a token that lacks "##" begins a pre-token, and the tokens cannot
+#: tell a space before it from the pre-tokenizer's split between two CJK characters or before a
+#: "_" (BERT splits both off; by the rule "1_" and "日本" are one word) -- neither is drawn there
+WORDPIECE_ALPHABET = "ab1 \t\n.()—“”'é"
+FAMILIES = ["bytes", "byte-level", "sentencepiece", "wordpiece"]
 
 
 @pytest.fixture(scope="module")
-def oracle_bpe(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("obpe") / "tokenizer.json"
-    sample = ["".join(ALPHABET[(i * 7 + j * 3) % len(ALPHABET)] for j in range(60)) for i in range(50)]
-    train_bpe(iter(sample + TEXTS), path, vocab_size=320)
-    return path
+def family_tokenizers(byte_level: HFTokenizer, sentencepiece: HFTokenizer, wordpiece: HFTokenizer) -> dict[str, str]:
+    return {"bytes": "bytes", "byte-level": str(byte_level.path), "sentencepiece": str(sentencepiece.path),
+            "wordpiece": str(wordpiece.path)}
 
 
-@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(
-    docs=st.lists(st.text(alphabet=ALPHABET, min_size=1, max_size=40), min_size=1, max_size=5),
-    response=st.text(alphabet=ALPHABET, min_size=1, max_size=30),
-    max_cnt=st.sampled_from([1, 1_000_000]),
-)
-def test_bpe_whole_word_spans_equal_brute_force(tmp_path_factory, oracle_bpe, docs, response, max_cnt) -> None:
-    index = _build(tmp_path_factory.mktemp("wwb"), docs, str(oracle_bpe))
-    tok = index.tokenizer
-    table = byte_table(tok)
-    doc_tokens, doc_starts = [], []
-    for d in docs:
-        t = tok.encode(d)
-        b, offs = token_offsets(table, t)
-        doc_tokens.append(t.tolist())
-        doc_starts.append([begins_at(b, o) for o in offs[:-1]])
-    ids = tok.encode(response)
-    b, offs = token_offsets(table, ids)
-    starts = [begins_at(b, o) for o in offs[:-1]]
-    delims = set(delimiter_ids(index, (".", "\n")).tolist())
-    want = reference_whole_word_spans(doc_tokens, doc_starts, ids.tolist(), starts, delims, 1, max_cnt)
-    got = find_spans(index, ids, max_cnt=max_cnt)
+def _texts(family: str, min_size: int, max_size: int) -> st.SearchStrategy[str]:
+    return st.text(alphabet=WORDPIECE_ALPHABET if family == "wordpiece" else RULE_ALPHABET,
+                   min_size=min_size, max_size=max_size)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data(), min_len=st.integers(1, 3), max_cnt=st.sampled_from([1, 2, 1_000_000]))
+def test_spans_counts_search_equal_brute_force_on_text(tmp_path_factory, family_tokenizers, family, data,
+                                                      min_len, max_cnt) -> None:
+    """Every span (with its count), every span's count, find_words, capped counts and `search`
+    equal brute force on the text with the rule at both edges, for each tokenizer family."""
+    from tracetui.tracing.search import search_documents
+
+    docs = data.draw(st.lists(_texts(family, 1, 40), min_size=1, max_size=5), label="docs")
+    response = data.draw(_texts(family, 1, 30), label="response")
+    tokenizer = family_tokenizers[family]
+    index = _build(tmp_path_factory.mktemp("rule"), docs, tokenizer)
+    view = oracle.viewer(tokenizer)
+    doc_views = [view(d) for d in docs]
+    reply = view(response)
+    assert index.encode(response).tolist() == reply.ids
+    want = oracle.reference_spans(doc_views, reply, oracle.delimiter_tokens(tokenizer), min_len, max_cnt)
+    got = find_spans(index, np.array(reply.ids, dtype=np.int64), min_len=min_len, max_cnt=max_cnt)
     assert [(s.l, s.r, s.count) for s in got] == want
+    # counts of every reply piece between two reply boundaries (spans or not), exact and capped
+    cuts = [p for p, b in enumerate(reply.bnd) if b]
+    pieces = [reply.ids[a:b] for a in cuts for b in cuts if b > a][:40]
+    if pieces:
+        seqs = [np.array(q, dtype=np.int64) for q in pieces]
+        truth = [oracle.count(doc_views, q) for q in pieces]
+        assert index.count_many(seqs, whole_words=True).tolist() == truth
+        assert index.count_many(seqs, whole_words=True, cap=1).tolist() == [min(t, 2) for t in truth]
+        for q, t in zip(seqs[:8], truth[:8], strict=True):
+            assert index.count_words(q) == t
+            assert sum(b - a for shard in index.find_words(q) for a, b in shard) == t
+    # search: the documents that hold a whole-word occurrence of a text
+    query = response[: max(1, len(response) // 2)]
+    qv = view(query)
+    if not qv.ids:
+        return
+    hits = oracle.occurrences(doc_views, qv.ids)
+    found = search_documents([index], query, limit=50)
+    assert found["counts"][0]["count"] == len(hits)
+    assert sorted({d["doc_id"] for d in found["documents"]}) == sorted({k for k, _ in hits})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -345,38 +304,29 @@ def test_dog_not_found_inside_doghouse_with_bpe(tmp_path: Path, byte_level: HFTo
     assert find_spans(index, ids, whole_words=False)[0].count == substrings
 
 
-def brute_text_word_count(docs: list[bytes], q: bytes) -> int:
-    """Whole-word occurrences of q on the text: a word start before it (or q starts with a
-    non-word character) and a word start, or the document end, after it."""
-    total = 0
-    for b in docs:
-        for i in range(len(b) - len(q) + 1):
-            if b[i : i + len(q)] != q:
-                continue
-            before = i == 0 or not is_word_char(b[:i].decode("utf-8", "replace")[-1])
-            if (before or begins_at(q, 0)) and begins_at(b, i + len(q)):
-                total += 1
-    return total
-
-
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(
-    docs=st.lists(st.text(alphabet=ALPHABET, min_size=1, max_size=40), min_size=1, max_size=5),
-    query=st.text(alphabet=ALPHABET, min_size=1, max_size=6).filter(lambda q: begins_at(q.encode(), len(q.encode()))),
-)
-def test_count_and_search_whole_words_equal_brute_force(tmp_path_factory, docs, query) -> None:
-    """`count` / `search` of any text, including one that starts inside a word's characters."""
-    from tracetui.tracing.search import search_documents
-
-    index = _build(tmp_path_factory.mktemp("cw"), docs, "bytes")
-    want = brute_text_word_count([d.encode("utf-8") for d in docs], query.encode("utf-8"))
-    assert index.count_words(index.encode(query)) == want
-    found = search_documents([index], query, limit=50)
-    assert found["counts"][0]["count"] == want
-    for d in found["documents"]:
-        a, b = d["match"]
-        text = d["snippet"]
-        assert b == len(text) or not is_word_char(text[b]) or not is_word_char(text[b - 1])
+def test_trust_cases_from_the_issue(tmp_path: Path, byte_level: HFTokenizer) -> None:
+    """The cases of issue 17, section 1, each of which failed before the rule covered both edges."""
+    # a match that ends with its own newline, where the next line starts with a letter
+    texts = ["the ancient\nwalls stood", "an ancient\nroad", "ancient\n", "the ancients\nwere"]
+    index = _build(tmp_path / "nl", texts, "bytes")
+    ids = index.encode(" ancient\n")
+    assert index.count_words(ids) == 2 and index.count(ids, whole_words=True) == 2
+    assert index.count_words(index.encode("ancient\n")) == 3  # and at a document's start
+    # the first word of a reply and of a line start spans, on bytes and on a byte-level BPE
+    line = "Return a new set with elements from the set and all others."
+    corpus = ["Some words first.\n" + line + "\nMore after.", "Unrelated text here."]
+    for tok in ("bytes", str(byte_level.path)):
+        ix = _build(tmp_path / f"first{len(tok)}", corpus, tok)
+        for reply in (line, "Well.\n" + line):
+            got = Tracer([ix]).trace(reply)
+            start = reply.index("Return")
+            assert any(s.start == start and s.end == start + len(line) for s in got.spans), (tok, reply, got.spans)
+    # the left edge in the corpus: "cat sat on the mat" is not inside "Zcat sat on the mat"
+    ix = _build(tmp_path / "zcat", ["Zcat sat on the mat", "a dog"], "bytes")
+    assert ix.count_words(ix.encode("cat sat on the mat")) == 0
+    assert ix.count(ix.encode("cat sat on the mat")) == 1
+    assert find_spans(ix, ix.encode("cat sat on the mat")) == [] or all(
+        s.l > 0 for s in find_spans(ix, ix.encode("cat sat on the mat")))
 
 
 def test_default_stdlib_index_short_words_never_inside_longer_words(tmp_path: Path, monkeypatch) -> None:
@@ -412,26 +362,26 @@ def test_default_stdlib_index_short_words_never_inside_longer_words(tmp_path: Pa
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
-    docs=st.lists(st.text(alphabet="ab c.é", min_size=100, max_size=400), min_size=2, max_size=5),
-    queries=st.lists(st.text(alphabet="ab c.é", min_size=1, max_size=4), min_size=1, max_size=12),
+    docs=st.lists(st.text(alphabet="ab c.é\n", min_size=100, max_size=400), min_size=2, max_size=5),
+    queries=st.lists(st.text(alphabet="ab c.é\n", min_size=1, max_size=4), min_size=1, max_size=12),
     cap=st.sampled_from([0, 1, 3, 20, 100, 5000]),
     shards=st.sampled_from([1, 2]),
 )
 def test_exact_and_capped_whole_word_counts(tmp_path_factory, docs, queries, cap, shards) -> None:
-    """Large ranges (hundreds of occurrences) go through every path: one-run ranges, halving, rank
-    scans, unsure lead bytes ("é"), two shards; capped counts are exact up to the cap."""
+    """Large ranges (hundreds of occurrences) go through every path: edges settled by the query,
+    right edges by halving and rank scans, left edges by scans, unsure lead bytes ("é"), two
+    shards; capped counts are exact up to the cap."""
     index = _build(tmp_path_factory.mktemp("cap"), docs, "bytes", shards)
     assert len(index.shards) == shards
-    data = [d.encode("utf-8") for d in docs]
-    doc_tokens = [list(b) for b in data]
-    doc_starts = [[begins_at(b, i) for i in range(len(b))] for b in data]
+    doc_views = [oracle.view_bytes(d) for d in docs]
     seqs = [index.encode(q) for q in queries]
-    want = [brute_whole_word_count(doc_tokens, doc_starts, s.tolist()) for s in seqs]
+    want = [oracle.count(doc_views, s.tolist()) for s in seqs]
     assert index.count_many(seqs, whole_words=True).tolist() == want
     assert index.count_many(seqs, whole_words=True, cap=cap).tolist() == [min(w, cap + 1) for w in want]
     for s, w in zip(seqs, want, strict=True):
         runs = index.find_words(s)
         assert sum(b - a for shard in runs for a, b in shard) == w
+        assert sum(len(r) for _, r in index.word_occurrences(s, chunk=7)) == w
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -39,7 +39,7 @@ from urllib.parse import quote
 
 import numpy as np
 
-from index_tools.engine import Index, IndexSet, is_index_url
+from index_tools.engine import Index, IndexSet, is_index_url, rank_chunk
 from index_tools.errors import IndexToolsError
 from index_tools.ngram import DOC_END, infgram_ntd, infgram_probs, ntd, ntd_with_unit
 from index_tools.remote import API_VERSION, hit_to_json, pack, unpack, unpack_seqs, window_to_json
@@ -173,35 +173,19 @@ def op_find_words_many(index: Index, body: dict[str, Any], lim: Limits = DEFAULT
     return {"seq": pack(cols[:, 0]), "shard": pack(cols[:, 1]), "start": pack(cols[:, 2]), "end": pack(cols[:, 3])}
 
 
-def _nth_chunk(runs: list[list[tuple[int, int]]], chunk: int, skip: int) -> tuple[int, np.ndarray] | None:
-    """Chunk number `skip` of `rank_chunks(runs, chunk)`, found from the run lengths alone (no
-    earlier chunk is built); None past the last one."""
-    for n, shard_runs in enumerate(runs):
-        for a, b in shard_runs:
-            k = -(-(b - a) // chunk)  # chunks of this run
-            if skip < k:
-                c = a + skip * chunk
-                return n, np.arange(c, min(b, c + chunk), dtype=np.int64)
-            skip -= k
-    return None
-
-
 def op_word_occurrences(index: Index, body: dict[str, Any], lim: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
-    """Raw chunk number `skip` of `Index.word_occurrences` (`rank_chunks` of the whole-word-end
-    runs), checked for a word start before each occurrence; `next` is the chunk to ask for next
-    (`done` when there is none). A chunk may come back empty after the check: the client goes
-    on with `next`. Each page costs one range search and one chunk's check, whatever `skip`."""
+    """Raw chunk number `skip` of `Index.word_occurrences` (`rank_chunks` of the whole-word
+    runs); `next` is the chunk to ask for next (`done` when there is none). Each page costs one
+    search for the runs and one chunk, whatever `skip`."""
     ids = _check_ids(index, _array(body, "ids"), lim)
     chunk = _int(body, "chunk", 1 << 18, 1, 1 << 18)
     skip = _int(body, "skip", 0)
     runs = index.find_words(ids) if len(ids) else []
-    found = _nth_chunk(runs, chunk, skip)
+    found = rank_chunk(runs, chunk, skip)
     if found is None:
         return {"shards": [], "ranks": [], "done": True, "next": None}
     n, ranks = found
-    if not index.tokenizer.word_boundaries().starts(ids)[0]:
-        ranks = ranks[index._preceded_by_boundary(index.shards[n], ranks)]
-    done = _nth_chunk(runs, chunk, skip + 1) is None
+    done = rank_chunk(runs, chunk, skip + 1) is None
     shards, packed = ([n], [pack(ranks)]) if len(ranks) else ([], [])
     return {"shards": shards, "ranks": packed, "done": done, "next": None if done else skip + 1}
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from index_tools.engine import Index
-from index_tools.words import UNSURE
+from index_tools.words import BEGINS, CONTINUES
 
 
 @dataclass
@@ -128,12 +128,13 @@ class _Counter:
 
 
 def word_starts(index: Index, ids: np.ndarray, whole_words: bool = True) -> np.ndarray:
-    """Per position of a reply, does a word begin there? Whole-word mode decides tokens that open
-    an incomplete character from the tokens after them; the published mode uses the token-level
+    """Per position of a reply, can a span start (and the span before end) there? Whole-word
+    mode: where the word-boundary rule holds (`WordBoundaries.boundaries`: the reply's start, or
+    a non-word character just before or just after); the published mode uses the token-level
     set (what infini-gram's `bow_ids` holds)."""
     words = index.tokenizer.word_boundaries()
     if whole_words:
-        return words.starts(ids)
+        return words.boundaries(ids)[: len(ids)]
     mask = words.static_mask
     return (ids < len(mask)) & mask[np.minimum(ids, len(mask) - 1)]
 
@@ -161,8 +162,9 @@ def find_spans(
     pay for one -- and the frequent ones, of high log-probability, are the last to be considered.
 
     With `whole_words` (the default) a span is whole words on the corpus side too: its count and
-    its existence are those of occurrences followed by a word start or a document end, and a span
-    whose longest match ends inside corpus words is shortened to its longest whole-word match.
+    its existence are those of occurrences whose two edges are word boundaries there, and a span
+    whose longest match starts or ends inside corpus words is shortened to its longest whole-word
+    match.
     Without it, occurrences inside longer words count, as in the published pipeline.
     """
     ids = np.asarray(ids, dtype=np.int64)
@@ -249,49 +251,56 @@ def lowest_logprob(spans: list[RawSpan], k: int | None) -> list[RawSpan]:
 
 def _corpus_word_ends(index: Index, ids: np.ndarray, bow: np.ndarray, l: np.ndarray, r: np.ndarray,
                       match_end: np.ndarray, witnessed: np.ndarray, counter: _Counter) -> np.ndarray:
-    """Shorten each candidate [l, r) to its longest prefix that ends a word in the corpus too.
+    """Shorten each candidate [l, r) to its longest prefix that is whole words in the corpus too.
 
-    A candidate that stops before the end of its longest match (r < match_end) is followed, in
-    the occurrence that matched further, by the reply's own next token -- a word start -- so it
-    needs no search; nor does one whose longest match was seen followed by a word start by the
+    No search is needed for a candidate that stops before the end of its longest match
+    (r < match_end) when its own tokens settle both edges -- its first character is a non-word
+    one and the two tokens around r decide the boundary there: the occurrence that matched
+    further holds those same tokens. Nor for one whose longest match was seen whole words by the
     longest-prefix search itself (`witnessed`). The rest is checked for a whole-word occurrence,
-    and moved back one reply word at a time while it has none.
+    and moved back one reply boundary at a time while it has none.
     """
     L = len(ids)
     words = index.tokenizer.word_boundaries()
-    unsure = words.class_of(ids) == UNSURE  # decided by the next 4 tokens: they must match too
+    opens = words.opens_with_break(ids)
+    tail = words.tail_class[np.clip(ids, 0, len(words.tail_class) - 1)]
+    head = words.head_class[np.clip(ids, 0, len(words.head_class) - 1)]
+    # per position p (0 < p < L): the boundary there is settled by ids[p-1] and ids[p] alone
+    settled = np.zeros(L + 1, dtype=bool)
+    settled[1:L] = (tail[:-1] == BEGINS) | (head[1:] == BEGINS) | (
+        (tail[:-1] == CONTINUES) & (head[1:] == CONTINUES) & ~words.head_inside[np.clip(ids[1:], 0, len(words.head_inside) - 1)])
     bidx = np.where(np.append(bow, True), np.arange(L + 1), -1)
     prev_boundary = np.maximum.accumulate(bidx)
     r = r.copy()
+
+    def safe_of(todo: np.ndarray) -> np.ndarray:
+        rt = r[todo]
+        return (rt < match_end[todo]) & opens[l[todo]] & settled[np.minimum(rt, L)]
+
     todo = np.flatnonzero(r > l)
-    safe = r[todo] < match_end[todo]
-    rr = np.minimum(r[todo], L - 1)
-    safe &= ~unsure[rr] | (r[todo] + 4 <= match_end[todo])
-    safe |= (r[todo] == match_end[todo]) & witnessed[todo]
-    # one search for everything counted next: the unsure candidates, their next-shorter variants,
-    # and every candidate that can end up maximal (only unsure candidates can shrink, so a
-    # candidate is a contender unless a safe earlier one already reaches as far)
-    unsure_c = todo[~safe]
+    safe = safe_of(todo) | ((r[todo] == match_end[todo]) & witnessed[todo])
+    # one search for everything counted next: the candidates to check, their next-shorter
+    # variants, and every candidate that can end up maximal (only checked candidates can
+    # shrink, so a candidate is a contender unless a safe earlier one already reaches as far)
+    check = todo[~safe]
     fixed_r = r.copy()
-    fixed_r[unsure_c] = l[unsure_c]
+    fixed_r[check] = l[check]
     prev_fixed = np.maximum.accumulate(np.concatenate([[-1], fixed_r[:-1]])) if len(r) else r
     likely = (r > prev_fixed) & (r > l)
-    likely[unsure_c] = True
-    shorter = prev_boundary[np.maximum(r[unsure_c] - 1, 0)]
-    keep_short = shorter > l[unsure_c]
-    counter.prefetch(np.concatenate([l[likely], l[unsure_c][keep_short]]),
+    likely[check] = True
+    shorter = prev_boundary[np.maximum(r[check] - 1, 0)]
+    keep_short = shorter > l[check]
+    counter.prefetch(np.concatenate([l[likely], l[check][keep_short]]),
                      np.concatenate([r[likely], shorter[keep_short]]))
-    todo = todo[~safe]
+    todo = check
     while len(todo):
         found = counter.counts(l[todo], r[todo], "w", cap=0) > 0
         todo = todo[~found]
-        # the previous reply word end; a shorter candidate is re-checked only if it is not safe
+        # the previous reply boundary; a shorter candidate is re-checked only if it is not safe
         r[todo] = np.where(r[todo] - 1 > l[todo], prev_boundary[np.maximum(r[todo] - 1, 0)], l[todo])
         r[todo] = np.maximum(r[todo], l[todo])
         todo = todo[r[todo] > l[todo]]
-        rr = np.minimum(r[todo], L - 1)
-        safe = (r[todo] < match_end[todo]) & (~unsure[rr] | (r[todo] + 4 <= match_end[todo]))
-        todo = todo[~safe]
+        todo = todo[~safe_of(todo)]
     return r
 
 
