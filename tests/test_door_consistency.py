@@ -29,7 +29,7 @@ REPLY = ("The quick brown fox jumps over the lazy dog. A stitch in time saves ni
 #: below until it is listed: it must be part of what decides reuse)
 CHANGED = {"delimiters": (".",), "min_len": 2, "max_cnt": 3, "span_density": 0.5, "docs_per_span": 2, "seed": 7,
            "long_context": 20, "snippet_context": 5, "bm25_k1": 1.2, "bm25_b": 0.5, "normaliser": 2.0,
-           "high": 0.9, "medium": 0.2, "whole_words": False}
+           "high": 0.9, "medium": 0.2, "whole_words": False, "word_rule": 1}
 
 
 # -- a reopened conversation -------------------------------------------------------------------

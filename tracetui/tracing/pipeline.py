@@ -51,9 +51,13 @@ class TraceParams:
     normaliser: float = NORMALISER
     high: float = HIGH
     medium: float = MEDIUM
-    #: Count only corpus occurrences that are whole words (followed by a word start or a document
-    #: end). False reproduces the published pipeline, where "Hi" may be found inside "History".
+    #: Count only corpus occurrences that are whole words (a word boundary at both edges, as
+    #: `index_tools.words` defines it). False reproduces the published pipeline, where "Hi" may be
+    #: found inside "History".
     whole_words: bool = True
+    #: Version of the word-boundary rule the spans were found under (2: both edges, on both
+    #: sides): a saved trace made under another rule is traced again, not reused.
+    word_rule: int = 2
 
 
 @dataclass
