@@ -84,6 +84,14 @@ class Tokenizer:
         """The bytes each token id stands for (b"" for special tokens)."""
         raise NotImplementedError
 
+    def token_text(self, token: int) -> str:
+        """One token as a reader should see it alone, its leading space included: the text of its
+        bytes (decoding it alone would drop the space with decoders that strip one, as
+        Llama-2's; a piece of a character shows as U+FFFD). Special tokens decode as themselves."""
+        table = self.token_bytes()
+        data = table[token] if 0 <= token < len(table) else b""
+        return data.decode("utf-8", errors="replace") if data else self.decode([token])
+
     def whole_characters(self, ids: Sequence[int] | np.ndarray, start: int, end: int) -> tuple[int, int]:
         """The tokens [lo, hi) of `ids` to decode so that the text neither begins nor ends inside
         a character: a window cut from a document may begin with the last bytes of a character

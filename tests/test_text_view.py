@@ -290,3 +290,17 @@ def test_visible_text_is_kept_where_it_is_visible(text: str) -> None:
     assert len(out) == len(text)
     for a, b in zip(text, out, strict=True):
         assert (a == b) != must_go(a)
+
+
+def test_a_token_alone_keeps_its_leading_space(index: Index) -> None:
+    """Next-in-corpus labels (`Tokenizer.token_text`): " the" as a token keeps its space with every
+    pipeline (decoding it alone gives "the" with Llama-2's Strip decoder); the text of a whole
+    tokenized sentence is the concatenation of its tokens' labels, where no character is split."""
+    tok = index.tokenizer
+    text = "the cat sat on the mat today"
+    ids = tok.encode(text)
+    labels = [tok.token_text(int(t)) for t in ids]
+    assert "".join(labels).lstrip(" ") == text
+    assert any(lab.startswith(" ") and lab.strip() for lab in labels)
+    if strips_leading_space(index):
+        assert any(tok.decode([int(t)]) != lab for t, lab in zip(ids, labels, strict=True))

@@ -217,7 +217,7 @@ def cmd_ntd(args: argparse.Namespace) -> int:
         rows = []
         for i in order.tolist():
             tid = int(dist.ids[i])
-            text = "<document end>" if tid == DOC_END else index.tokenizer.decode([tid])
+            text = "<document end>" if tid == DOC_END else index.tokenizer.token_text(tid)
             rows.append({"token": tid, "text": text, "count": int(dist.counts[i]),
                          "prob": float(dist.counts[i] / dist.prompt_cnt)})
         out.append({"index": index.name, "prompt_tokens": ids.tolist(), "prompt_count": dist.prompt_cnt,

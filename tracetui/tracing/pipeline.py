@@ -329,7 +329,7 @@ class Tracer:
 
     def _rank(self, documents: list[Document], spans: list[Span], text: str, prompt: str) -> None:
         p = self.params
-        query = f"{prompt} {text}" if prompt else text
+        query = f"{prompt} {text}"  # the reference: prompt + " " + response, split on single spaces
         scores = bm25_scores([" ".join(h.window for h in d.hits) for d in documents], query, p.bm25_k1, p.bm25_b)
         for d, s in zip(documents, scores, strict=True):
             d.score = float(s)

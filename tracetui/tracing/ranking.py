@@ -18,16 +18,17 @@ LEVEL_RANK = {"high": 2, "medium": 1, "low": 0}
 
 
 def bm25_scores(docs: list[str], query: str, k1: float = K1, b: float = B) -> np.ndarray:
-    """Okapi BM25 of every doc, the docs themselves forming the collection (whitespace tokens).
+    """Okapi BM25 of every doc, the docs themselves forming the collection; documents and query
+    split on single spaces, as the reference does (a newline or a tab stays inside its term).
 
     IDF as rank-bm25's BM25Okapi (the reference's library): log((N - df + 0.5) / (df + 0.5)),
     with negative IDFs floored at 0.25 x the mean IDF.
     """
     if not docs:
         return np.zeros(0)
-    tokenized = [d.split() for d in docs]
+    tokenized = [d.split(" ") for d in docs]
     vocab: dict[str, int] = {}
-    for t in query.split():
+    for t in query.split(" "):
         vocab.setdefault(t, len(vocab))
     if not vocab:
         return np.zeros(len(docs))
@@ -45,7 +46,7 @@ def bm25_scores(docs: list[str], query: str, k1: float = K1, b: float = B) -> np
     eps = 0.25 * (sum(idf_all.values()) / len(idf_all)) if idf_all else 0.0
     idf = np.array([(idf_all[t] if idf_all.get(t, 0.0) >= 0 else eps) if t in idf_all else 0.0 for t in vocab])
     qtf = np.zeros(len(vocab))
-    for t in query.split():
+    for t in query.split(" "):
         qtf[vocab[t]] += 1  # a term repeated in the query counts once per repetition, as rank-bm25
     denom = tf + k1 * (1 - b + b * lens[:, None] / avgdl)
     return ((tf * (k1 + 1) / denom) * idf[None, :] * qtf[None, :]).sum(axis=1)

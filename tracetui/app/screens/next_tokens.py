@@ -70,7 +70,7 @@ class NextTokensScreen(ModalScreen[None]):
         rows = []
         for i in order.tolist():
             tid = int(dist.ids[i])
-            label = "<document end>" if tid == DOC_END else self.index.tokenizer.decode([tid])
+            label = "<document end>" if tid == DOC_END else self.index.tokenizer.token_text(tid)
             rows.append((tid, label, int(dist.counts[i]), float(dist.counts[i] / max(1, dist.prompt_cnt))))
         self.app.call_from_thread(self.show, pos, k, dist.prompt_cnt, rows)
 
@@ -93,7 +93,7 @@ class NextTokensScreen(ModalScreen[None]):
                                           (f"  {mark}", "bold $accent") if mark else ""))
         if produced is not None and all(tid != produced for tid, *_ in rows):
             lines.append(Content.assemble(("the model's token ", "dim"),
-                                          (inert(repr(self.index.tokenizer.decode([produced]))), "bold"),
+                                          (inert(repr(self.index.tokenizer.token_text(produced))), "bold"),
                                           (" is not among them", "dim")))
         self.query_one("#next-head", Static).update(head)
         self.query_one("#next-list", Static).update(Content("\n").join(lines) if lines else Content("(nothing)"))
