@@ -36,7 +36,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from index_tools.engine import IndexSet
@@ -114,6 +114,12 @@ def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]
        reply_head=hostile, reply_len=st.integers(0, 400),
        prompt=hostile, query_len=st.integers(0, 30),
        surrogate=st.one_of(st.none(), st.none(), st.none(), with_surrogate))
+# every run tries these two, whatever hypothesis draws: a corpus with a lone surrogate (rejected in
+# one line) and a reply that is a whole hostile document (traced: spans that carry hostile text)
+@example(docs=["The cat\x1b[31m sat\u202e on the mat.\n"], meta_key="k", meta_value="\x1b]52;c;x\x07", file_name="f",
+         index_name="i", reply_head="", reply_len=400, prompt="p", query_len=7, surrogate=None)
+@example(docs=["plain text"], meta_key="k", meta_value="v", file_name="f", index_name="i", reply_head="",
+         reply_len=0, prompt="", query_len=0, surrogate="a\udc80b")
 def test_cli_outputs_stay_inert(tmp_path_factory, capsys, docs, meta_key, meta_value, file_name, index_name,
                                 reply_head, reply_len, prompt, query_len, surrogate) -> None:
     STATS["cli examples"] += 1
@@ -163,6 +169,8 @@ def test_cli_outputs_stay_inert(tmp_path_factory, capsys, docs, meta_key, meta_v
     # (b) on real traces of this index: the widgets show the hostile text literally
     result = Tracer(IndexSet.open([out]), TraceParams()).trace(reply, prompt=prompt)
     STATS["real traces with spans"] += bool(result.spans)
+    if reply == docs[0] and any(ch.isalnum() for ch in reply):
+        assert result.spans  # a reply that is a whole document is traced to it
     _check_widgets(result)
 
 
@@ -265,11 +273,3 @@ def test_inert_on_any_code_point(text: str) -> None:
     for a, b in zip(text, safe, strict=True):
         assert (a == b) != _unsafe(a)  # exactly the unsafe characters are replaced
     safe.encode("utf-8")  # printable: no surrogate left
-
-
-def test_fuzz_statistics() -> None:
-    """Runs last in this module: prints what the fuzz tests tried."""
-    print("\nfuzz statistics: " + ", ".join(f"{k}: {v}" for k, v in sorted(STATS.items())))
-    if STATS["cli examples"]:
-        assert STATS["lone surrogate corpora rejected"] > 0
-        assert STATS["real traces with spans"] > 0
