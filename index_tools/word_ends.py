@@ -11,10 +11,15 @@ complete non-word character has a boundary at its left (right) edge wherever it 
   in one step, whatever its size; other ranges are halved (lock-step over all queries) until
   their ends agree, or are small enough to check rank by rank.
 - Left edge otherwise (a sequence that starts with a word character: the first word of a line or
-  of a text, "Hi" in a byte index): the range is not sorted by what precedes it, so its ranks are
-  read in order, a chunk at a time for all such queries together, each checked by two table
-  lookups on the tokens around its edges (`WordBoundaries.boundary`). A count capped at `cap`
-  stops after cap + 1 whole-word occurrences; only an exact count reads the whole range.
+  of a text, "Hi" in a byte index): the range is not sorted by what precedes it. Whether the left
+  edge of a suffix is a word boundary does not depend on the query, though, only on the corpus
+  around the suffix's start: so once per shard (`LeftBits`, on first need) it is decided for
+  every suffix, one bit per rank, with a cumulative count per 64 ranks. The left-edge
+  occurrences of any range, or of any of the right-edge intervals above, are then counted by two
+  lookups and a popcount: O(1) per interval, whatever the range's size. Ranges of at most
+  `_BIG` ranks are read directly instead, a chunk at a time for all such queries together (each
+  rank by two table lookups, `WordBoundaries.boundary`): cheaper than the bits on a first query,
+  and a count capped at `cap` stops after cap + 1 whole-word occurrences.
 
 The end of the file and the document separator count as the edge of a text.
 """
@@ -33,6 +38,69 @@ if TYPE_CHECKING:
 _EOF_KEY = -1
 _SCAN = 64  # ranges at most this long are checked rank by rank
 _CELLS = 1 << 20  # ranks read per round of a left-edge scan, over all queries
+_BIG = 1 << 13  # a left-edge check of a longer range reads the shard's `LeftBits`
+_BUILD_CHUNK = 1 << 22  # suffixes decided per step while building `LeftBits`
+
+
+class LeftBits:
+    """Per rank of one shard's suffix array: is the left edge of that suffix (the corpus position
+    it starts at) a word boundary? Bits in rank order, packed 64 to a word, with the number of
+    set bits before each word: `count(lo, hi)` is two lookups and a popcount per range."""
+
+    def __init__(self, shard: Shard, words: WordBoundaries) -> None:
+        n = shard.n_tokens
+        n_words = -(-n // 64)
+        packed = np.zeros(n_words * 8, dtype=np.uint8)
+        for a in range(0, n, _BUILD_CHUNK):
+            b = min(n, a + _BUILD_CHUNK)
+            ok = boundary_at(shard, words, shard.sa_tokens(np.arange(a, b, dtype=np.int64)))
+            packed[a // 8 : a // 8 + -(-(b - a) // 8)] = np.packbits(ok, bitorder="little")
+        self.words = packed.view("<u8")
+        ones = _popcount(self.words)
+        self.before = np.concatenate([[0], np.cumsum(ones)]).astype(np.int64)
+        self.n = n
+
+    def _rank(self, x: np.ndarray) -> np.ndarray:
+        """Set bits in [0, x)."""
+        x = np.asarray(x, dtype=np.int64)
+        w = x >> 6
+        inside = w < len(self.words)
+        word = self.words[np.minimum(w, max(0, len(self.words) - 1))] if len(self.words) else np.zeros(len(x), np.uint64)
+        mask = (np.uint64(1) << (x & 63).astype(np.uint64)) - np.uint64(1)
+        part = np.where(inside, _popcount(word & mask), 0)
+        return self.before[np.minimum(w, len(self.before) - 1)] + part
+
+    def count(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """Set bits in each [lo, hi)."""
+        return self._rank(hi) - self._rank(lo)
+
+    def ranks(self, lo: int, hi: int) -> np.ndarray:
+        """The set ranks in [lo, hi)."""
+        if hi <= lo:
+            return np.zeros(0, dtype=np.int64)
+        a, b = lo >> 6, -(-hi // 64)
+        bits = np.unpackbits(self.words[a:b].view(np.uint8), bitorder="little")
+        idx = np.flatnonzero(bits) + (a << 6)
+        return idx[(idx >= lo) & (idx < hi)].astype(np.int64)
+
+
+def _popcount(x: np.ndarray) -> np.ndarray:
+    if hasattr(np, "bitwise_count"):
+        return np.bitwise_count(x).astype(np.int64)
+    b = np.asarray(x, dtype="<u8").view(np.uint8).reshape(-1, 8)  # numpy < 2.0
+    return _BYTE_ONES[b].sum(axis=1).astype(np.int64)
+
+
+_BYTE_ONES = np.array([bin(i).count("1") for i in range(256)], dtype=np.int64)
+
+
+def left_bits(shard: Shard, words: WordBoundaries) -> LeftBits:
+    """The shard's `LeftBits`, built on first need and kept with the shard."""
+    got = getattr(shard, "_left_bits", None)
+    if got is None:
+        got = LeftBits(shard, words)
+        shard._left_bits = got  # type: ignore[attr-defined]
+    return got
 
 
 def _after_class(words: WordBoundaries) -> np.ndarray:
@@ -202,6 +270,18 @@ def _scan(shard: Shard, runs: KeyRuns, words: WordBoundaries, q: np.ndarray, lo:
         chunk = min(chunk * 4, _CELLS)
 
 
+def _big_right(shard: Shard, runs: KeyRuns, words: WordBoundaries, q: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+               m: np.ndarray, right: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(query, start, end) rank intervals whose right edge is a boundary, for queries whose right
+    edge is FREE (the whole range) or WORD (halving over the following tokens)."""
+    free = right == FREE
+    pieces = [(q[free], lo[free], hi[free])]
+    word = right == WORD
+    if word.any():
+        pieces += _right_intervals(shard, runs, words, q[word], lo[word], hi[word], m[word])
+    return pieces
+
+
 def word_intervals(shard: Shard, runs: KeyRuns, words: WordBoundaries, lo: np.ndarray, hi: np.ndarray,
                    m: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per query i (range [lo[i], hi[i]) of a sequence of length m[i]): the sub-intervals of ranks
@@ -217,10 +297,18 @@ def word_intervals(shard: Shard, runs: KeyRuns, words: WordBoundaries, lo: np.nd
     pieces.append((q[both], lo[both], hi[both]))
     sel = (hi > lo) & (left == FREE) & (right == WORD)
     pieces += _right_intervals(shard, runs, words, q[sel], lo[sel], hi[sel], m[sel])
-    scan = np.flatnonzero((hi > lo) & ~both & ~sel)
+    rest = (hi > lo) & ~both & ~sel
+    big = rest & (hi - lo > _BIG) & (right != OPEN)
+    scan = np.flatnonzero(rest & ~big)
     if len(scan):
         for sq, sr in _scan(shard, runs, words, q[scan], lo[scan], hi[scan], m[scan], right[scan], None):
             pieces.append((sq, sr, sr + 1))
+    if big.any():
+        bits = left_bits(shard, words)
+        for bq, ba, bb in _big_right(shard, runs, words, q[big], lo[big], hi[big], m[big], right[big]):
+            for qi, a, b in zip(bq.tolist(), ba.tolist(), bb.tolist(), strict=True):
+                r = bits.ranks(a, b)
+                pieces.append((np.full(len(r), qi, dtype=np.int64), r, r + 1))
     gq = np.concatenate([p[0] for p in pieces])
     ga = np.concatenate([p[1] for p in pieces])
     gb = np.concatenate([p[2] for p in pieces])
@@ -318,7 +406,13 @@ def word_counts(shard: Shard, runs: KeyRuns, words: WordBoundaries, lo: np.ndarr
                 out[idx] += np.bincount(q, weights=b - a, minlength=len(idx)).astype(np.int64)
         else:
             out[idx] = _right_counts(shard, runs, words, lo[idx], hi[idx], m[idx], cap)
-    scan = np.flatnonzero((hi > lo) & ~both & ~sel)
+    rest = (hi > lo) & ~both & ~sel
+    big = np.flatnonzero(rest & (hi - lo > _BIG) & (right != OPEN))
+    if len(big):
+        bits = left_bits(shard, words)
+        for bq, ba, bb in _big_right(shard, runs, words, np.arange(len(big)), lo[big], hi[big], m[big], right[big]):
+            out[big] += np.bincount(bq, weights=bits.count(ba, bb), minlength=len(big)).astype(np.int64)
+    scan = np.flatnonzero(rest & ~((hi - lo > _BIG) & (right != OPEN)))
     if len(scan):
         caps = None if cap is None else np.full(len(scan), cap, dtype=np.int64)
         for sq, _ in _scan(shard, runs, words, np.arange(len(scan)), lo[scan], hi[scan], m[scan],

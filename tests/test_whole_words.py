@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from tokenizers import Tokenizer as HF
 from tokenizers import decoders, models, normalizers, pre_tokenizers, trainers
 
+from index_tools import word_ends
 from index_tools.builder import BuildOptions, build_index
 from index_tools.engine import Index
 from index_tools.tokenizer import ByteTokenizer, HFTokenizer, train_bpe
@@ -226,11 +227,20 @@ def _texts(family: str, min_size: int, max_size: int) -> st.SearchStrategy[str]:
                    min_size=min_size, max_size=max_size)
 
 
+@pytest.fixture(params=["scan", "bits"])
+def left_edge_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both ways the left edge is checked: a direct scan of the ranks (small ranges), and the
+    shard's rank-ordered left-edge bits (`LeftBits`, for large ranges: forced here)."""
+    if request.param == "bits":
+        monkeypatch.setattr(word_ends, "_BIG", 0)
+    return request.param
+
+
 @pytest.mark.parametrize("family", FAMILIES)
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data(), min_len=st.integers(1, 3), max_cnt=st.sampled_from([1, 2, 1_000_000]))
-def test_spans_counts_search_equal_brute_force_on_text(tmp_path_factory, family_tokenizers, family, data,
-                                                      min_len, max_cnt) -> None:
+def test_spans_counts_search_equal_brute_force_on_text(tmp_path_factory, family_tokenizers, family, left_edge_path,
+                                                      data, min_len, max_cnt) -> None:
     """Every span (with its count), every span's count, find_words, capped counts and `search`
     equal brute force on the text with the rule at both edges, for each tokenizer family."""
     from tracetui.tracing.search import search_documents
@@ -367,7 +377,7 @@ def test_default_stdlib_index_short_words_never_inside_longer_words(tmp_path: Pa
     cap=st.sampled_from([0, 1, 3, 20, 100, 5000]),
     shards=st.sampled_from([1, 2]),
 )
-def test_exact_and_capped_whole_word_counts(tmp_path_factory, docs, queries, cap, shards) -> None:
+def test_exact_and_capped_whole_word_counts(tmp_path_factory, left_edge_path, docs, queries, cap, shards) -> None:
     """Large ranges (hundreds of occurrences) go through every path: edges settled by the query,
     right edges by halving and rank scans, left edges by scans, unsure lead bytes ("é"), two
     shards; capped counts are exact up to the cap."""
