@@ -26,10 +26,14 @@ The end of the file and the document separator count as the edge of a text.
 
 from __future__ import annotations
 
+import hashlib
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .format import shard_file
 from .words import BEGINS, CONTINUES, UNSURE, WordBoundaries
 
 if TYPE_CHECKING:
@@ -45,30 +49,67 @@ _BUILD_CHUNK = 1 << 22  # suffixes decided per step while building `LeftBits`
 class LeftBits:
     """Per rank of one shard's suffix array: is the left edge of that suffix (the corpus position
     it starts at) a word boundary? Bits in rank order, packed 64 to a word, with the number of
-    set bits before each word: `count(lo, hi)` is two lookups and a popcount per range."""
+    set bits before each word: `count(lo, hi)` is two lookups and a popcount per range.
 
-    def __init__(self, shard: Shard, words: WordBoundaries) -> None:
+    Built in two passes: the rule at every corpus position in text order (sequential reads), then
+    those bits gathered in suffix-array order (random reads of a bit array n/8 bytes long).
+    Kept in the user's cache directory (keyed by the shard's files and the tokenizer's classes), so
+    it is built once per index, not once per session."""
+
+    MAGIC = 0x7472616365_4C42  # "trace" "LB"
+
+    def __init__(self, words_: np.ndarray, before: np.ndarray, n: int) -> None:
+        self.words, self.before, self.n = words_, before, n
+
+    @classmethod
+    def build(cls, shard: Shard, words: WordBoundaries) -> LeftBits:
         n = shard.n_tokens
-        n_words = -(-n // 64)
-        packed = np.zeros(n_words * 8, dtype=np.uint8)
+        text = np.zeros(-(-n // 8), dtype=np.uint8)
         for a in range(0, n, _BUILD_CHUNK):
             b = min(n, a + _BUILD_CHUNK)
-            ok = boundary_at(shard, words, shard.sa_tokens(np.arange(a, b, dtype=np.int64)))
-            packed[a // 8 : a // 8 + -(-(b - a) // 8)] = np.packbits(ok, bitorder="little")
-        self.words = packed.view("<u8")
-        ones = _popcount(self.words)
-        self.before = np.concatenate([[0], np.cumsum(ones)]).astype(np.int64)
-        self.n = n
+            text[a // 8 : a // 8 + -(-(b - a) // 8)] = np.packbits(
+                boundary_at(shard, words, np.arange(a, b, dtype=np.int64)), bitorder="little")
+        packed = np.zeros(-(-n // 64) * 8, dtype=np.uint8)
+        for a in range(0, n, _BUILD_CHUNK):
+            b = min(n, a + _BUILD_CHUNK)
+            pos = shard.sa_tokens(np.arange(a, b, dtype=np.int64))
+            ok = (text[pos >> 3] >> (pos & 7).astype(np.uint8)) & 1
+            packed[a // 8 : a // 8 + -(-(b - a) // 8)] = np.packbits(ok.astype(bool), bitorder="little")
+        w = packed.view("<u8")
+        return cls(w, np.concatenate([[0], np.cumsum(_popcount(w))]).astype(np.int64), n)
+
+    def save(self, path: Path) -> None:
+        head = np.array([self.MAGIC, self.n, len(self.words)], dtype=np.uint64)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as fh:
+            np.save(fh, np.concatenate([head, self.words, self.before.astype(np.uint64)]), allow_pickle=False)
+        os.replace(tmp, path)  # never a half-written file under the real name
+
+    @classmethod
+    def load(cls, path: Path, n: int) -> LeftBits | None:
+        try:
+            arr = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError):
+            return None
+        k = -(-n // 64)
+        if arr.dtype != np.uint64 or arr.ndim != 1 or len(arr) != 3 + 2 * k + 1:
+            return None
+        if int(arr[0]) != cls.MAGIC or int(arr[1]) != n or int(arr[2]) != k:
+            return None
+        got = cls(arr[3 : 3 + k], arr[3 + k :].view(np.int64), n)
+        if int(got.before[-1]) != int(_popcount(np.asarray(got.words[-1:])).sum()) + int(got.before[-2]):
+            return None  # a damaged tail
+        return got
 
     def _rank(self, x: np.ndarray) -> np.ndarray:
         """Set bits in [0, x)."""
         x = np.asarray(x, dtype=np.int64)
         w = x >> 6
         inside = w < len(self.words)
-        word = self.words[np.minimum(w, max(0, len(self.words) - 1))] if len(self.words) else np.zeros(len(x), np.uint64)
+        word = np.asarray(self.words[np.minimum(w, len(self.words) - 1)])
         mask = (np.uint64(1) << (x & 63).astype(np.uint64)) - np.uint64(1)
         part = np.where(inside, _popcount(word & mask), 0)
-        return self.before[np.minimum(w, len(self.before) - 1)] + part
+        return np.asarray(self.before[np.minimum(w, len(self.before) - 1)]) + part
 
     def count(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
         """Set bits in each [lo, hi)."""
@@ -79,9 +120,27 @@ class LeftBits:
         if hi <= lo:
             return np.zeros(0, dtype=np.int64)
         a, b = lo >> 6, -(-hi // 64)
-        bits = np.unpackbits(self.words[a:b].view(np.uint8), bitorder="little")
+        bits = np.unpackbits(np.ascontiguousarray(self.words[a:b]).view(np.uint8), bitorder="little")
         idx = np.flatnonzero(bits) + (a << 6)
         return idx[(idx >= lo) & (idx < hi)].astype(np.int64)
+
+
+def _cache_path(shard: Shard, words: WordBoundaries) -> Path | None:
+    try:
+        from platformdirs import user_cache_dir
+
+        h = hashlib.sha256()
+        for kind in ("tokenized", "table"):
+            st = shard_file(shard.directory, kind, shard.n).stat()
+            h.update(f"{kind}:{st.st_size}:{st.st_mtime_ns}:{st.st_ino};".encode())
+        h.update(str(Path(shard.directory).resolve()).encode())
+        for arr in (words.head_class, words.tail_class, words.head_inside):
+            h.update(np.ascontiguousarray(arr).tobytes())
+        d = Path(user_cache_dir("tracetui")) / "left-edges"
+        d.mkdir(parents=True, exist_ok=True)
+        return d / f"{h.hexdigest()[:32]}.{shard.n}.npy"
+    except OSError:
+        return None
 
 
 def _popcount(x: np.ndarray) -> np.ndarray:
@@ -95,10 +154,19 @@ _BYTE_ONES = np.array([bin(i).count("1") for i in range(256)], dtype=np.int64)
 
 
 def left_bits(shard: Shard, words: WordBoundaries) -> LeftBits:
-    """The shard's `LeftBits`, built on first need and kept with the shard."""
+    """The shard's `LeftBits`: kept with the shard, else read from the cache, else built (and
+    cached)."""
     got = getattr(shard, "_left_bits", None)
     if got is None:
-        got = LeftBits(shard, words)
+        path = _cache_path(shard, words)
+        got = LeftBits.load(path, shard.n_tokens) if path is not None and path.exists() else None
+        if got is None:
+            got = LeftBits.build(shard, words)
+            if path is not None:
+                try:
+                    got.save(path)
+                except OSError:
+                    pass  # a read-only cache: kept in memory for this session only
         shard._left_bits = got  # type: ignore[attr-defined]
     return got
 

@@ -411,3 +411,27 @@ def test_lazy_top_k_equals_filter_then_select(tmp_path_factory, docs, response, 
     everything = find_spans(index, ids, max_cnt=max_cnt)
     lazy = find_spans(index, ids, max_cnt=max_cnt, keep_lowest=k)
     assert [(s.l, s.r, s.count) for s in lazy] == [(s.l, s.r, s.count) for s in lowest_logprob(everything, k)]
+
+
+def test_left_edge_bits_are_cached_and_a_damaged_cache_is_rebuilt(tmp_path: Path, monkeypatch) -> None:
+    """`LeftBits` is built once per index (kept in the user's cache dir), read back equal, and a
+    truncated or foreign cache file is never used: it is rebuilt."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(word_ends, "_BIG", 0)
+    texts = ["the cat\nsat. cat\tcat", "cat", "(cat) concat cats"]
+    index = _build(tmp_path / "ix", texts, "bytes")
+    words = index.tokenizer.word_boundaries()
+    shard = index.shards[0]
+    ids = index.encode("cat")
+    want = oracle.count([oracle.view_bytes(t) for t in texts], ids.tolist())
+    assert want == 5 and index.count_words(ids) == want
+    files = list((tmp_path / "cache").rglob("*.npy"))
+    assert len(files) == 1
+    fresh = word_ends.LeftBits.build(shard, words)
+    loaded = word_ends.LeftBits.load(files[0], shard.n_tokens)
+    assert loaded is not None and np.array_equal(loaded.words, fresh.words) and np.array_equal(loaded.before, fresh.before)
+    for damage in (lambda b: b[:-8], lambda b: b[:-8] + b"\xff" * 8, lambda b: b"junk"):
+        files[0].write_bytes(damage(files[0].read_bytes()))
+        assert word_ends.LeftBits.load(files[0], shard.n_tokens) is None
+        again = Index.open(tmp_path / "ix" / "ix")  # a new session: nothing kept in memory
+        assert again.count_words(ids) == want
