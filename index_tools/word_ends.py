@@ -350,6 +350,30 @@ def _big_right(shard: Shard, runs: KeyRuns, words: WordBoundaries, q: np.ndarray
     return pieces
 
 
+def _big_counts(shard: Shard, runs: KeyRuns, words: WordBoundaries, lo: np.ndarray, hi: np.ndarray,
+                m: np.ndarray, right: np.ndarray, cap: int | None) -> np.ndarray:
+    """Both-edge counts of large ranges from `LeftBits`: the left-edge bits counted over the
+    right-edge intervals. Exact: the whole range at once. Capped: in rank order, a growing chunk
+    at a time for all queries together, until a query passes its cap (a frequent word's right
+    edge then costs about cap / its whole-word share ranks, not its whole range)."""
+    bits = left_bits(shard, words)
+    acc = np.zeros(len(lo), dtype=np.int64)
+    pos = lo.copy()
+    act = np.arange(len(lo))
+    step = None if cap is None else max(256, 4 * (cap + 1))
+    while len(act):
+        end = hi[act] if step is None else np.minimum(hi[act], pos[act] + step)
+        for bq, ba, bb in _big_right(shard, runs, words, np.arange(len(act)), pos[act], end, m[act], right[act]):
+            acc[act] += np.bincount(bq, weights=bits.count(ba, bb), minlength=len(act)).astype(np.int64)
+        pos[act] = end
+        live = pos[act] < hi[act]
+        if cap is not None:
+            live &= acc[act] <= cap
+        act = act[live]
+        step = None if step is None else step * 4
+    return acc
+
+
 def word_intervals(shard: Shard, runs: KeyRuns, words: WordBoundaries, lo: np.ndarray, hi: np.ndarray,
                    m: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per query i (range [lo[i], hi[i]) of a sequence of length m[i]): the sub-intervals of ranks
@@ -477,9 +501,7 @@ def word_counts(shard: Shard, runs: KeyRuns, words: WordBoundaries, lo: np.ndarr
     rest = (hi > lo) & ~both & ~sel
     big = np.flatnonzero(rest & (hi - lo > _BIG) & (right != OPEN))
     if len(big):
-        bits = left_bits(shard, words)
-        for bq, ba, bb in _big_right(shard, runs, words, np.arange(len(big)), lo[big], hi[big], m[big], right[big]):
-            out[big] += np.bincount(bq, weights=bits.count(ba, bb), minlength=len(big)).astype(np.int64)
+        out[big] = _big_counts(shard, runs, words, lo[big], hi[big], m[big], right[big], cap)
     scan = np.flatnonzero(rest & ~((hi - lo > _BIG) & (right != OPEN)))
     if len(scan):
         caps = None if cap is None else np.full(len(scan), cap, dtype=np.int64)
