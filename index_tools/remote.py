@@ -46,6 +46,7 @@ from .tokenizer import Tokenizer, load_tokenizer
 
 TIMEOUT = 120.0  # seconds the client waits for one answer (the server's own limit is lower)
 API_VERSION = 1
+TOKEN_ENV = "TRACETUI_TOKEN"  # the bearer token sent to a server that asks for one (`--token`)
 # what a server that does not publish its limits (`GET /indexes` "limits") is assumed to take
 DEFAULT_LIMITS = {"max_body": 8 << 20, "max_tokens": 200_000, "max_seqs": 100_000, "max_windows": 10_000,
                   "window_budget": 2_000_000}
@@ -117,6 +118,7 @@ class _Server:
         self.requests = 0  # round trips made (the benchmark reports them per trace)
         self._conn: http.client.HTTPConnection | None = None
         self._lock = threading.Lock()
+        self._auth: str | None = None  # sent once this server asked for a bearer token
 
     def _connect(self) -> http.client.HTTPConnection:
         cls = http.client.HTTPSConnection if self.scheme == "https" else http.client.HTTPConnection
@@ -124,8 +126,23 @@ class _Server:
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         """The JSON answer of one request; RemoteIndexError (one line) for any failure."""
+        raw, status, asks_token = self._request(method, path, body)
+        if status == 401 and asks_token and self._auth is None:
+            # the token goes only to a server that asks for one (a 401 with WWW-Authenticate: Bearer)
+            token = os.environ.get(TOKEN_ENV)
+            if not token:
+                raise RemoteIndexError(f"{self.url}: the server needs a token: --token TOKEN or {TOKEN_ENV}=TOKEN")
+            self._auth = f"Bearer {token}"
+            raw, status, asks_token = self._request(method, path, body)
+            if status == 401:
+                raise RemoteIndexError(f"{self.url}: the server refused the token ({TOKEN_ENV} or --token)")
+        return self._answer(path, raw, status)
+
+    def _request(self, method: str, path: str, body: dict[str, Any] | None) -> tuple[bytes, int, bool]:
         data = json.dumps(body).encode("utf-8") if body is not None else None
         headers = {"Content-Type": "application/json"} if data is not None else {}
+        if self._auth is not None:
+            headers["Authorization"] = self._auth
         with self._lock:
             self.requests += 1
             for attempt in (0, 1):
@@ -137,6 +154,7 @@ class _Server:
                     resp = self._conn.getresponse()
                     raw = resp.read()
                     status = resp.status
+                    asks = "bearer" in (resp.getheader("WWW-Authenticate") or "").lower()
                     break
                 except (OSError, http.client.HTTPException) as exc:
                     self._conn.close()
@@ -147,6 +165,9 @@ class _Server:
                         continue
                     what = "timed out" if isinstance(exc, (socket.timeout, TimeoutError)) else "unreachable"
                     raise RemoteIndexError(f"{self.url}: index server {what} ({type(exc).__name__}: {exc})") from None
+        return raw, status, asks
+
+    def _answer(self, path: str, raw: bytes, status: int) -> Any:
         try:
             answer = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
@@ -602,8 +623,20 @@ class RemoteIndex(DocumentIds):
         return part.post("document", {"shard": n, "doc": doc, "tokens": False})["metadata"]
 
     def document_tokens(self, shard: int, doc: int) -> np.ndarray:
+        """The document's tokens, page by page (a server answers at most its windows budget of
+        tokens at once); a server of before paging sends them whole, without `next`."""
         part, n = self._part_of(shard)
-        return unpack(part.post("document", {"shard": n, "doc": doc, "tokens": True})["tokens"])
+        pages, start = [], 0
+        while True:
+            ans = part.post("document", {"shard": n, "doc": doc, "tokens": True, "start": start})
+            pages.append(unpack(ans["tokens"]))
+            nxt = ans.get("next")
+            if nxt is None:
+                break
+            if not isinstance(nxt, int) or nxt <= start:
+                raise RemoteIndexError(f"{part.server.url}: document paging did not advance")
+            start = nxt
+        return np.concatenate(pages) if len(pages) > 1 else pages[0]
 
     def document_text(self, global_id: int) -> str:
         shard, doc = self.locate_doc(global_id)

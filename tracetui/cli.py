@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from index_tools.errors import IndexToolsError
+from index_tools.remote import TOKEN_ENV
 
 from .sanitize import inert
 
@@ -257,7 +259,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     if not args.index:
         raise CliError("serve: give at least one --index DIR")
-    serve(args.index, host=args.host, port=args.port, timeout=args.timeout)
+    serve(args.index, host=args.host, port=args.port, timeout=args.timeout, token=args.token,
+          allow_hosts=tuple(args.allow_host or ()))
     return 0
 
 
@@ -271,6 +274,8 @@ INDEX_HELP = ("index directory or served index URL http(s)://HOST:PORT[/NAME] (s
               "one index split over servers); repeatable; default: the built-in index")
 #: global options only the app reads: given with a subcommand they are refused, never ignored
 APP_ONLY = ("model", "config")
+TOKEN_HELP = ("bearer token: the one `serve` requires, or the one sent to a served index that asks for one "
+              "(default: $TRACETUI_TOKEN)")
 
 
 def _add_index(parser: argparse.ArgumentParser, help: str = INDEX_HELP) -> None:
@@ -278,11 +283,15 @@ def _add_index(parser: argparse.ArgumentParser, help: str = INDEX_HELP) -> None:
     before the subcommand (argparse would otherwise replace the global list by the subcommand's
     default or its own values)."""
     parser.add_argument("--index", action="append", dest="sub_index", metavar="INDEX", help=help)
+    parser.add_argument("--token", dest="sub_token", metavar="TOKEN", help=TOKEN_HELP)
 
 
 def _merge_globals(args: argparse.Namespace) -> None:
     """One meaning for an option before or after the subcommand: --index lists are joined (global
     first); an option the subcommand would ignore is a CliError, one line."""
+    args.token = getattr(args, "sub_token", None) or args.token
+    if args.token:  # one place every index URL opened in this process (and `serve`) reads it from
+        os.environ[TOKEN_ENV] = args.token
     if args.command is None:
         return
     for name in APP_ONLY:
@@ -295,6 +304,7 @@ def _merge_globals(args: argparse.Namespace) -> None:
         return
     merged = (args.index or []) + (args.sub_index or [])
     args.index = merged or None
+
     del args.sub_index
 
 
@@ -302,6 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tracetui", description=__doc__)
     p.add_argument("--model", help="GGUF model file (default: the embedded Gemma 3 270M)")
     p.add_argument("--index", action="append", help=INDEX_HELP)
+    p.add_argument("--token", help=TOKEN_HELP)
     p.add_argument("--config", help="configuration TOML file")
     sub = p.add_subparsers(dest="command")
 
@@ -395,6 +406,9 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0: all)")
     sv.add_argument("--port", type=int, default=8000)
     sv.add_argument("--timeout", type=float, default=60.0, help="seconds of work per request before a 504")
+    sv.add_argument("--allow-host", action="append", metavar="NAME",
+                    help="a host name clients may reach the server by (besides IP addresses and localhost; "
+                         "repeatable): other Host headers are refused (DNS rebinding)")
     sv.set_defaults(func=cmd_serve)
     t = sub.add_parser("trace", help="trace a response (FILE or stdin) against indexes, OLMoTrace-style")
     t.add_argument("file", nargs="?", help="response text file, or - for stdin")

@@ -21,13 +21,25 @@ WINDOW_BUDGET tokens of windows per request). The limits are published in `GET /
 ("limits"): `RemoteIndex` splits a bigger batch into requests under them. More than MAX_PENDING
 requests at once get a JSON 503; idle connections cost nothing (no uvicorn `limit_concurrency`)
 and are closed after KEEP_ALIVE seconds.
+
+Safe to expose (`guard`, in front of every route): a bind that is not loopback needs a bearer token
+(`--token` or TRACETUI_TOKEN), and then every request without `Authorization: Bearer TOKEN` is a
+401; a `Host` that is neither an IP address, `localhost`, the bound name nor an `--allow-host`
+name is a 403 (DNS rebinding: a web page's requests carry the page's own host name); a POST body
+must be declared `application/json` (415: a page can send text/plain without a preflight); no
+CORS headers are ever sent. Everything is read-only, and every answer is bounded: a document's
+tokens come in pages of at most `window_budget` tokens, `find_words_many` answers at most
+MAX_RUNS runs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
+import ipaddress
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -42,7 +54,15 @@ import numpy as np
 from index_tools.engine import Index, IndexSet, is_index_url, rank_chunk
 from index_tools.errors import IndexToolsError
 from index_tools.ngram import DOC_END, infgram_ntd, infgram_probs, ntd, ntd_with_unit
-from index_tools.remote import API_VERSION, hit_to_json, pack, unpack, unpack_seqs, window_to_json
+from index_tools.remote import (
+    API_VERSION,
+    TOKEN_ENV,
+    hit_to_json,
+    pack,
+    unpack,
+    unpack_seqs,
+    window_to_json,
+)
 
 MAX_BODY = 8 << 20  # bytes of one request body
 MAX_TOKENS = 200_000  # token ids in one request (all sequences together)
@@ -56,6 +76,8 @@ TIMEOUT = 60.0  # seconds of work per request
 WORKERS = 4  # requests computed at once
 MAX_PENDING = 256  # requests computing or waiting for a worker; beyond, a JSON 503
 KEEP_ALIVE = 5  # seconds an idle kept-alive connection stays open
+MAX_RUNS = 1_000_000  # (shard, start, end) runs in one `find_words_many` answer
+
 
 
 @dataclass(frozen=True)
@@ -168,6 +190,10 @@ def op_word_counts(index: Index, body: dict[str, Any], lim: Limits = DEFAULT_LIM
 
 def op_find_words_many(index: Index, body: dict[str, Any], lim: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
     runs = index.find_words_many(_seqs(index, body, lim))
+    total = sum(len(rs) for rs in runs)
+    if total > MAX_RUNS:
+        raise BadRequest(f"find_words_many: {total:,} runs of whole-word occurrences, at most {MAX_RUNS:,} per "
+                         "answer (page them with word_occurrences)", 413)
     flat = [(q, k, a, b) for q, rs in enumerate(runs) for k, a, b in rs]
     cols = np.array(flat, dtype=np.int64).reshape(-1, 4)
     return {"seq": pack(cols[:, 0]), "shard": pack(cols[:, 1]), "start": pack(cols[:, 2]), "end": pack(cols[:, 3])}
@@ -252,10 +278,19 @@ def op_windows(index: Index, body: dict[str, Any], lim: Limits = DEFAULT_LIMITS)
 
 
 def op_document(index: Index, body: dict[str, Any], lim: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
+    """A document's metadata and, with `tokens`, a page of its tokens: `start` (default 0) and at
+    most `length` (default and bound: the windows budget) tokens; `size` is the document's length
+    and `next` the start of the next page (None after the last)."""
     shard, doc = _shard_doc(index, body)
     out: dict[str, Any] = {"metadata": index.metadata(shard, doc)}
     if body.get("tokens"):
-        out["tokens"] = pack(index.document_tokens(shard, doc))
+        a, b = index.shards[shard].doc_bounds(doc)
+        size = b - a
+        start = _int(body, "start", 0, 0, size)
+        length = _int(body, "length", lim.window_budget, 1, lim.window_budget)
+        end = min(size, start + length)
+        out["tokens"] = pack(index.shards[shard].token_ids(a + start, a + end))
+        out.update(size=size, start=start, next=end if end < size else None)
     return out
 
 
@@ -355,12 +390,83 @@ def api_query(index: Index, body: dict[str, Any], lim: Limits = DEFAULT_LIMITS) 
     return out
 
 
+# -- who may ask ----------------------------------------------------------------------------------
+def is_loopback(host: str) -> bool:
+    """Does a bind address accept connections from this machine only?"""
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _host_name(header: str) -> str:
+    """The name in a Host header, without its port (IPv6 literals keep their brackets off)."""
+    h = header.strip().lower()
+    if h.startswith("["):
+        return h[1 : h.find("]")] if "]" in h else h
+    return h.rsplit(":", 1)[0] if h.count(":") == 1 else h
+
+
+def check_request(method: str, headers: dict[str, str], token: str | None,
+                  allowed_hosts: frozenset[str]) -> tuple[int, str] | None:
+    """Why a request is refused, as (status, message), or None: the Host check (DNS rebinding),
+    the bearer token, and JSON-only POST bodies. `headers` have lower-case names."""
+    host = headers.get("host")
+    if host is not None:
+        name = _host_name(host)
+        try:
+            ipaddress.ip_address(name)
+            literal = True
+        except ValueError:
+            literal = False
+        if not (literal or name == "localhost" or name in allowed_hosts):
+            return 403, f"host {name!r} not allowed (serve --allow-host NAME)"
+    if token is not None:
+        got = headers.get("authorization", "")
+        want = f"Bearer {token}"
+        if not hmac.compare_digest(got.encode("utf-8", "surrogateescape"), want.encode("utf-8", "surrogateescape")):
+            return 401, "a bearer token is needed (Authorization: Bearer TOKEN)"
+    if method == "POST":
+        ctype = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if ctype != "application/json":
+            return 415, "POST bodies must be JSON (Content-Type: application/json)"
+    return None
+
+
+def guard(app: Any, token: str | None, allowed_hosts: frozenset[str]) -> Any:
+    """The ASGI application `app` behind `check_request`: refused requests never reach it."""
+
+    async def guarded(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        refused = check_request(scope.get("method", "GET"), headers, token, allowed_hosts)
+        if refused is None:
+            await app(scope, receive, send)
+            return
+        status, message = refused
+        body = json.dumps({"error": message}).encode("ascii")
+        extra = [(b"www-authenticate", b"Bearer")] if status == 401 else []
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                                *extra]})
+        await send({"type": "http.response.body", "body": body})
+
+    return guarded
+
+
 # -- the application ------------------------------------------------------------------------------
 def create_app(indexes: IndexSet | list[Index], timeout: float = TIMEOUT, max_body: int = MAX_BODY,
-               limits: Limits | None = None, max_pending: int = MAX_PENDING) -> Any:
-    """The Starlette application serving `indexes` (by name, as `IndexSet` made them unique).
-    `limits` bound each request (published in `GET /indexes`); more than `max_pending` requests
-    computing or waiting for a worker at once are answered with a JSON 503."""
+               limits: Limits | None = None, max_pending: int = MAX_PENDING, token: str | None = None,
+               allowed_hosts: tuple[str, ...] = ()) -> Any:
+    """The Starlette application serving `indexes` (by name, as `IndexSet` made them unique),
+    behind `guard` (`token`: the bearer token every request must carry; `allowed_hosts`: Host
+    names accepted besides IP addresses and localhost). `limits` bound each request (published in
+    `GET /indexes`); more than `max_pending` requests computing or waiting for a worker at once
+    are answered with a JSON 503."""
     from starlette.applications import Starlette
     from starlette.exceptions import HTTPException
     from starlette.requests import Request
@@ -492,7 +598,8 @@ def create_app(indexes: IndexSet | list[Index], timeout: float = TIMEOUT, max_bo
         Route("/indexes/{name}/tokenizer.json", tokenizer, methods=["GET"]),
         Route("/indexes/{name}/{op}", operation, methods=["POST"]),
     ]
-    return Starlette(routes=routes, exception_handlers={HTTPException: http_error, Exception: http_error})
+    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error, Exception: http_error})
+    return guard(app, token or None, frozenset(h.lower() for h in allowed_hosts))
 
 
 def open_served(directories: list[str]) -> IndexSet:
@@ -503,15 +610,22 @@ def open_served(directories: list[str]) -> IndexSet:
     return IndexSet([Index.open(Path(d)) for d in directories])
 
 
-def serve(directories: list[str], host: str = "127.0.0.1", port: int = 8000, timeout: float = TIMEOUT) -> None:
-    """Open the indexes and serve them until interrupted."""
+def serve(directories: list[str], host: str = "127.0.0.1", port: int = 8000, timeout: float = TIMEOUT,
+          token: str | None = None, allow_hosts: tuple[str, ...] = ()) -> None:
+    """Open the indexes and serve them until interrupted. A bind other than loopback needs a
+    token (`token`, else TRACETUI_TOKEN): a corpus is never served to anyone who asks."""
+    token = token or os.environ.get(TOKEN_ENV) or None
+    if not is_loopback(host) and token is None:
+        raise IndexToolsError(f"serve: listening on {host} (not loopback) needs a token: --token TOKEN or "
+                              f"{TOKEN_ENV}=TOKEN (clients then send it the same way)")
     try:
         import starlette  # noqa: F401
         import uvicorn
     except ImportError:
         raise IndexToolsError("serving needs Starlette and uvicorn: pip install 'tracetui[serve]'") from None
     indexes = open_served(directories)
-    app = create_app(indexes, timeout=timeout)
+    names = tuple(allow_hosts) + ((host,) if host not in ("0.0.0.0", "::", "") else ())
+    app = create_app(indexes, timeout=timeout, token=token, allowed_hosts=names)
     shown = f"[{host}]" if ":" in host else host
     for ix in indexes:
         print(f"tracetui: serving {ix.name} ({ix.manifest.tokens:,} tokens) at http://{shown}:{port}/{quote(ix.name, safe='')}",
@@ -519,5 +633,5 @@ def serve(directories: list[str], host: str = "127.0.0.1", port: int = 8000, tim
     uvicorn.run(app, host=host, port=port, log_level="info", **uvicorn_options())
 
 
-__all__ = ["create_app", "serve", "open_served", "api_query", "OPS", "BadRequest", "Limits", "uvicorn_options",
+__all__ = ["check_request", "guard", "is_loopback", "create_app", "serve", "open_served", "api_query", "OPS", "BadRequest", "Limits", "uvicorn_options",
            "window_cost"]
