@@ -44,6 +44,7 @@ _SCAN = 64  # ranges at most this long are checked rank by rank
 _CELLS = 1 << 20  # ranks read per round of a left-edge scan, over all queries
 _BIG = 1 << 13  # a left-edge check of a longer range reads the shard's `LeftBits`
 _BUILD_CHUNK = 1 << 22  # suffixes decided per step while building `LeftBits`
+_BUILD_SHARE = 8  # `LeftBits` is built once direct reads would pass 1/8 of the shard
 
 
 class LeftBits:
@@ -153,20 +154,45 @@ def _popcount(x: np.ndarray) -> np.ndarray:
 _BYTE_ONES = np.array([bin(i).count("1") for i in range(256)], dtype=np.int64)
 
 
+def _known_bits(shard: Shard, words: WordBoundaries) -> LeftBits | None:
+    """The shard's `LeftBits` if it is at hand: kept with the shard or in the cache (looked up
+    once per shard)."""
+    got = getattr(shard, "_left_bits", None)
+    if got is None and not getattr(shard, "_left_bits_looked", False):
+        shard._left_bits_looked = True  # type: ignore[attr-defined]
+        path = _cache_path(shard, words)
+        got = LeftBits.load(path, shard.n_tokens) if path is not None and path.exists() else None
+        shard._left_bits = got  # type: ignore[attr-defined]
+    return got
+
+
+def bits_for(shard: Shard, words: WordBoundaries, sizes: np.ndarray) -> LeftBits | None:
+    """`LeftBits` for left-edge checks of ranges of these sizes, or None: read them directly.
+    Bits at hand are used; they are built once the ranges read directly on this shard would add
+    up to an eighth of it (about what building costs), so a one-off query never pays for a
+    build and a session of them pays for one at most."""
+    got = _known_bits(shard, words)
+    if got is not None:
+        return got
+    work = int(getattr(shard, "_left_scanned", 0)) + int(np.sum(sizes))
+    if work > shard.n_tokens // _BUILD_SHARE:
+        return left_bits(shard, words)
+    shard._left_scanned = work  # type: ignore[attr-defined]
+    return None
+
+
 def left_bits(shard: Shard, words: WordBoundaries) -> LeftBits:
     """The shard's `LeftBits`: kept with the shard, else read from the cache, else built (and
     cached)."""
-    got = getattr(shard, "_left_bits", None)
+    got = _known_bits(shard, words)
     if got is None:
+        got = LeftBits.build(shard, words)
         path = _cache_path(shard, words)
-        got = LeftBits.load(path, shard.n_tokens) if path is not None and path.exists() else None
-        if got is None:
-            got = LeftBits.build(shard, words)
-            if path is not None:
-                try:
-                    got.save(path)
-                except OSError:
-                    pass  # a read-only cache: kept in memory for this session only
+        if path is not None:
+            try:
+                got.save(path)
+            except OSError:
+                pass  # a read-only cache: kept in memory for this session only
         shard._left_bits = got  # type: ignore[attr-defined]
     return got
 
@@ -350,13 +376,12 @@ def _big_right(shard: Shard, runs: KeyRuns, words: WordBoundaries, q: np.ndarray
     return pieces
 
 
-def _big_counts(shard: Shard, runs: KeyRuns, words: WordBoundaries, lo: np.ndarray, hi: np.ndarray,
-                m: np.ndarray, right: np.ndarray, cap: int | None) -> np.ndarray:
+def _big_counts(shard: Shard, runs: KeyRuns, words: WordBoundaries, bits: LeftBits, lo: np.ndarray,
+                hi: np.ndarray, m: np.ndarray, right: np.ndarray, cap: int | None) -> np.ndarray:
     """Both-edge counts of large ranges from `LeftBits`: the left-edge bits counted over the
     right-edge intervals. Exact: the whole range at once. Capped: in rank order, a growing chunk
     at a time for all queries together, until a query passes its cap (a frequent word's right
     edge then costs about cap / its whole-word share ranks, not its whole range)."""
-    bits = left_bits(shard, words)
     acc = np.zeros(len(lo), dtype=np.int64)
     pos = lo.copy()
     act = np.arange(len(lo))
@@ -391,12 +416,15 @@ def word_intervals(shard: Shard, runs: KeyRuns, words: WordBoundaries, lo: np.nd
     pieces += _right_intervals(shard, runs, words, q[sel], lo[sel], hi[sel], m[sel])
     rest = (hi > lo) & ~both & ~sel
     big = rest & (hi - lo > _BIG) & (right != OPEN)
+    bits = bits_for(shard, words, (hi - lo)[big]) if big.any() else None
+    if bits is None:
+        big[:] = False
     scan = np.flatnonzero(rest & ~big)
     if len(scan):
         for sq, sr in _scan(shard, runs, words, q[scan], lo[scan], hi[scan], m[scan], right[scan], None):
             pieces.append((sq, sr, sr + 1))
     if big.any():
-        bits = left_bits(shard, words)
+        assert bits is not None
         for bq, ba, bb in _big_right(shard, runs, words, q[big], lo[big], hi[big], m[big], right[big]):
             for qi, a, b in zip(bq.tolist(), ba.tolist(), bb.tolist(), strict=True):
                 r = bits.ranks(a, b)
@@ -499,10 +527,14 @@ def word_counts(shard: Shard, runs: KeyRuns, words: WordBoundaries, lo: np.ndarr
         else:
             out[idx] = _right_counts(shard, runs, words, lo[idx], hi[idx], m[idx], cap)
     rest = (hi > lo) & ~both & ~sel
-    big = np.flatnonzero(rest & (hi - lo > _BIG) & (right != OPEN))
+    big_mask = rest & (hi - lo > _BIG) & (right != OPEN)
+    bits = bits_for(shard, words, (hi - lo)[big_mask]) if big_mask.any() else None
+    if bits is None:
+        big_mask[:] = False
+    big = np.flatnonzero(big_mask)
     if len(big):
-        out[big] = _big_counts(shard, runs, words, lo[big], hi[big], m[big], right[big], cap)
-    scan = np.flatnonzero(rest & ~((hi - lo > _BIG) & (right != OPEN)))
+        out[big] = _big_counts(shard, runs, words, bits, lo[big], hi[big], m[big], right[big], cap)
+    scan = np.flatnonzero(rest & ~big_mask)
     if len(scan):
         caps = None if cap is None else np.full(len(scan), cap, dtype=np.int64)
         for sq, _ in _scan(shard, runs, words, np.arange(len(scan)), lo[scan], hi[scan], m[scan],

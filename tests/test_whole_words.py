@@ -233,6 +233,7 @@ def left_edge_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPat
     shard's rank-ordered left-edge bits (`LeftBits`, for large ranges: forced here)."""
     if request.param == "bits":
         monkeypatch.setattr(word_ends, "_BIG", 0)
+        monkeypatch.setattr(word_ends, "_BUILD_SHARE", 1 << 62)  # built at the first large range
     return request.param
 
 
@@ -418,6 +419,7 @@ def test_left_edge_bits_are_cached_and_a_damaged_cache_is_rebuilt(tmp_path: Path
     truncated or foreign cache file is never used: it is rebuilt."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setattr(word_ends, "_BIG", 0)
+    monkeypatch.setattr(word_ends, "_BUILD_SHARE", 1 << 62)
     texts = ["the cat\nsat. cat\tcat", "cat", "(cat) concat cats"]
     index = _build(tmp_path / "ix", texts, "bytes")
     words = index.tokenizer.word_boundaries()
@@ -435,3 +437,21 @@ def test_left_edge_bits_are_cached_and_a_damaged_cache_is_rebuilt(tmp_path: Path
         assert word_ends.LeftBits.load(files[0], shard.n_tokens) is None
         again = Index.open(tmp_path / "ix" / "ix")  # a new session: nothing kept in memory
         assert again.count_words(ids) == want
+
+
+def test_left_edge_bits_are_built_only_once_direct_reads_add_up(tmp_path: Path, monkeypatch) -> None:
+    """A one-off query reads its range directly; `LeftBits` is built once the ranges read on a
+    shard pass an eighth of it, and answers stay those of the oracle either way."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(word_ends, "_BIG", 4)
+    texts = ["cat. cat,cat\ncat concat cat_s " + "lorem ipsum dolor sit amet " * 20] * 10
+    index = _build(tmp_path / "ix", texts, "bytes")
+    shard, ids = index.shards[0], index.encode("cat")
+    want = oracle.count([oracle.view_bytes(t) for t in texts], ids.tolist())
+    n_occ = index.count(ids)
+    assert n_occ > 4 and n_occ * 3 < shard.n_tokens // 8  # a few direct reads stay under the share
+    assert index.count_words(ids) == want and getattr(shard, "_left_bits", None) is None
+    for _ in range(shard.n_tokens // 8 // n_occ + 1):
+        assert index.count_words(ids) == want
+    assert getattr(shard, "_left_bits", None) is not None  # built, and then used
+    assert index.count_words(ids) == want
