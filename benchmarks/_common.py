@@ -422,3 +422,92 @@ def open_infinigram(directory: Path, bow: Path | None = None, prefetch: bool = T
     depth = {} if prefetch else {"ds_prefetch_depth": 0, "sa_prefetch_depth": 0, "od_prefetch_depth": 0}
     return InfiniGramEngine(index_dir=str(directory), eos_token_id=UNK_ID, vocab_size=65535, token_dtype="u16",
                             bow_ids_path=str(bow) if bow else None, **depth)
+
+
+# -- results as JSON --------------------------------------------------------------------------
+def loadavg() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def uptime() -> str:
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def git_commit() -> dict:
+    def git(*a: str) -> str:
+        return subprocess.run(["git", "-C", str(ROOT), *a], capture_output=True, text=True).stdout.strip()
+
+    pinned = os.environ.get("TRACETUI_BENCH_COMMIT")  # run_all.py --rev: this tree is `git archive` of it
+    if pinned:
+        return {"commit": pinned, "subject": git("log", "-1", "--format=%s", pinned)[:120], "engine_dirty": False,
+                "extracted": True}
+
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--", "index_tools", "tracetui")
+    return {"commit": git("rev-parse", "HEAD"), "subject": git("log", "-1", "--format=%s")[:120],
+            "engine_dirty": bool(dirty)}
+
+
+def versions() -> dict:
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version(), "numpy": np.__version__}
+    for name in ("infini-gram", "ray", "starlette", "uvicorn", "tokenizers"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def machine() -> dict:
+    import platform
+
+    def meminfo(key: str) -> int:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) * 1024
+        return -1
+
+    return {"cpus": os.cpu_count(), "platform": platform.platform(), "machine": platform.machine(),
+            "mem_total": meminfo("MemTotal")}
+
+
+class JsonOut:
+    """Figures of one benchmark script as JSON: settings, commit, date, machine load before/after."""
+
+    def __init__(self, bench: str, path: Path | None) -> None:
+        self.bench, self.path = bench, path
+        self.t0 = time.perf_counter()
+        self.meta = {"bench": bench, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **git_commit(),
+                     "versions": versions(), "machine": machine(), "load_before": loadavg(), "uptime_before": uptime(),
+                     "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])}
+
+    def write(self, settings: object, results: object, **extra: object) -> None:
+        if self.path is None:
+            return
+        if not isinstance(settings, dict):
+            settings = {k: v for k, v in vars(settings).items() if k not in ("json_out",)}
+        meta = {**self.meta, "load_after": loadavg(), "uptime_after": uptime(),
+                "seconds": round(time.perf_counter() - self.t0, 1), "settings": settings}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".partial")
+        tmp.write_text(json.dumps({"meta": meta, "results": results, **extra}, indent=1, default=_json_default) + "\n",
+                       encoding="utf-8")
+        os.replace(tmp, self.path)
+
+
+def _json_default(o: object) -> object:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+def add_json_out(p) -> None:  # type: ignore[no-untyped-def]
+    p.add_argument("--json-out", type=Path, default=None, help="also write the figures (and settings, commit, load) as JSON")

@@ -51,8 +51,11 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as C  # noqa: E402
 from textual import events
 from textual._compositor import Compositor, CompositorUpdate
 from textual.message_pump import MessagePump
@@ -598,7 +601,9 @@ async def main() -> int:
     ap.add_argument("--seed", type=int, default=1, help="seed of the key-press timing")
     ap.add_argument("--heat", action="store_true",
                     help="heat view on: live traces also refresh the memorization lens (every 2 s)")
+    C.add_json_out(ap)
     args = ap.parse_args()
+    out = C.JsonOut("app", args.json_out)
     # no stop strings: every run generates exactly --tokens tokens, so the speeds compare
     settings = ModelSettings(max_tokens=args.tokens, temperature=0.0, seed=42, n_ctx=2048, stop=[])
     backend = LlamaBackend(default_model_path(), settings)
@@ -672,6 +677,23 @@ async def main() -> int:
             report_profile(name, profiles[name], full=name == "tracing on")
     for f in failures:
         print(f"FAILED: {f}", file=sys.stderr)
+
+    def lat_stats(presses: list[Press]) -> dict[str, Any]:
+        done = [p.latency_ms for p in presses if p.latency_ms is not None]
+        return {"presses": len(presses), "timed": len(done), "median_ms": statistics.median(done) if done else None,
+                "p95_ms": p95(done) if done else None, "max_ms": max(done) if done else None}
+
+    out.write(args, {
+        "model": backend.name, "index": indexes.indexes[0].name, "index_tokens": indexes.indexes[0].manifest.tokens,
+        "threads": settings.threads, "tokens": args.tokens, "runs": args.runs,
+        "settings": {name: {"tokens_per_s": speed[name], "runs_tokens_per_s": [r.tokens_per_s for r in rs],
+                            "runs_tokens": [r.tokens for r in rs],
+                            "keys": lat_stats([p for r in rs for p in r.presses]),
+                            "keys_by_kind": {k: lat_stats([p for r in rs for p in r.presses if p.kind == k]) for k in KINDS}}
+                     for name, rs in results.items()},
+        "cost_pct": cost, "cost_pct_runs": costs, "other_cores": others, "failures": failures,
+        "last_status": results["tracing on"][-1].status,
+    })
     return 1 if failures else 0
 
 

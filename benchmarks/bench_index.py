@@ -164,7 +164,7 @@ def bench_size(n_tokens: int, args: argparse.Namespace) -> dict:
     for q in queries[:20]:  # warm all (page cache, lazy state)
         index.count(q)
         eng.count(q.tolist())
-        eng0.count(q.tolist())
+        eng0.engine.count(input_ids=q.tolist())
     t_ours, t_ig, t_ig0 = [], [], []
     for q in queries:
         a = time.perf_counter()
@@ -172,7 +172,7 @@ def bench_size(n_tokens: int, args: argparse.Namespace) -> dict:
         b = time.perf_counter()
         n2 = eng.count(q.tolist())["count"]
         e = time.perf_counter()
-        eng0.count(q.tolist())
+        eng0.engine.count(input_ids=q.tolist())  # no prefetch, its C++ engine without the Python-side checks
         f = time.perf_counter()
         if n1 != n2:
             raise SystemExit(f"count mismatch on {q.tolist()}: ours {n1}, infini-gram {n2}")
@@ -186,7 +186,7 @@ def bench_size(n_tokens: int, args: argparse.Namespace) -> dict:
 
     # (c) longest prefixes at all positions of a 500-token sequence
     seqs = [C.make_response(c, rng, args.length) for _ in range(args.seqs)]
-    lp_ours, lp_ig, lp_ig_cap, lp_ig0 = [], [], [], []
+    lp_ours, lp_ig, lp_ig_cap, lp_ig0, lp_ig0_full, ptrs, ptrs_cap = [], [], [], [], [], [], []
     for ids in seqs:
         a = time.perf_counter()
         lens = index.longest_prefixes(ids)
@@ -195,8 +195,12 @@ def bench_size(n_tokens: int, args: argparse.Namespace) -> dict:
         e = time.perf_counter()
         eng.attribute(ids.tolist(), [], 1, 1000, False)
         f = time.perf_counter()
-        eng0.attribute(ids.tolist(), [], 1, 1000, False)
+        capped = eng0.attribute(ids.tolist(), [], 1, 1000, False)["spans"]
         g = time.perf_counter()
+        eng0.attribute(ids.tolist(), [], 1, args.max_cnt, False)
+        lp_ig0_full.append(time.perf_counter() - g)
+        ptrs.append(sum(len(s["docs"]) for s in spans))
+        ptrs_cap.append(sum(len(s["docs"]) for s in capped))
         lp_ours.append(b - a)
         lp_ig.append(e - b)
         lp_ig_cap.append(f - e)
@@ -210,7 +214,8 @@ def bench_size(n_tokens: int, args: argparse.Namespace) -> dict:
             diff = sorted(set(ours_spans) ^ set(theirs))[:5]
             print(f"  note: maximal spans differ at {diff} (rank-0 off-by-one of the reference?)")
     res["lp_ours"], res["lp_ig"], res["lp_ig_cap"] = C.median(lp_ours), C.median(lp_ig), C.median(lp_ig_cap)
-    res["lp_ig0"] = C.median(lp_ig0)
+    res["lp_ig0"], res["lp_ig0_full"] = C.median(lp_ig0), C.median(lp_ig0_full)
+    res["lp_ptrs"], res["lp_ptrs_cap"] = C.median(ptrs), C.median(ptrs_cap)
     res["lp_ours_per_pos"] = res["lp_ours"] / args.length
     return res
 
@@ -227,7 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-cnt", type=int, default=2**62, help="attribute max_cnt for (c) (default: huge)")
     p.add_argument("--ig-cpus", type=int, default=2)
     p.add_argument("--ig-mem", type=int, default=None, help="infini-gram --mem GiB (default: one batch)")
+    C.add_json_out(p)
     args = p.parse_args(argv)
+    out = C.JsonOut("index", args.json_out)
     args.workdir = C.check_workdir(args.workdir)
     sizes = [C.parse_size("1M")] if args.quick else [C.parse_size(s) for s in args.sizes.split(",") if s.strip()]
 
@@ -254,12 +261,16 @@ def main(argv: list[str] | None = None) -> int:
              C.ratio(r["first_ours"], r["first_ig"])],
             [f"{lab}      count, median of {args.counts}", C.fmt_s(r["count_ours"]), C.fmt_s(r["count_ig"]),
              C.ratio(r["count_ours"], r["count_ig"])],
-            [f"{lab}      infini-gram without prefetch", "", C.fmt_s(r["count_ig0"]), C.ratio(r["count_ours"], r["count_ig0"])],
+            [f"{lab}      infini-gram without prefetch, C++ engine direct", "", C.fmt_s(r["count_ig0"]),
+             C.ratio(r["count_ours"], r["count_ig0"])],
             [f"{lab}      count_many, per query", C.fmt_s(r["count_batch"]), "-", C.ratio(r["count_batch"], r["count_ig"])],
             [f"{lab}  (c) longest prefixes, {args.length} pos", C.fmt_s(r["lp_ours"]), C.fmt_s(r["lp_ig"]),
              C.ratio(r["lp_ours"], r["lp_ig"])],
+            [f"{lab}      no prefetch (same spans; {r['lp_ptrs']:,.0f} doc pointers)", "", C.fmt_s(r["lp_ig0_full"]),
+             C.ratio(r["lp_ours"], r["lp_ig0_full"])],
             [f"{lab}      attribute max_cnt=1000", "", C.fmt_s(r["lp_ig_cap"]), C.ratio(r["lp_ours"], r["lp_ig_cap"])],
-            [f"{lab}      max_cnt=1000, no prefetch", "", C.fmt_s(r["lp_ig0"]), C.ratio(r["lp_ours"], r["lp_ig0"])],
+            [f"{lab}      max_cnt=1000, no prefetch ({r['lp_ptrs_cap']:,.0f} ptrs)", "", C.fmt_s(r["lp_ig0"]),
+             C.ratio(r["lp_ours"], r["lp_ig0"])],
             [f"{lab}  (d) index bytes / token", f"{r['bpt_ours']:.3f}", f"{r['bpt_ig']:.3f}", C.ratio(r["bpt_ours"], r["bpt_ig"])],
             [f"{lab}  (e) sort peak RSS / token, process tree", f"{r['tree_ours'] / r['n']:.1f} B",
              f"{r['tree_ig'] / r['n']:.1f} B", C.ratio(r["tree_ours"], r["tree_ig"])],
@@ -270,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         ]
     C.print_table("ours vs infini-gram (ratio = ours / infini-gram; < 1 means ours is faster/smaller)",
                   ["measure", "ours", "infini-gram", "ratio"], rows)
+    out.write(args, results)
     return 0 if all(r["identical"] for r in results) else 1
 
 

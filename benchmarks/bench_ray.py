@@ -83,7 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workdir", type=Path, default=C.default_workdir())
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--keep", action="store_true", help="keep the three indexes")
+    C.add_json_out(p)
     args = p.parse_args(argv)
+    out_json = C.JsonOut("ray", args.json_out)
     workdir = C.check_workdir(args.workdir)
     n = C.parse_size(args.size)
     try:
@@ -127,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
                        C.ratio(t_ray + t_start, t_local)],
                       ["Ray index == local file-sharded index, every file", "yes" if identical else "NO", "", ""],
                   ])
+    out_json.write(args, {"n": n, "tokens": tokens, "files": len(files), "shards": 2, "workers": 2, "local": t_local,
+                          "local_files": t_files, "ray": t_ray, "ray_start": t_start, "identical": identical,
+                          "ray_version": ray.__version__})
     if not args.keep:
         for d in out.values():
             shutil.rmtree(d, ignore_errors=True)

@@ -20,6 +20,7 @@ For each size (synthetic Zipf u16 tokens as in _common.py, ~500-token documents,
      decoded to text (fresh Tracer each, median of 3).
 
     python benchmarks/bench_scale.py                       # 10M, 100M, 1B (1B: ~20-30 min, ~11 GB disk)
+    python benchmarks/bench_scale.py --sizes 10M,100M      # what run_all.py runs
     python benchmarks/bench_scale.py --sizes 10M,100M
     python benchmarks/bench_scale.py --workdir /big/disk --keep
 
@@ -380,7 +381,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--traces", type=int, default=3)
     p.add_argument("--length", type=int, default=500)
     p.add_argument("--keep", action="store_true", help="keep each size's corpus and index")
+    C.add_json_out(p)
     args = p.parse_args(argv)
+    out = C.JsonOut("scale", args.json_out)
     args.workdir = C.check_workdir(args.workdir)
     sizes = [parse_size(s) for s in args.sizes.split(",") if s.strip()]
 
@@ -431,6 +434,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"count p95 {C.fmt_s(r['count_p95_1st'])} / {C.fmt_s(r['count_p95_rep'])}; "
                   f"trace kept {r['trace_spans']:.0f} spans")
     print(f"total wall time {time.perf_counter() - t0:.1f} s")
+    out.write(args, results, swap_total=_meminfo("SwapTotal"))
     return 0 if all(r["rc"] == 0 for r in results) else 1
 
 

@@ -140,14 +140,16 @@ def bench_size(n_tokens: int, args: argparse.Namespace) -> dict[str, Any]:
     return res
 
 
-def main() -> None:
+def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", default="100M", help="comma-separated corpus sizes (default 100M)")
     p.add_argument("--responses", type=int, default=5, help="replies traced per size (median reported)")
     p.add_argument("--length", type=int, default=500, help="tokens per reply")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workdir", type=Path, default=C.default_workdir())
+    C.add_json_out(p)
     args = p.parse_args()
+    out = C.JsonOut("serve", args.json_out)
     args.workdir = C.check_workdir(args.workdir)
     results = C.run_sizes([C.parse_size(s) for s in args.sizes.split(",")], bench_size, args)
     rows = []
@@ -165,7 +167,9 @@ def main() -> None:
         print(f"[{C.size_label(r['n'])}] index files read once beforehand (same page cache both ways): "
               f"{C.fmt_s(r['read'])}; opening the served index (listing, info, tokenizer): {C.fmt_s(r['open'])}; "
               f"{r['spans']} spans, {r['documents']} documents in the last trace; served trace JSON == local: {r['equal']}")
+    out.write(args, results)
+    return 0 if all(r["equal"] for r in results) else 1
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -28,7 +28,7 @@ of a line ("\\nThe" in byte-level BPE: a word character right after a non-word o
 the old rule missed and the new one scans for.
 
     python benchmarks/bench_word_rule.py                # 100M tokens, writes benchmarks/results/word_rule.json
-    python benchmarks/bench_word_rule.py --size 10M --rounds 1 --quick
+    python benchmarks/bench_word_rule.py --size 10M --rounds 1
 """
 
 from __future__ import annotations
@@ -228,10 +228,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--new", default="HEAD", help="the current commit (default HEAD)")
     p.add_argument("--old-tree", type=Path, default=Path("/tmp/old_tree"))
     p.add_argument("--new-tree", type=Path, default=Path("/tmp/new_tree"))
-    p.add_argument("--out", type=Path, default=HERE / "results" / "word_rule.json")
+    p.add_argument("--out", "--json-out", dest="out", type=Path, default=HERE / "results" / "word_rule.json")
     p.add_argument("--no-infinigram", action="store_true")
     args = p.parse_args(argv)
     t_start = time.perf_counter()
+    jo = C.JsonOut("word_rule", None)  # date, commit, versions, load before
     args.workdir = C.check_workdir(args.workdir)
     n_tokens = C.parse_size(args.size)
 
@@ -253,6 +254,10 @@ def main(argv: list[str] | None = None) -> int:
     xs_v = xs[: C.VOCAB]
     order = np.argsort(-np.where(xs_v, uni, -1))
     freq = order[: args.frequent]
+    toks_all = np.asarray(c.tokens())
+    top_line_initial = int(np.isin(toks_all[:-1][toks_all[1:] == freq[0]], [C.DOT_ID, C.SEP]).sum())
+    top_word = {"occurrences": int(uni[freq[0]]), "line_initial": top_line_initial}
+    del toks_all
     wl = args.workdir / f"word-rule-workload-{C.size_label(n_tokens)}.npz"
     rp, rc = pack(replies)
     qw, qwc = pack(q_word)
@@ -313,6 +318,8 @@ def main(argv: list[str] | None = None) -> int:
             out["ig"]["doc_pointers_per_reply"] = float(np.median(got["ig_ptrs"]))
             out["new_substring"]["identical_to_ig"] = sum(
                 [tuple(x) for x in a] == [tuple(x) for x in b] for a, b in zip(got["new_substring"], got["ig"], strict=True))
+        for k in ("old", "new"):
+            out[k]["slowest_replies_ms"] = sorted((round(x * 1e3, 1) for x in per_item_median(t[k])), reverse=True)[:3]
         out["new"]["replies_first_span_at_0"] = sum(bool(sp) and sp[0][0] == 0 for sp in got["new"])
         out["old"]["replies_first_span_at_0"] = sum(bool(sp) and sp[0][0] == 0 for sp in got["old"])
         R[f"spans_max_cnt_{max_cnt}"] = out
@@ -385,6 +392,11 @@ def main(argv: list[str] | None = None) -> int:
         "infinigram_settings": "attribute(ids, delims, 1, max_cnt, enforce_bow=True), no prefetch, bow_ids_path = our word starts",
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "loadavg_during": loads},
         "seconds": round(time.perf_counter() - t_start, 1),
+        "top_word_char_token": top_word,
+        "date": jo.meta["date"], "commit": jo.meta["commit"], "engine_dirty": jo.meta["engine_dirty"],
+        "versions": jo.meta["versions"], "load_before": jo.meta["load_before"], "uptime_before": jo.meta["uptime_before"],
+        "load_after": C.loadavg(), "uptime_after": C.uptime(),
+        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
     }
     results = {"meta": meta, **R}
     args.out.parent.mkdir(parents=True, exist_ok=True)
