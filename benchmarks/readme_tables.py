@@ -133,7 +133,8 @@ def intro(R: Results) -> str:
         f"{mach.get('machine')}), shared with other work: 1-minute load average per benchmark (before → after) "
         f"{loads}. Python {v.get('python')}, numpy {v.get('numpy')}, infini-gram {v.get('infini-gram')} from PyPI in "
         f"the same run; synthetic Zipf corpora of u16 tokens (`benchmarks/_common.py`).{dirty}{mixed}{note}"
-        + (f" Failed: {', '.join(failed)}." if failed else "") + quick + "\n\n"
+        + (f" Failed: {', '.join(failed)}." if failed else "")
+        + (f" Not run (out of time): {', '.join(m['skipped'])}." if m.get("skipped") else "") + quick + "\n\n"
         "Like for like: infini-gram runs in its fastest fair setting, without prefetch (its `madvise` "
         "prefetching is made for indexes on disk and only costs system calls on a page-cached one); "
         "`attribute` gets the same `max_cnt` as ours and also gathers a document pointer per occurrence "

@@ -55,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rev", default=None,
                    help="run the code of this commit (index_tools, tracetui, benchmarks extracted with git archive), "
                         "not the working tree, which other work may be changing")
+    p.add_argument("--no-start-after", default=None, metavar="HH:MM",
+                   help="UTC time after which no further benchmark is started (they are recorded as skipped)")
     p.add_argument("--note", default="", help="a note kept in the results meta (e.g. what was reduced and why)")
     args = p.parse_args(argv)
     names = [n.strip() for n in args.only.split(",") if n.strip()] or list(BENCHES)
@@ -95,9 +97,13 @@ def main(argv: list[str] | None = None) -> int:
     if not args.only:
         merged["benchmarks"] = {}
     t_all = time.perf_counter()
-    failed = []
+    failed, skipped = [], []
     with tempfile.TemporaryDirectory(prefix="bench-json-") as tmp:
         for name in names:
+            if args.no_start_after and time.strftime("%H:%M", time.gmtime()) > args.no_start_after:
+                skipped.append(name)
+                print(f"\n=== {name}: skipped (past {args.no_start_after} UTC)", flush=True)
+                continue
             script, full, quick = BENCHES[name]
             out = Path(tmp) / f"{name}.json"
             cmd = [sys.executable, str(bench_dir / script), *(quick if args.quick else full), *extra.get(name, [])]
@@ -125,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"=== {name}: rc {rc}, {entry['seconds']} s (load {entry['load_after']})", flush=True)
             write(args.out, merged)  # after each benchmark: a partial run keeps what it measured
     if not args.only:
-        merged["meta"].update(seconds=round(time.perf_counter() - t_all, 1), failed=failed,
+        merged["meta"].update(seconds=round(time.perf_counter() - t_all, 1), failed=failed, skipped=skipped,
                               uptime_after=C.uptime(), load_after=C.loadavg())
     write(args.out, merged)
     print(f"\nall: {len(names)} benchmarks in {time.perf_counter() - t_all:.0f} s -> {args.out}"
