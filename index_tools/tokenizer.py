@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from collections.abc import Iterable, Sequence
 from functools import cached_property
@@ -178,6 +179,7 @@ class HFTokenizer(Tokenizer):
         self.name = self.path.name
         self.vocab_size = self._tok.get_vocab_size(with_added_tokens=True)
         self._words: WordBoundaries | None = None
+        self._fingerprint: str | None = None
         self._bytes: list[bytes] | None = None
 
     def encode(self, text: str) -> np.ndarray:
@@ -198,21 +200,60 @@ class HFTokenizer(Tokenizer):
 
     def token_bytes(self) -> list[bytes]:
         if self._bytes is None:
-            spec = self._spec
-            family = _family(spec)
-            special = {t["id"] for t in spec.get("added_tokens", []) if t.get("special")}
-            prefix = (spec.get("model") or {}).get("continuing_subword_prefix") or "##"
-            to_byte = _byte_level_decoder() if family == "byte-level" else {}
-            table = [b""] * self.vocab_size
-            for token, idx in self._tok.get_vocab(with_added_tokens=True).items():
-                if idx >= self.vocab_size or idx in special:
-                    continue
-                if family == "wordpiece":
-                    table[idx] = (token[len(prefix):] if token.startswith(prefix) else token).encode("utf-8")
-                else:
-                    table[idx] = _token_bytes(token, family, to_byte)
-            self._bytes = table
+            self._tables()
+        assert self._bytes is not None
         return self._bytes
+
+    def _build_tables(self) -> tuple[list[bytes], np.ndarray]:
+        """The bytes each token stands for and its word class, from the vocabulary (a Python
+        walk over every token: what `_tables` caches)."""
+        spec = self._spec
+        family = _family(spec)
+        special = {t["id"] for t in spec.get("added_tokens", []) if t.get("special")}
+        prefix = (spec.get("model") or {}).get("continuing_subword_prefix") or "##"
+        to_byte = _byte_level_decoder() if family == "byte-level" else {}
+        table = [b""] * self.vocab_size
+        classes = np.full(self.vocab_size, BEGINS, dtype=np.int8)
+        for token, idx in self._tok.get_vocab(with_added_tokens=True).items():
+            if idx >= self.vocab_size or idx in special:
+                continue  # special tokens stand alone: they begin a word, decode to nothing
+            if family == "wordpiece":  # no spaces kept: a token without "##" begins a word
+                cont = token.startswith(prefix)
+                classes[idx] = CONTINUES if cont else BEGINS
+                table[idx] = (token[len(prefix):] if cont else token).encode("utf-8")
+            else:
+                table[idx] = _token_bytes(token, family, to_byte)
+                classes[idx] = classify_bytes(table[idx])
+        return table, classes
+
+    def _tables(self) -> None:
+        """Token bytes and word-boundary tables: from the user's cache (keyed by the tokenizer
+        file's digest), else built and cached (atomically). A fresh process then starts in
+        milliseconds instead of walking the vocabulary."""
+        path = _tables_cache(self.fingerprint())
+        if path is not None and path.exists():
+            try:
+                with np.load(path, allow_pickle=False) as z:
+                    blob, offs = z["blob"].tobytes(), z["offsets"]
+                    words = WordBoundaries.from_arrays({k: z[k] for k in WordBoundaries.ARRAYS})
+                if len(offs) == self.vocab_size + 1 and len(words.classes) == self.vocab_size:
+                    o = offs.tolist()
+                    self._bytes = [blob[o[i] : o[i + 1]] for i in range(self.vocab_size)]
+                    self._words = words
+                    return
+            except (OSError, ValueError, KeyError, EOFError):
+                pass  # damaged or foreign: rebuilt below
+        table, classes = self._build_tables()
+        self._bytes, self._words = table, WordBoundaries(classes, table)
+        if path is not None:
+            offs = np.concatenate([[0], np.cumsum([len(b) for b in table])]).astype(np.int64)
+            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp.npz")
+            try:
+                np.savez(tmp, blob=np.frombuffer(b"".join(table) or b"\0", dtype=np.uint8)[: int(offs[-1])],
+                         offsets=offs, **self._words.to_arrays())
+                os.replace(tmp, path)
+            except OSError:
+                tmp.unlink(missing_ok=True)
 
     @cached_property
     def _spec(self) -> dict:
@@ -225,28 +266,30 @@ class HFTokenizer(Tokenizer):
 
     def word_boundaries(self) -> WordBoundaries:
         if self._words is None:
-            spec = self._spec
-            family = _family(spec)
-            special = {t["id"] for t in spec.get("added_tokens", []) if t.get("special")}
-            prefix = (spec.get("model") or {}).get("continuing_subword_prefix") or "##"
-            classes = np.full(self.vocab_size, BEGINS, dtype=np.int8)
-            data: list[bytes] = [b""] * self.vocab_size
-            to_byte = _byte_level_decoder() if family == "byte-level" else {}
-            for token, idx in self._tok.get_vocab(with_added_tokens=True).items():
-                if idx >= self.vocab_size or idx in special:
-                    continue  # special tokens stand alone: they begin a word, decode to nothing
-                if family == "wordpiece":
-                    cont = token.startswith(prefix)
-                    classes[idx] = CONTINUES if cont else BEGINS
-                    data[idx] = (token[len(prefix):] if cont else token).encode("utf-8")
-                    continue
-                data[idx] = _token_bytes(token, family, to_byte)
-                classes[idx] = classify_bytes(data[idx])
-            self._words = WordBoundaries(classes, data)
+            self._tables()
+        assert self._words is not None
         return self._words
 
     def fingerprint(self) -> str:
-        return hashlib.sha256(self.path.read_bytes()).hexdigest()[:16]
+        if self._fingerprint is None:
+            self._fingerprint = hashlib.sha256(self.path.read_bytes()).hexdigest()[:16]
+        return self._fingerprint
+
+
+#: bump when the tables `HFTokenizer._tables` caches change meaning
+_TABLES_VERSION = 1
+
+
+def _tables_cache(fingerprint: str) -> Path | None:
+    """Where a tokenizer's token tables are cached (None: no writable cache directory)."""
+    try:
+        from platformdirs import user_cache_dir
+
+        d = Path(user_cache_dir("tracetui")) / "token-tables"
+        d.mkdir(parents=True, exist_ok=True)
+        return d / f"{fingerprint}-v{_TABLES_VERSION}.npz"
+    except OSError:
+        return None
 
 
 def _agreeing(whole: str, part: str) -> int:

@@ -127,6 +127,27 @@ class WordBoundaries:
         #: the token's first byte continues a character: a position before it is inside one
         self.head_inside = np.array([bool(b) and (b[0] & 0xC0) == 0x80 for b in token_bytes], dtype=bool)
 
+    #: the arrays that make a `WordBoundaries` (what `to_arrays` gives and `from_arrays` takes)
+    ARRAYS = ("classes", "head", "head_len", "tail_rev", "tail_class", "head_inside")
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return {k: getattr(self, k) for k in self.ARRAYS}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> WordBoundaries:
+        """The tables as `to_arrays` gave them (a cache of a vocabulary's tables: building them
+        walks every token in Python)."""
+        self = cls.__new__(cls)
+        for k in cls.ARRAYS:
+            setattr(self, k, np.asarray(arrays[k]))
+        n = len(self.classes)
+        if self.head.shape != (n + 1, 4) or self.tail_rev.shape != (n + 1, 4) or len(self.head_len) != n + 1 \
+                or len(self.tail_class) != n or len(self.head_inside) != n:
+            raise ValueError("word-boundary tables of mismatched sizes")
+        self.head_class = self.classes
+        self.has_unsure = bool(np.any(self.classes == UNSURE))
+        return self
+
     @property
     def static_mask(self) -> np.ndarray:
         """Token-level word starts (unsure counts as a start): the published `bow_ids` set."""

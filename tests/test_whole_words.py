@@ -455,3 +455,24 @@ def test_left_edge_bits_are_built_only_once_direct_reads_add_up(tmp_path: Path, 
         assert index.count_words(ids) == want
     assert getattr(shard, "_left_bits", None) is not None  # built, and then used
     assert index.count_words(ids) == want
+
+
+def test_token_tables_are_cached_and_a_damaged_cache_is_rebuilt(tmp_path: Path, monkeypatch,
+                                                                byte_level: HFTokenizer) -> None:
+    """A fresh process reads a tokenizer's token bytes and word tables from the cache (keyed by
+    the file's digest) instead of walking the vocabulary; the cached tables equal the built ones,
+    and a damaged cache file is rebuilt, never used."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    fresh = HFTokenizer(byte_level.path)
+    built = fresh.word_boundaries().to_arrays()
+    files = list((tmp_path / "cache").rglob("*.npz"))
+    assert len(files) == 1
+    again = HFTokenizer(byte_level.path)
+    assert again.token_bytes() == fresh.token_bytes()
+    for k, v in again.word_boundaries().to_arrays().items():
+        assert np.array_equal(v, built[k]), k
+    files[0].write_bytes(files[0].read_bytes()[:100])
+    third = HFTokenizer(byte_level.path)
+    assert third.token_bytes() == fresh.token_bytes()
+    assert np.array_equal(third.word_boundaries().tail_class, built["tail_class"])
+    assert len(files[0].read_bytes()) > 100  # rewritten whole

@@ -1,8 +1,8 @@
 """Make untrusted text (corpus documents, metadata, model output) inert for a terminal.
 
 What is replaced is decided by Unicode character class (`unicodedata.category`), not by a list
-kept by hand; the pattern is generated from the categories of every code point at import time
-(about 0.1 s) for this Python's Unicode version:
+kept by hand; the pattern is generated from the categories of every code point (about 0.1 s,
+once per Unicode version: the ranges are cached) for this Python's Unicode version:
 
 - Cc, controls (but tab and newline, which the views lay out): a terminal interprets them
   (escape sequences, cursor moves, OSC 52 clipboard writes, C1 CSI);
@@ -29,9 +29,13 @@ as long as text reaches Textual as `Content(text)` or `Text(text)`, never as a m
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import re
 import sys
 import unicodedata
+from pathlib import Path
 
 #: the character classes made visible (see the module's docstring)
 UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp", "Cn"})
@@ -39,15 +43,42 @@ _KEPT = "\t\n"
 _PICTURES = {"\x7f": "\u2421", "\u2028": "\u2424", "\u2029": "\u00b6"}
 
 
-def _pattern() -> re.Pattern[str]:
-    """A character class of every code point in UNSAFE_CATEGORIES but tab and newline, as ranges,
-    split into the BMP and the planes above (re matches a BMP class with a table, which a class
-    holding astral ranges would make a linear scan of ~700 ranges per character)."""
+def _runs() -> list[tuple[int, int]]:
+    """The code-point ranges of UNSAFE_CATEGORIES but tab and newline, from every code point's
+    category (0.1 s), cached per Unicode version in the user's cache directory: a fresh CLI
+    process reads them back in well under a millisecond."""
+    key = f"sanitize-{unicodedata.unidata_version}-{sys.maxunicode}-{''.join(sorted(UNSAFE_CATEGORIES))}-{_KEPT!r}"
+    path = None
+    try:
+        from platformdirs import user_cache_dir
+
+        path = Path(user_cache_dir("tracetui")) / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+        got = json.loads(path.read_text(encoding="ascii"))
+        if got.get("key") == key and all(isinstance(a, int) and isinstance(b, int) and a <= b for a, b in got["runs"]):
+            return [(a, b) for a, b in got["runs"]]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass
     every = map(chr, range(sys.maxunicode + 1))
     flags = bytearray(map(UNSAFE_CATEGORIES.__contains__, map(unicodedata.category, every)))
     for ch in _KEPT:
         flags[ord(ch)] = 0
     runs = [(m.start(), m.end() - 1) for m in re.finditer(b"\x01+", bytes(flags))]
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps({"key": key, "runs": runs}), encoding="ascii")
+            os.replace(tmp, path)
+        except OSError:
+            pass
+    return runs
+
+
+def _pattern() -> re.Pattern[str]:
+    """A character class of every code point in UNSAFE_CATEGORIES but tab and newline, as ranges,
+    split into the BMP and the planes above (re matches a BMP class with a table, which a class
+    holding astral ranges would make a linear scan of ~700 ranges per character)."""
+    runs = _runs()
 
     def cls(pairs: list[tuple[int, int]]) -> str:
         return "[" + "".join(re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}"
