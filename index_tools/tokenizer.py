@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import re
+import zipfile
 from collections.abc import Iterable, Sequence
 from functools import cached_property
 from pathlib import Path
@@ -241,7 +242,7 @@ class HFTokenizer(Tokenizer):
                     self._bytes = [blob[o[i] : o[i + 1]] for i in range(self.vocab_size)]
                     self._words = words
                     return
-            except (OSError, ValueError, KeyError, EOFError):
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
                 pass  # damaged or foreign: rebuilt below
         table, classes = self._build_tables()
         self._bytes, self._words = table, WordBoundaries(classes, table)
