@@ -181,6 +181,7 @@ class HFTokenizer(Tokenizer):
         self.vocab_size = self._tok.get_vocab_size(with_added_tokens=True)
         self._words: WordBoundaries | None = None
         self._fingerprint: str | None = None
+        self._blob: tuple[bytes, np.ndarray] | None = None  # token bytes as cached, not yet cut
         self._bytes: list[bytes] | None = None
 
     def encode(self, text: str) -> np.ndarray:
@@ -200,8 +201,12 @@ class HFTokenizer(Tokenizer):
         return self._tok.decode([int(i) for i in ids], skip_special_tokens=False)
 
     def token_bytes(self) -> list[bytes]:
-        if self._bytes is None:
+        if self._bytes is None and self._blob is None:
             self._tables()
+        if self._bytes is None and self._blob is not None:
+            blob, offs = self._blob
+            o = offs.tolist()
+            self._bytes = [blob[o[i] : o[i + 1]] for i in range(self.vocab_size)]
         assert self._bytes is not None
         return self._bytes
 
@@ -238,8 +243,7 @@ class HFTokenizer(Tokenizer):
                     blob, offs = z["blob"].tobytes(), z["offsets"]
                     words = WordBoundaries.from_arrays({k: z[k] for k in WordBoundaries.ARRAYS})
                 if len(offs) == self.vocab_size + 1 and len(words.classes) == self.vocab_size:
-                    o = offs.tolist()
-                    self._bytes = [blob[o[i] : o[i + 1]] for i in range(self.vocab_size)]
+                    self._blob = (blob, offs)  # the bytes table is cut from it on first need
                     self._words = words
                     return
             except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):

@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 
 from index_tools.errors import IndexToolsError
-from index_tools.remote import TOKEN_ENV
 
 from .sanitize import inert
 
@@ -260,20 +259,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not args.index:
         raise CliError("serve: give at least one --index DIR")
     serve(args.index, host=args.host, port=args.port, timeout=args.timeout, token=args.token,
-          allow_hosts=tuple(args.allow_host or ()))
+          allow_hosts=tuple(args.allow_host or ()), infinigram_api_only=args.infinigram_api_only)
     return 0
 
 
 def cmd_app(args: argparse.Namespace) -> int:
     from .app.main import run_app
 
-    return run_app(model=args.model, indexes=args.index, config_path=args.config)
+    return run_app(model=args.model, indexes=args.index, config_path=args.config, model_name=args.model_name,
+                   api_key=args.api_key)
 
 
 INDEX_HELP = ("index directory or served index URL http(s)://HOST:PORT[/NAME] (several URLs joined by commas: "
               "one index split over servers); repeatable; default: the built-in index")
 #: global options only the app reads: given with a subcommand they are refused, never ignored
-APP_ONLY = ("model", "config")
+APP_ONLY = ("model", "config", "model_name", "api_key")
 TOKEN_HELP = ("bearer token: the one `serve` requires, or the one sent to a served index that asks for one "
               "(default: $TRACETUI_TOKEN)")
 
@@ -291,12 +291,14 @@ def _merge_globals(args: argparse.Namespace) -> None:
     first); an option the subcommand would ignore is a CliError, one line."""
     args.token = getattr(args, "sub_token", None) or args.token
     if args.token:  # one place every index URL opened in this process (and `serve`) reads it from
+        from index_tools.remote import TOKEN_ENV
+
         os.environ[TOKEN_ENV] = args.token
     if args.command is None:
         return
     for name in APP_ONLY:
         if getattr(args, name, None) is not None:
-            raise CliError(f"--{name} applies to the app only, not to `tracetui {args.command}`")
+            raise CliError(f"--{name.replace('_', '-')} applies to the app only, not to `tracetui {args.command}`")
     if not hasattr(args, "sub_index"):  # `tracetui index ...`: its directories are arguments
         if args.index:
             raise CliError(f"--index does not apply to `tracetui {args.command}` (give the index directory "
@@ -310,7 +312,10 @@ def _merge_globals(args: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tracetui", description=__doc__)
-    p.add_argument("--model", help="GGUF model file (default: the embedded Gemma 3 270M)")
+    p.add_argument("--model", help="GGUF model file, or an OpenAI-compatible server http(s)://HOST:PORT/v1 "
+                   "(default: the embedded Gemma 3 270M)")
+    p.add_argument("--model-name", help="the server's model to use (default: the first of GET /v1/models)")
+    p.add_argument("--api-key", help="the model server's API key (default: $OPENAI_API_KEY)")
     p.add_argument("--index", action="append", help=INDEX_HELP)
     p.add_argument("--token", help=TOKEN_HELP)
     p.add_argument("--config", help="configuration TOML file")
@@ -409,6 +414,8 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--allow-host", action="append", metavar="NAME",
                     help="a host name clients may reach the server by (besides IP addresses and localhost; "
                          "repeatable): other Host headers are refused (DNS rebinding)")
+    sv.add_argument("--infinigram-api-only", action="store_true",
+                    help="serve infini-gram's API only (POST /, GET /), none of tracetui's own endpoints")
     sv.set_defaults(func=cmd_serve)
     t = sub.add_parser("trace", help="trace a response (FILE or stdin) against indexes, OLMoTrace-style")
     t.add_argument("file", nargs="?", help="response text file, or - for stdin")

@@ -1,0 +1,99 @@
+"""Start-up cost of a fresh process, side by side in one run (issue 18, "Instant start").
+
+Alternates, `--rounds` times each, in fresh processes:
+
+- `tracetui count --index IDX TEXT` against a minimal script over infini-gram's engine that does
+  the same work (load the tokenizer, encode TEXT, open the engine, count, print);
+- `tracetui trace --index IDX REPLY` of a 500-token reply (goal: under 0.5 s wall).
+
+Wall time per command, median and min, with the ratio. The index is the 10M-token corpus of
+`_common.py` (built on first use); the first round of each warms the OS page cache and the user
+cache (token tables, sanitiser ranges), so it is reported apart.
+
+    python benchmarks/bench_startup.py [--size 10M] [--rounds 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+
+MINIMAL = """
+import sys
+from tokenizers import Tokenizer
+from infini_gram.engine import InfiniGramEngine
+tok = Tokenizer.from_file(sys.argv[2])
+ids = tok.encode(sys.argv[3], add_special_tokens=False).ids
+e = InfiniGramEngine(index_dir=sys.argv[1], eos_token_id=0, vocab_size=65535, token_dtype="u16",
+                     ds_prefetch_depth=0, sa_prefetch_depth=0, od_prefetch_depth=0)
+print(e.count(input_ids=ids)["count"])
+"""
+
+
+def timed(cmd: list[str]) -> float:
+    a = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - a
+
+
+def main() -> int:
+    sys.path.insert(0, str(HERE))
+    import _common as C
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--size", default="10M")
+    p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--workdir", type=Path, default=C.default_workdir())
+    p.add_argument("--json-out", type=Path, default=None)
+    args = p.parse_args()
+    args.workdir = C.check_workdir(args.workdir)
+    c = C.ensure_corpus(args.workdir, C.parse_size(args.size), 0)
+    index = C.ensure_our_index(c)  # the benchmark corpus and our index of it, built on first use
+    tok = c.tokenizer
+    from tokenizers import Tokenizer
+
+    t = Tokenizer.from_file(str(tok))
+    vocab = t.get_vocab()
+    words = [w for w in sorted(vocab, key=vocab.get)[1000:1010]]
+    text = t.decode([vocab[w] for w in words[:3]])
+    reply_ids = np.asarray(np.memmap(index / "tokenized.0", dtype="<u2", mode="r")[1000:1500])
+    with tempfile.TemporaryDirectory() as d:
+        reply = Path(d) / "reply.txt"
+        reply.write_text(t.decode(reply_ids.tolist()), encoding="utf-8")
+        script = Path(d) / "minimal.py"
+        script.write_text(MINIMAL, encoding="utf-8")
+        exe = str(Path(sys.executable).with_name("tracetui"))
+        cmds = {
+            "tracetui count": [exe, "count", "--index", str(index), text],
+            "minimal infini-gram count": [sys.executable, str(script), str(index), str(tok), text],
+            "tracetui trace (500 tokens)": [exe, "trace", "--index", str(index), str(reply)],
+        }
+        first = {k: timed(v) for k, v in cmds.items()}
+        times: dict[str, list[float]] = {k: [] for k in cmds}
+        for _ in range(args.rounds):
+            for k, v in cmds.items():
+                times[k].append(timed(v))
+    res = {k: {"median_s": float(np.median(v)), "min_s": float(np.min(v)), "first_s": first[k]}
+           for k, v in times.items()}
+    ratio = res["tracetui count"]["median_s"] / res["minimal infini-gram count"]["median_s"]
+    print(f"start-up, fresh processes, {args.size} tokens, {args.rounds} rounds alternating (first round apart)")
+    for k, r in res.items():
+        print(f"  {k:30s} median {r['median_s'] * 1000:7.1f} ms  min {r['min_s'] * 1000:7.1f} ms  "
+              f"(first {r['first_s'] * 1000:.0f} ms)")
+    print(f"  tracetui count / minimal infini-gram script: {ratio:.2f}x (goal <= 1.5x)")
+    if args.json_out:
+        args.json_out.write_text(json.dumps({"results": res, "ratio": ratio}, indent=1) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
