@@ -4,10 +4,10 @@ Two families of endpoints, both JSON over POST, both answering `{"error": "..."}
 status on bad input (5xx only for a fault of the server itself), and never taking the server
 down:
 
-- `POST /`: infini-gram's public API convention: `{"index": NAME, "query_type": "count" | "prob"
-  | "find" | "ntd" | "infgram_prob" | "infgram_ntd" | "search_docs" | "attribute", "query": TEXT}`
-  or `"query_ids": [ids]`; the answer has infini-gram's field names plus `latency` (ms). Counts
-  are substring counts as infini-gram's; `"whole_words": true` gives ours.
+- `POST /` and `GET /`: infini-gram's public API, answered as infini-gram's own server answers it
+  (fields, limits, statuses: `tracetui.serve_infinigram`); tracetui's additions there are
+  `"whole_words": true` on `count`, `"exact": true` on `ntd`, and the `attribute` query type.
+  `--infinigram-api-only` serves this API alone, without the additions or the endpoints below.
 - `GET /indexes`, `GET /indexes/NAME`, `GET /indexes/NAME/tokenizer.json` and `POST
   /indexes/NAME/OP`: the index-level operations of `engine.Index` that `RemoteIndex`
   (index_tools/remote.py) forwards, batched (a whole trace is a handful of requests) and with
@@ -53,7 +53,7 @@ import numpy as np
 
 from index_tools.engine import Index, IndexSet, is_index_url, rank_chunk
 from index_tools.errors import IndexToolsError
-from index_tools.ngram import DOC_END, infgram_ntd, infgram_probs, ntd, ntd_with_unit
+from index_tools.ngram import ntd_with_unit
 from index_tools.remote import (
     API_VERSION,
     TOKEN_ENV,
@@ -303,91 +303,15 @@ OPS: dict[str, Callable[[Index, dict[str, Any], Limits], dict[str, Any]]] = {
 
 
 # -- infini-gram's public API convention ------------------------------------------------------------
-def _query_ids(index: Index, body: dict[str, Any], lim: Limits) -> np.ndarray:
-    if "query_ids" in body:
-        q = body["query_ids"]
-        if not isinstance(q, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in q):
-            raise BadRequest("query_ids: expected a list of integers")
-        if len(q) > lim.max_tokens:
-            raise BadRequest(f"query_ids: {len(q)} tokens, at most {lim.max_tokens} per request", 413)
-        vocab = index.tokenizer.vocab_size
-        if not all(0 <= i < vocab for i in q):  # checked before numpy sees them: 2**70 overflows int64
-            raise BadRequest(f"query_ids: token ids must be in 0..{vocab - 1}")
-        return _check_ids(index, np.array(q, dtype=np.int64), lim, "query_ids")
-    q = body.get("query")
-    if not isinstance(q, str):
-        raise BadRequest("query: expected a string (or query_ids: a list of token ids)")
-    if len(q) > 4 * lim.max_tokens:
-        raise BadRequest("query: too long", 413)
-    return _check_ids(index, index.encode(q), lim, "query")
-
-
-def _dist_json(index: Index, prompt_cnt: int, ids: np.ndarray, counts: np.ndarray, approx: bool) -> dict[str, Any]:
-    return {"prompt_cnt": prompt_cnt, "approx": approx,
-            "result_by_token_id": {str(int(t)): {"cont_cnt": int(c), "prob": float(c / prompt_cnt)}
-                                   for t, c in zip(ids, counts, strict=True)},
-            "doc_end_id": DOC_END}
-
-
 def api_query(index: Index, body: dict[str, Any], lim: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
-    """One infini-gram-style query on one index.
+    """One infini-gram query on one index, answered as infini-gram's server answers it
+    (`tracetui.serve_infinigram`); its status is dropped (an `error` key tells a failure).
+    `ntd` and `infgram_ntd` sample beyond `max_support` (default NTD_MAX_SUPPORT, infini-gram's
+    1000) unless `"exact": true` (tracetui's addition)."""
+    from .serve_infinigram import Processor, answer
 
-    `ntd` and `infgram_ntd` sample the continuations of a prompt with more than `max_support`
-    occurrences, as infini-gram's API does: `max_support` defaults to NTD_MAX_SUPPORT (1000,
-    infini-gram's default), so one request does not walk millions of occurrences unless it says
-    `"exact": true` (every occurrence counted; `"approx"` in the answer tells which it got).
-    `RemoteIndex` does not use these: its `ntd` asks the `ntd` operation with an explicit unit."""
-    qt = body.get("query_type")
-    ids = _query_ids(index, body, lim)
-    whole = bool(body.get("whole_words", False))
-    if body.get("exact"):
-        max_support: int | None = None
-    else:
-        max_support = _int(body, "max_support", NTD_MAX_SUPPORT, lo=1)
-    out: dict[str, Any] = {"token_ids": ids.tolist()}
-    if qt == "count":
-        out.update(count=int(index.count_words(ids) if whole and len(ids) else index.count(ids)), approx=False)
-    elif qt == "find":
-        ranges = index.find(ids)
-        out.update(cnt=int(sum(b - a for a, b in ranges)), segment_by_shard=[list(r) for r in ranges])
-    elif qt == "prob":
-        if not len(ids):
-            raise BadRequest("prob: the query needs at least one token (the continuation)")
-        prompt_cnt, cont_cnt = (int(c) for c in index.count_many([ids[:-1], ids]))
-        out.update(prompt_cnt=prompt_cnt, cont_cnt=cont_cnt, prob=cont_cnt / prompt_cnt if prompt_cnt else -1.0)
-    elif qt == "ntd":
-        d = ntd(index, ids, max_support)
-        out.update(_dist_json(index, d.prompt_cnt, d.ids, d.counts, d.approx))
-    elif qt == "infgram_prob":
-        if not len(ids):
-            raise BadRequest("infgram_prob: the query needs at least one token (the continuation)")
-        row = infgram_probs(index, ids)[-1]
-        out.update(prompt_cnt=row.prompt_cnt, cont_cnt=row.cont_cnt, prob=row.prob, suffix_len=row.suffix_len)
-    elif qt == "infgram_ntd":
-        k, d = infgram_ntd(index, ids, max_support)
-        out.update(_dist_json(index, d.prompt_cnt, d.ids, d.counts, d.approx), suffix_len=k)
-    elif qt == "search_docs":
-        from .tracing.search import search_documents
-
-        limit = _int(body, "maxnum", 1, 1, MAX_DOCS)
-        text = body["query"] if isinstance(body.get("query"), str) else index.tokenizer.decode(ids)
-        found = search_documents([index], text, limit=limit, whole_words=whole)  # type: ignore[arg-type]
-        out.update(cnt=found["counts"][0]["count"], approx=False,
-                   documents=[{"doc_ix": d["doc_id"], "shard": d["shard"], "metadata": d["metadata"],
-                               "text": d["snippet"], "match": d["match"]} for d in found["documents"]])
-    elif qt == "attribute":
-        from .tracing.spans import find_spans
-
-        delims = body.get("delimiters", [".", "\n"])
-        if not isinstance(delims, list) or not all(isinstance(d, str) for d in delims):
-            raise BadRequest("delimiters: expected a list of strings")
-        spans = find_spans(index, ids, delimiters=tuple(delims), min_len=_int(body, "min_len", 1),
-                           max_cnt=_int(body, "max_cnt", 1_000_000), whole_words=bool(body.get("whole_words", True)))
-        out["spans"] = [{"l": s.l, "r": s.r, "length": s.r - s.l, "count": s.count,
-                         "unigram_logprob_sum": s.logprob} for s in spans]
-    else:
-        raise BadRequest("query_type: one of count, prob, find, ntd, infgram_prob, infgram_ntd, search_docs, attribute")
-    return out
+    proc = Processor(index, default_max_support=NTD_MAX_SUPPORT)
+    return answer({index.name: proc}, {**body, "index": index.name})[1]
 
 
 # -- who may ask ----------------------------------------------------------------------------------
@@ -461,12 +385,13 @@ def guard(app: Any, token: str | None, allowed_hosts: frozenset[str]) -> Any:
 # -- the application ------------------------------------------------------------------------------
 def create_app(indexes: IndexSet | list[Index], timeout: float = TIMEOUT, max_body: int = MAX_BODY,
                limits: Limits | None = None, max_pending: int = MAX_PENDING, token: str | None = None,
-               allowed_hosts: tuple[str, ...] = ()) -> Any:
+               allowed_hosts: tuple[str, ...] = (), infinigram_api_only: bool = False) -> Any:
     """The Starlette application serving `indexes` (by name, as `IndexSet` made them unique),
     behind `guard` (`token`: the bearer token every request must carry; `allowed_hosts`: Host
     names accepted besides IP addresses and localhost). `limits` bound each request (published in
     `GET /indexes`); more than `max_pending` requests computing or waiting for a worker at once
-    are answered with a JSON 503."""
+    are answered with a JSON 503. `infinigram_api_only`: only infini-gram's API (`POST /`, `GET /`
+    listing the index names), none of tracetui's own endpoints or additions."""
     from starlette.applications import Starlette
     from starlette.exceptions import HTTPException
     from starlette.requests import Request
@@ -524,7 +449,7 @@ def create_app(indexes: IndexSet | list[Index], timeout: float = TIMEOUT, max_bo
             raise BadRequest("body: expected a JSON object")
         return body
 
-    async def run(fn: Callable[[], dict[str, Any]]) -> Response:
+    async def run(fn: Callable[[], Any], stamp: bool = True) -> Response:
         nonlocal pending
         if pending >= max_pending:
             return error(503, f"server busy: {pending} requests under way, try again")
@@ -541,16 +466,30 @@ def create_app(indexes: IndexSet | list[Index], timeout: float = TIMEOUT, max_bo
             return error(400, f"{type(exc).__name__}: {exc}")  # an input the checks let through
         finally:
             pending -= 1
-        out["latency"] = round((time.perf_counter() - t0) * 1000, 3)
-        return JSON(out)
+        status = 200
+        if isinstance(out, tuple):  # (status, answer): infini-gram's API sets both
+            status, out = out
+        if stamp:
+            out["latency"] = round((time.perf_counter() - t0) * 1000, 3)
+        return JSON(out, status_code=status)
+
+    from .serve_infinigram import Processor, answer
+
+    # infini-gram's API (`POST /`): its Processor per index, as its server answers
+    processors = {name: Processor(ix, extras=not infinigram_api_only, default_max_support=NTD_MAX_SUPPORT)
+                  for name, ix in by_name.items()}
 
     async def api(request: Request) -> Response:
         try:
             body = await body_of(request)
-            index = index_of(body.get("index"))
         except BadRequest as exc:
             return error(exc.status, str(exc))
-        return await run(lambda: api_query(index, body, lim))
+        for p in processors.values():  # read at each request (tests lower it)
+            p.engine.max_support = NTD_MAX_SUPPORT
+        return await run(lambda: answer(processors, body, infinigram_api_only), stamp=False)
+
+    async def names(request: Request) -> Response:
+        return JSON(list(by_name))
 
     async def listing(request: Request) -> Response:
         return JSON({"api": API_VERSION, "limits": lim.to_json(), "indexes": [
@@ -592,12 +531,12 @@ def create_app(indexes: IndexSet | list[Index], timeout: float = TIMEOUT, max_bo
 
     routes = [
         Route("/", api, methods=["POST"]),
-        Route("/", listing, methods=["GET"]),
+        Route("/", names, methods=["GET"]),  # infini-gram's: the index names
         Route("/indexes", listing, methods=["GET"]),
         Route("/indexes/{name}", index_info, methods=["GET"]),
         Route("/indexes/{name}/tokenizer.json", tokenizer, methods=["GET"]),
         Route("/indexes/{name}/{op}", operation, methods=["POST"]),
-    ]
+    ][: 2 if infinigram_api_only else None]
     app = Starlette(routes=routes, exception_handlers={HTTPException: http_error, Exception: http_error})
     return guard(app, token or None, frozenset(h.lower() for h in allowed_hosts))
 
@@ -611,9 +550,10 @@ def open_served(directories: list[str]) -> IndexSet:
 
 
 def serve(directories: list[str], host: str = "127.0.0.1", port: int = 8000, timeout: float = TIMEOUT,
-          token: str | None = None, allow_hosts: tuple[str, ...] = ()) -> None:
+          token: str | None = None, allow_hosts: tuple[str, ...] = (), infinigram_api_only: bool = False) -> None:
     """Open the indexes and serve them until interrupted. A bind other than loopback needs a
-    token (`token`, else TRACETUI_TOKEN): a corpus is never served to anyone who asks."""
+    token (`token`, else TRACETUI_TOKEN): a corpus is never served to anyone who asks.
+    `infinigram_api_only`: infini-gram's API alone (`POST /`, `GET /`), as its own server."""
     token = token or os.environ.get(TOKEN_ENV) or None
     if not is_loopback(host) and token is None:
         raise IndexToolsError(f"serve: listening on {host} (not loopback) needs a token: --token TOKEN or "
@@ -625,7 +565,8 @@ def serve(directories: list[str], host: str = "127.0.0.1", port: int = 8000, tim
         raise IndexToolsError("serving needs Starlette and uvicorn: pip install 'tracetui[serve]'") from None
     indexes = open_served(directories)
     names = tuple(allow_hosts) + ((host,) if host not in ("0.0.0.0", "::", "") else ())
-    app = create_app(indexes, timeout=timeout, token=token, allowed_hosts=names)
+    app = create_app(indexes, timeout=timeout, token=token, allowed_hosts=names,
+                     infinigram_api_only=infinigram_api_only)
     shown = f"[{host}]" if ":" in host else host
     for ix in indexes:
         print(f"tracetui: serving {ix.name} ({ix.manifest.tokens:,} tokens) at http://{shown}:{port}/{quote(ix.name, safe='')}",
