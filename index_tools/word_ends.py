@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from .engine import Shard
 
 _EOF_KEY = -1
-_SCAN = 64  # ranges at most this long are checked rank by rank
+_SCAN = 512  # ranges at most this long are checked rank by rank
 _CELLS = 1 << 20  # ranks read per round of a left-edge scan, over all queries
 _BIG = 1 << 13  # a left-edge check of a longer range reads the shard's `LeftBits`
 _BUILD_CHUNK = 1 << 22  # suffixes decided per step while building `LeftBits`
@@ -296,15 +296,30 @@ def edges(shard: Shard, words: WordBoundaries, lo: np.ndarray, hi: np.ndarray,
     right = np.full(len(lo), FREE, dtype=np.int8)
     idx = np.flatnonzero((hi > lo) & (m > 0))
     if len(idx):
-        s = shard.sa_tokens(lo[idx])[:, None]
+        s = shard.sa_tokens(lo[idx])
+        mm = m[idx]
+        # most are settled by the first / last token alone (the tables of `WordBoundaries`)
+        first, last = _ids_at(shard, s), _ids_at(shard, s + mm - 1)
+        n_vocab = len(words.classes)
+        f_ok, l_ok = (first >= 0) & (first < n_vocab), (last >= 0) & (last < n_vocab)
+        head = np.where(f_ok, words.head_class[np.where(f_ok, first, 0)], UNSURE)
+        inside = f_ok & words.head_inside[np.where(f_ok, first, 0)]
+        tail = np.where(l_ok, words.tail_class[np.where(l_ok, last, 0)], UNSURE)
+        lstate = np.where(head == BEGINS, FREE, np.where((head == CONTINUES) & ~inside, WORD, OPEN))
+        rstate = np.where(tail == BEGINS, FREE, np.where(tail == CONTINUES, WORD, OPEN))
+        # the rest from the bytes of the sequence's own first / last four tokens
         k = np.arange(4)[None, :]
-        mm = m[idx][:, None]
-        heads = np.where(k < mm, _ids_at(shard, s + k), -1)
-        tails = np.where(k < mm, _ids_at(shard, s + mm - 1 - k), -1)
-        first_breaks, first_done = words.first_char(heads)
-        last_breaks, _, last_done = words.last_char(tails)
-        left[idx] = np.where(first_done, np.where(first_breaks, FREE, WORD), OPEN)
-        right[idx] = np.where(last_done, np.where(last_breaks, FREE, WORD), OPEN)
+        todo = np.flatnonzero(lstate == OPEN)
+        if len(todo):
+            heads = np.where(k < mm[todo, None], _ids_at(shard, s[todo, None] + k), -1)
+            breaks, done = words.first_char(heads)
+            lstate[todo] = np.where(done, np.where(breaks, FREE, WORD), OPEN)
+        todo = np.flatnonzero(rstate == OPEN)
+        if len(todo):
+            tails = np.where(k < mm[todo, None], _ids_at(shard, s[todo, None] + mm[todo, None] - 1 - k), -1)
+            breaks, _, done = words.last_char(tails)
+            rstate[todo] = np.where(done, np.where(breaks, FREE, WORD), OPEN)
+        left[idx], right[idx] = lstate, rstate
     return left, right
 
 
