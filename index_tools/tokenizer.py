@@ -236,7 +236,10 @@ class HFTokenizer(Tokenizer):
         """Token bytes and word-boundary tables: from the user's cache (keyed by the tokenizer
         file's digest), else built and cached (atomically). A fresh process then starts in
         milliseconds instead of walking the vocabulary."""
-        path = _tables_cache(self.fingerprint())
+        try:
+            path = _tables_cache(self.fingerprint())
+        except OSError:  # the file is gone (the tokenizer itself is loaded): no cache, build
+            path = None
         if path is not None and path.exists():
             try:
                 with np.load(path, allow_pickle=False) as z:
