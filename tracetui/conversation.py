@@ -29,7 +29,9 @@ class Message:
 
     role: "user" (a prompt), "assistant" (a model reply) or "text" (pasted text traced without the
     model: shown and traced like a reply, never sent to the model). In continue mode a reply's
-    text starts with the opening it continues: `prompt_chars` characters of it.
+    text starts with the opening it continues: `prompt_chars` characters of it. `reasoning` is
+    what a reasoning model thought before answering (a `<think>` block or a reasoning field): kept
+    apart from `text`, never sent back to the model, traced only on request (`reasoning_trace`).
     """
 
     role: str
@@ -40,14 +42,20 @@ class Message:
     done: bool = True
     mode: str = "chat"
     extra: dict[str, Any] = field(default_factory=dict)
+    reasoning: str = ""
+    reasoning_trace: TraceResult | None = None
 
     @property
     def traced(self) -> bool:
         return self.role in ("assistant", "text")
 
     def to_json(self) -> dict[str, Any]:
-        return {"role": self.role, "text": self.text, "mode": self.mode, "prompt_chars": self.prompt_chars,
+        data = {"role": self.role, "text": self.text, "mode": self.mode, "prompt_chars": self.prompt_chars,
                 "trace": self.trace.to_json() if self.trace else None}
+        if self.reasoning:
+            data["reasoning"] = self.reasoning
+            data["reasoning_trace"] = self.reasoning_trace.to_json() if self.reasoning_trace else None
+        return data
 
 
 class Conversation:
@@ -78,9 +86,10 @@ class Conversation:
         self.messages.append(msg)
         return msg
 
-    def add_loaded(self, role: str, text: str, mode: str = "chat", prompt_chars: int = 0) -> Message:
+    def add_loaded(self, role: str, text: str, mode: str = "chat", prompt_chars: int = 0,
+                   reasoning: str = "") -> Message:
         gen = next(_generation_ids) if role in ("assistant", "text") else 0
-        msg = Message(role, text, gen=gen, prompt_chars=prompt_chars, mode=mode)
+        msg = Message(role, text, gen=gen, prompt_chars=prompt_chars, mode=mode, reasoning=reasoning)
         self.messages.append(msg)
         return msg
 

@@ -24,9 +24,17 @@ def export_conversation(conversation: Conversation, directory: Path) -> Path:
     md = [f"# tracetui conversation ({data['mode']} mode)\n"]
     for t in data["turns"]:
         md.append(f"## {LABEL.get(t['role'], t['role'])}\n\n{t['text']}\n")
-        if t["trace"]:
-            for s in t["trace"]["spans"]:
-                md.append(f"- `{s['text']}` — {s['level']}, occurs {s['count']}×, in {', '.join(s['documents'])}")
-            md.append("")
+        _spans(md, t["trace"])
+        if t.get("reasoning"):  # apart from the answer: a quoted section of its own, with its own spans
+            quoted = "\n".join(f"> {line}" if line else ">" for line in t["reasoning"].split("\n"))
+            md.append(f"### Reasoning\n\n{quoted}\n")
+            _spans(md, t.get("reasoning_trace"))
     base.with_suffix(".md").write_text("\n".join(md), encoding="utf-8")
     return base
+
+
+def _spans(md: list[str], trace: dict | None) -> None:  # type: ignore[type-arg]
+    if trace:
+        for s in trace["spans"]:
+            md.append(f"- `{s['text']}` — {s['level']}, occurs {s['count']}×, in {', '.join(s['documents'])}")
+        md.append("")

@@ -50,6 +50,15 @@ class Backend:
     name = "backend"
     #: a chat template makes "chat" the natural mode; base models start in "continue" mode
     has_template = True
+    #: a server offers several models (`list_models`, `select_model`); a GGUF file is one
+    can_pick_model = False
+    model: str | None = None
+
+    def list_models(self) -> list[str]:
+        raise ModelError("this model backend offers no choice of model")
+
+    def select_model(self, model: str) -> None:
+        raise ModelError("this model backend offers no choice of model")
 
     def stream(self, turns: list[Turn], settings: ModelSettings, stop_event: threading.Event) -> Iterator[str]:
         raise NotImplementedError
@@ -120,11 +129,14 @@ class LlamaBackend(Backend):
 
 
 class ScriptedBackend(Backend):
-    """Replies with fixed text, piece by piece: a stand-in for llama.cpp in fast UI tests."""
+    """Replies with fixed text, piece by piece: a stand-in for llama.cpp in fast UI tests.
+
+    A reply given as a list is yielded as those very pieces (`Reasoning` pieces among them:
+    the shape of a stream with a reasoning field)."""
 
     name = "scripted"
 
-    def __init__(self, replies: list[str], delay: float = 0.0, piece: int = 4, fail_after: int | None = None,
+    def __init__(self, replies: list[str] | list[str | list[str]], delay: float = 0.0, piece: int = 4, fail_after: int | None = None,
                  has_template: bool = True) -> None:
         self.has_template = has_template
         self.replies = replies
@@ -139,14 +151,17 @@ class ScriptedBackend(Backend):
         self.calls += 1
         if len(self.seen) < self.calls:
             self.seen.append(list(turns))
-        for i in range(0, len(text), self.piece):
+        pieces = text if isinstance(text, list) else [text[i : i + self.piece] for i in range(0, len(text), self.piece)]
+        at = 0
+        for piece in pieces:
             if stop_event.is_set():
                 return
-            if self.fail_after is not None and i >= self.fail_after:
+            if self.fail_after is not None and at >= self.fail_after:
                 raise ModelError("the model process died mid-reply")
             if self.delay:
                 time.sleep(self.delay)
-            yield text[i : i + self.piece]
+            at += len(piece)
+            yield piece
 
     def continue_text(self, opening: str, settings: ModelSettings, stop_event: threading.Event) -> Iterator[str]:
         self.seen.append(opening)

@@ -37,7 +37,8 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 """
 #: columns added after the first release (added to older databases on open)
-EXTRA_COLUMNS = {"mode": "TEXT NOT NULL DEFAULT 'chat'", "prompt_chars": "INTEGER NOT NULL DEFAULT 0"}
+EXTRA_COLUMNS = {"mode": "TEXT NOT NULL DEFAULT 'chat'", "prompt_chars": "INTEGER NOT NULL DEFAULT 0",
+                 "reasoning": "TEXT NOT NULL DEFAULT ''", "reasoning_trace": "TEXT"}
 
 
 @dataclass
@@ -72,13 +73,14 @@ class ConversationStore:
         cid = conversation.stored_id
         if cid is None:
             return
-        rows = [(cid, i, m.role, m.text, json.dumps(m.trace.to_json()) if m.trace else None, m.mode, m.prompt_chars)
+        rows = [(cid, i, m.role, m.text, json.dumps(m.trace.to_json()) if m.trace else None, m.mode, m.prompt_chars,
+                 m.reasoning, json.dumps(m.reasoning_trace.to_json()) if m.reasoning_trace else None)
                 for i, m in enumerate(conversation.messages) if m.done]
         with self.db:
             self.db.execute("DELETE FROM messages WHERE conversation = ?", (cid,))
             self.db.executemany(
-                "INSERT INTO messages (conversation, position, role, text, trace, mode, prompt_chars) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+                "INSERT INTO messages (conversation, position, role, text, trace, mode, prompt_chars, reasoning, "
+                "reasoning_trace) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
             self.db.execute("UPDATE conversations SET updated = ? WHERE id = ?", (time.time(), cid))
 
     def list(self) -> list[ConversationInfo]:
@@ -92,17 +94,18 @@ class ConversationStore:
         """The saved conversation; stored traces are kept as JSON in `Message.extra["trace"]`
         until `restore_traces` decides whether they still hold."""
         rows = self.db.execute(
-            "SELECT role, text, trace, mode, prompt_chars FROM messages WHERE conversation = ? ORDER BY position",
-            (conversation,)).fetchall()
-        modes = [m for _, _, _, m, _ in rows]
+            "SELECT role, text, trace, mode, prompt_chars, reasoning, reasoning_trace FROM messages "
+            "WHERE conversation = ? ORDER BY position", (conversation,)).fetchall()
+        modes = [row[3] for row in rows]
         conv = Conversation(mode=modes[-1] if modes else "chat", stored_id=conversation)
-        for role, text, trace, mode, prompt_chars in rows:
-            msg = conv.add_loaded(role, text, mode=mode, prompt_chars=int(prompt_chars))
-            if trace:
-                try:
-                    msg.extra["trace"] = json.loads(trace)
-                except json.JSONDecodeError:
-                    pass  # a damaged row: traced again
+        for role, text, trace, mode, prompt_chars, reasoning, reasoning_trace in rows:
+            msg = conv.add_loaded(role, text, mode=mode, prompt_chars=int(prompt_chars), reasoning=reasoning or "")
+            for key, saved in (("trace", trace), ("reasoning_trace", reasoning_trace)):
+                if saved:
+                    try:
+                        msg.extra[key] = json.loads(saved)
+                    except json.JSONDecodeError:
+                        pass  # a damaged row: traced again
         return conv
 
     def delete(self, conversation: int) -> None:
@@ -122,16 +125,17 @@ def restore_traces(conversation: Conversation, indexes: IndexSet | None, params:
     wanted = json.loads(json.dumps(asdict(params or TraceParams())))
     reused = 0
     for msg in conversation.messages:
-        data: Any = msg.extra.pop("trace", None)
-        if not isinstance(data, dict) or data.get("indexes") != current or data.get("text") != msg.text:
-            continue
-        if data.get("params") != wanted or data.get("prompt") != _prompt_of(conversation, msg):
-            continue
-        try:
-            msg.trace = TraceResult.from_json(data)
-            reused += 1
-        except (KeyError, TypeError, ValueError):
-            msg.trace = None
+        for key, text in (("trace", msg.text), ("reasoning_trace", msg.reasoning)):
+            data: Any = msg.extra.pop(key, None)
+            if not isinstance(data, dict) or data.get("indexes") != current or data.get("text") != text:
+                continue
+            if data.get("params") != wanted or data.get("prompt") != _prompt_of(conversation, msg):
+                continue
+            try:
+                setattr(msg, key, TraceResult.from_json(data))
+                reused += key == "trace"  # a reasoning trace is never traced again by itself
+            except (KeyError, TypeError, ValueError):
+                setattr(msg, key, None)
     return reused
 
 

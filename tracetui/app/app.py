@@ -31,6 +31,7 @@ from index_tools.engine import Index, IndexSet
 from ..conversation import MODES, Conversation, Message
 from ..export import export_conversation
 from ..model import Backend, ModelError, ModelSettings
+from ..reasoning import Reasoning, ReplySplitter
 from ..store import ConversationStore, restore_traces
 from ..tracing.pipeline import TraceParams, Tracer
 from .events import ReplyChunk, ReplyDone, TraceFailed, TraceReady
@@ -39,6 +40,7 @@ from .screens.document import DocumentScreen
 from .screens.help import HelpScreen
 from .screens.indexing import IndexingScreen
 from .screens.main import MainScreen
+from .screens.models import ModelPickerScreen
 from .screens.next_tokens import NextTokensScreen
 from .screens.trace_text import TraceTextScreen
 from .trace_queue import TraceQueue, TraceRequest
@@ -76,6 +78,10 @@ class TraceApp(App[None]):
         Binding("f5", "toggle_heat", "Heat view", id="heat.toggle"),
         Binding("f6", "next_in_corpus", "Next in corpus", id="next.open"),
         Binding("f7", "overlap", "Overlap", id="overlap.open"),
+        # shown only when they apply (`check_action`): a model server; replies with reasoning
+        Binding("f8", "pick_model", "Model", id="model.pick"),
+        Binding("f9", "toggle_reasoning", "Reasoning", id="reasoning.toggle"),
+        Binding("ctrl+g", "trace_reasoning", "Trace reasoning", id="reasoning.trace"),
         Binding("ctrl+t", "trace_text", "Trace text", id="trace.text"),
         # priority: the prompt's Input would take Ctrl+E as "end of line" (and the footer would
         # change with the focus)
@@ -92,8 +98,9 @@ class TraceApp(App[None]):
                  intro: str = "", export_dir: Path | None = None, store: ConversationStore | None = None,
                  theme: str | None = None, index_loader: Callable[[], IndexSet] | None = None,
                  trace_params: TraceParams | None = None, mode: str | None = None,
-                 openings: list[str] | None = None) -> None:
+                 openings: list[str] | None = None, trace_reasoning: bool = False) -> None:
         super().__init__()
+        self.trace_reasoning = trace_reasoning  # trace every reply's reasoning too (else on Ctrl+G)
         self._main: MainScreen | None = None
         self.trace_params = trace_params or TraceParams()
         self.index_loader = index_loader
@@ -159,6 +166,8 @@ class TraceApp(App[None]):
         if self.backend_error:
             self.notify(self.backend_error, title="Model not loaded", severity="error", timeout=10, markup=False)
             self.set_status(f"model: {self.backend_error} — tracing pasted text (Ctrl+T) still works")
+        elif self.backend is not None and self.backend.can_pick_model:
+            self.probe_server()
 
     # -- garbage collection ----------------------------------------------------------------------
     # A full collection scans ~100k objects (mostly Textual's render caches) and blocked the
@@ -197,6 +206,8 @@ class TraceApp(App[None]):
 
     def _show_mode(self) -> None:
         self.sub_title = f"mode: {self.conversation.mode}"
+        if self.backend is not None and self.backend.can_pick_model and self.backend.model:
+            self.sub_title += f" · model: {self.backend.model}"
         if self._main_mounted():
             placeholder = ("Type the opening of a text; the model continues it (F3: chat mode)"
                            if self.conversation.mode == "continue" else "Ask the model… (Enter to send, F1 for help)")
@@ -267,7 +278,8 @@ class TraceApp(App[None]):
         a second and goes on (generation speed does not depend on rendering or tracing)."""
         backend = self.backend
         assert backend is not None
-        text, n, error = "", 0, None
+        n, error, first = 0, None, None
+        split = ReplySplitter()  # the answer apart from the reasoning (<think> blocks, reasoning fields)
         start = time.perf_counter()
         with self._model_lock:  # llama.cpp: one generation at a time
             if stop.is_set():
@@ -278,17 +290,24 @@ class TraceApp(App[None]):
                 pieces = (backend.continue_text(opening, self.settings, stop) if mode == "continue"
                           else backend.stream(turns, self.settings, stop))
                 for piece in pieces:
-                    text += piece
+                    if isinstance(piece, Reasoning):
+                        split.add_reasoning(piece)
+                    else:
+                        split.feed(piece)
                     n += 1
                     now = time.perf_counter()
+                    if first is None:
+                        first = now - start
                     if now - last >= CHUNK_INTERVAL:
                         last = now
-                        self.post_message(ReplyChunk(conversation, gen, text))
+                        self.post_message(ReplyChunk(conversation, gen, split.answer, split.reasoning))
             except ModelError as exc:
                 error = str(exc)
             except Exception as exc:  # a dying model must never take the app down
                 error = f"model failed: {exc}"
-        self.post_message(ReplyDone(conversation, gen, text, n, time.perf_counter() - start, error, stop.is_set()))
+            split.finish()
+        self.post_message(ReplyDone(conversation, gen, split.answer, n, time.perf_counter() - start, error,
+                                    stop.is_set(), reasoning=split.reasoning, first_piece=first))
 
     def _current(self, conversation: int, gen: int) -> Message | None:
         """The message a worker result is about, if it still belongs to the open conversation."""
@@ -302,6 +321,7 @@ class TraceApp(App[None]):
         if msg is None or msg.done:
             return
         msg.text = msg.text[: msg.prompt_chars] + event.text
+        self._set_reasoning(msg, event.reasoning)
         view = self.main.view_of(msg)
         if view is not None:
             self.main.text_changed(view)
@@ -316,28 +336,47 @@ class TraceApp(App[None]):
         if msg is None:
             return
         msg.text = msg.text[: msg.prompt_chars] + event.text
+        self._set_reasoning(msg, event.reasoning)
         msg.done = True
         self._reply_ended_gc()
         view = self.main.view_of(msg)
         if view is not None:
             self.main.text_changed(view)
         if event.error:
+            msg.extra["error"] = event.error  # repeated in the status line once traced (not saved)
             self.notify(event.error, title="Model error", severity="error", markup=False)
         stopped = " (stopped)" if event.stopped else ""
-        self.set_status(f"reply: {event.pieces} pieces in {event.seconds:.1f}s{stopped} · tracing…")
+        first = f", first after {event.first_piece:.2f}s" if event.first_piece is not None else ""
+        error = f" · {event.error}" if event.error else ""
+        self.set_status(f"reply: {event.pieces} pieces in {event.seconds:.1f}s{first}{stopped}{error} · tracing…")
         self._request_trace(msg, live=False)
+        if self.trace_reasoning and msg.reasoning.strip():
+            self._request_trace(msg, live=False, part="reasoning")
+
+    def _set_reasoning(self, msg: Message, reasoning: str) -> None:
+        had = bool(msg.reasoning)
+        msg.reasoning = reasoning
+        if bool(reasoning) != had:
+            self.refresh_bindings()  # the reasoning keys show once a reply has reasoning
 
     # -- tracing ----------------------------------------------------------------------------------
-    def _request_trace(self, msg: Message, live: bool) -> None:
-        if self.indexes is None or not msg.text.strip():
+    def _request_trace(self, msg: Message, live: bool, part: str = "answer") -> None:
+        text = msg.reasoning if part == "reasoning" else msg.text
+        if self.indexes is None or not text.strip():
             if not live:
-                self.set_status("no index open: nothing traced")
+                self.set_status("no index open: nothing traced" if self.indexes is None else
+                                f"{self._status_of(msg)}nothing to trace")
                 self._save()
             return
         prompt = "" if msg.prompt_chars else self.conversation.prompt_for(msg)
         if live:
             self._live_pending = True
-        self._traces.put(TraceRequest(self.conversation.key, msg.gen, msg.text, prompt, live, self.indexes))
+        self._traces.put(TraceRequest(self.conversation.key, msg.gen, text, prompt, live, self.indexes, part))
+
+    @staticmethod
+    def _status_of(msg: Message) -> str:
+        error = msg.extra.get("error")
+        return f"{error} · " if error else ""
 
     @work(thread=True, group="trace", name="tracer")
     def trace_loop(self) -> None:
@@ -372,16 +411,18 @@ class TraceApp(App[None]):
             now = time.monotonic()
             heat = self._main is not None and self._main.heat  # a bool read across threads
             fresh_lens = not req.live or (heat and (lens_for != (key, req.gen) or now - lens_at >= LENS_INTERVAL))
+            if req.part != "answer":
+                fresh_lens = False  # the lens shows the answer only
             try:
                 result = tracer.trace(req.text, prompt=req.prompt, lens=fresh_lens)
                 if fresh_lens:
                     lens_for, lens_at, last_lens = (key, req.gen), now, result.memorization
-                elif lens_for == (key, req.gen):
+                elif lens_for == (key, req.gen) and req.part == "answer":
                     result.memorization = last_lens
             except Exception as exc:  # an index that vanished or broke: say so, keep running
-                self.post_message(TraceFailed(req.conversation, req.gen, str(exc), req.live))
+                self.post_message(TraceFailed(req.conversation, req.gen, str(exc), req.live, req.part))
             else:
-                self.post_message(TraceReady(req.conversation, req.gen, result, req.live))
+                self.post_message(TraceReady(req.conversation, req.gen, result, req.live, req.part))
             finally:
                 self._traces.done()
 
@@ -402,6 +443,9 @@ class TraceApp(App[None]):
         if msg is None or (event.live and msg.done):
             return  # stale, or a live result overtaken by the final trace
         result = event.result
+        if event.part == "reasoning":
+            self._reasoning_traced(msg, result)
+            return
         if not msg.text.startswith(result.text):
             return  # the text changed under it (cannot happen while streaming only appends)
         old = msg.trace
@@ -415,7 +459,23 @@ class TraceApp(App[None]):
         state = "live" if event.live else "done"
         if not event.live:
             self._save()
-        self.set_status(f"{len(result.spans)} spans · {len(result.documents)} documents · {t:.0f} ms ({state})")
+        error = f" · {msg.extra['error']}" if not event.live and msg.extra.get("error") else ""
+        self.set_status(f"{len(result.spans)} spans · {len(result.documents)} documents · {t:.0f} ms ({state}){error}")
+
+    def _reasoning_traced(self, msg: Message, result) -> None:  # type: ignore[no-untyped-def]
+        """A reply's reasoning traced as its own piece: highlighted in its shown block, its
+        documents in the panel."""
+        if not msg.reasoning.startswith(result.text):
+            return
+        msg.reasoning_trace = result
+        self._save()
+        view = self.main.view_of(msg)
+        if view is not None:
+            view.refresh_content()
+            self.main.query_one(DocumentPanel).show(result)
+        t = result.timings_ms.get("total", 0.0)
+        self.set_status(f"reasoning: {len(result.spans)} spans · {len(result.documents)} documents · {t:.0f} ms "
+                        "(documents of the reasoning in the panel; Tab goes back to the answer's)")
 
     # -- span navigation ----------------------------------------------------------------------------
     def _select(self, step: int) -> None:
@@ -572,9 +632,115 @@ class TraceApp(App[None]):
 
         self.push_screen(OverlapScreen(list(self.indexes)))
 
+    # -- model servers and reasoning ----------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Keys that apply only sometimes are hidden (footer and help) until they do."""
+        if action == "pick_model":
+            return self.backend is not None and self.backend.can_pick_model
+        if action in ("toggle_reasoning", "trace_reasoning"):
+            return any(m.reasoning for m in self.conversation.messages)
+        return True
+
+    @work(thread=True, exclusive=True, group="models")
+    def probe_server(self) -> None:
+        """At start: which models the server offers, the one in use (a server that is down is one
+        status line; the next prompt tries again)."""
+        backend = self.backend
+        assert backend is not None
+        try:
+            models = backend.list_models()
+        except ModelError as exc:
+            self.call_from_thread(self.set_status, f"{exc} — the next prompt tries again")
+            return
+        self.call_from_thread(self._server_probed, models)
+
+    def _server_probed(self, models: list[str]) -> None:
+        backend = self.backend
+        if backend is None:
+            return
+        if backend.model is None and models:
+            backend.select_model(models[0])
+        elif backend.model not in models and models:
+            self.set_status(f"the server does not list the model {backend.model!r} (F8 picks one of {len(models)})")
+            return
+        self._show_mode()
+        self.set_status(f"model server: {len(models)} model(s), using {backend.model}"
+                        + (" · F8 picks another" if len(models) > 1 else ""))
+
+    def action_pick_model(self) -> None:
+        if self.backend is None or not self.backend.can_pick_model or not self._on_main():
+            return
+        self.set_status("asking the server for its models…")
+        self.fetch_models()
+
+    @work(thread=True, exclusive=True, group="models")
+    def fetch_models(self) -> None:
+        backend = self.backend
+        assert backend is not None
+        try:
+            models = backend.list_models()
+        except ModelError as exc:
+            self.call_from_thread(self.set_status, str(exc))
+            return
+        self.call_from_thread(self._show_models, models)
+
+    def _show_models(self, models: list[str]) -> None:
+        backend = self.backend
+        if backend is None or not self._on_main():
+            return
+        if not models:
+            self.set_status("the model server lists no model")
+            return
+
+        def chosen(model: str | None) -> None:
+            if model is None or self.backend is not backend:
+                return
+            backend.select_model(model)
+            self._show_mode()
+            self.set_status(f"model: {model} (from the next prompt on)")
+
+        self.push_screen(ModelPickerScreen(getattr(backend, "url", backend.name), models, backend.model), chosen)
+
+    def _reasoning_reply(self) -> Message | None:
+        """The reply the reasoning keys act on: the one last clicked, else the latest with reasoning."""
+        f = self.main.focused_view
+        if f is not None and f in self.main.views and f.message.reasoning:
+            return f.message
+        return next((m for m in reversed(self.conversation.messages) if m.reasoning), None)
+
+    def action_toggle_reasoning(self) -> None:
+        """Show the reasoning under every reply, or fold it back to one line each."""
+        if not self._on_main():
+            return
+        self.main.show_reasoning = not self.main.show_reasoning
+        self.main.restyle()
+        self.set_status("reasoning shown under the replies" if self.main.show_reasoning
+                        else "reasoning folded (F9 shows it)")
+
+    def action_trace_reasoning(self) -> None:
+        """Trace a reply's reasoning as a piece of its own (its spans and documents)."""
+        if not self._on_main():
+            return
+        msg = self._reasoning_reply()
+        if msg is None:
+            self.notify("no reply with reasoning yet", severity="information")
+            return
+        if not msg.done:
+            self.notify("the reply is still streaming: its reasoning is traced once it ends", severity="warning")
+            return
+        if not self.main.show_reasoning:
+            self.action_toggle_reasoning()
+        if msg.reasoning_trace is not None:
+            self._reasoning_traced(msg, msg.reasoning_trace)
+            return
+        self.set_status("tracing the reasoning…")
+        self._request_trace(msg, live=False, part="reasoning")
+
     # -- other actions ------------------------------------------------------------------------------
     def action_help(self) -> None:
-        rows = [(b.key, b.description) for b in self.BINDINGS if isinstance(b, Binding)]
+        # the keys that apply now (a model server's, a reasoning model's only when they do)
+        rows = [(b.key, b.description) for b in self.BINDINGS
+                if isinstance(b, Binding) and self.check_action(b.action, ()) is not False]
         rows += [("Enter", "Send prompt / open document"), ("j / k", "Move in the document list"),
                  ("n / N", "Next / previous span in a document"), ("l", "Locate a document's span in the reply"),
                  ("w", "Whole document / window"), ("Ctrl+P", "Command palette")]
@@ -606,6 +772,7 @@ class TraceApp(App[None]):
         self.conversation = conv
         self.main.clear()
         self._show_mode()
+        self.refresh_bindings()
 
     def action_new_chat(self) -> None:
         self._replace_conversation(Conversation(self.conversation.mode))
@@ -643,6 +810,8 @@ class TraceApp(App[None]):
                 self.main.add(msg, self.index_hue)
                 if msg.traced and msg.trace is None:
                     self._request_trace(msg, live=False)
+                if self.trace_reasoning and msg.reasoning.strip() and msg.reasoning_trace is None:
+                    self._request_trace(msg, live=False, part="reasoning")
             last = next((v for v in reversed(self.main.views) if v.trace is not None), None)
             if last is not None:
                 self.main.trace_changed(last, last.trace, live=False)  # type: ignore[arg-type]

@@ -13,6 +13,7 @@ from index_tools.errors import IndexToolsError
 from ..conversation import MODES
 from ..defaults import config_dir, data_dir, default_index_dir, default_model_path
 from ..model import Backend, LlamaBackend, ModelError, ModelSettings
+from ..model_server import ServerBackend, is_model_url
 from ..openings import load_openings
 from ..tracing.pipeline import TraceParams
 
@@ -32,7 +33,8 @@ def load_config(path: str | None) -> dict[str, Any]:
 
 def intro_text(model: str, indexes: list[str], default_model: bool, default_index: bool,
                openings: list[str] | None = None) -> str:
-    parts = [f"Model: {model}" + (" (embedded default: Gemma 3 270M base, Q4_K_M)" if default_model else "")]
+    parts = [f"Model: {model}" + (" (embedded default: Gemma 3 270M base, Q4_K_M)" if default_model else
+                                   " (an OpenAI-compatible server: F8 picks its model)" if is_model_url(model) else "")]
     parts.append("Indexes: " + ", ".join(indexes) + (
         " (default: this Python's standard library sources and pydoc topics)" if default_index else ""))
     parts.append("Use your own: tracetui --model FILE.gguf --index DIR  ·  build one: tracetui index build DATA -o DIR")
@@ -45,10 +47,12 @@ def intro_text(model: str, indexes: list[str], default_model: bool, default_inde
     return "\n".join(parts)
 
 
-def run_app(model: str | None, indexes: list[str] | None, config_path: str | None = None) -> int:
+def run_app(model: str | None, indexes: list[str] | None, config_path: str | None = None,
+            model_name: str | None = None, api_key: str | None = None) -> int:
     config = load_config(config_path)
     settings = ModelSettings(**{k: v for k, v in config.get("model", {}).items() if k in ModelSettings.__dataclass_fields__})
-    model = model or config.get("model_path")
+    model = model or config.get("model_url") or config.get("model_path")
+    model_name = model_name or config.get("model_name")
     indexes = indexes or config.get("indexes")
     default_index = not indexes
     # the default index is checked (or built, the first time) by the app behind a progress screen
@@ -58,11 +62,15 @@ def run_app(model: str | None, indexes: list[str] | None, config_path: str | Non
     backend: Backend | None = None
     error = None
     try:
-        if default_model:
-            print("tracetui: preparing the embedded model…", file=sys.stderr)
-            model = str(default_model_path())
-        # loaded before the UI owns the terminal: llama.cpp writes to fd 2 while loading
-        backend = LlamaBackend(model, settings)
+        if is_model_url(model):
+            # nothing to load: the app asks the server for its models once it runs
+            backend = ServerBackend(str(model), model=model_name, api_key=api_key)
+        else:
+            if default_model:
+                print("tracetui: preparing the embedded model…", file=sys.stderr)
+                model = str(default_model_path())
+            # loaded before the UI owns the terminal: llama.cpp writes to fd 2 while loading
+            backend = LlamaBackend(model, settings)
     except ModelError as exc:
         error = str(exc)
     from ..store import ConversationStore
@@ -78,6 +86,6 @@ def run_app(model: str | None, indexes: list[str] | None, config_path: str | Non
                    theme=config.get("theme"),
                    trace_params=TraceParams(whole_words=bool(config.get("whole_words", True))),
                    mode=config.get("mode") if config.get("mode") in MODES else None,
-                   openings=load_openings())
+                   openings=load_openings(), trace_reasoning=bool(config.get("trace_reasoning", False)))
     app.run()
     return 0

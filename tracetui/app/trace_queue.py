@@ -22,6 +22,7 @@ class TraceRequest:
     prompt: str
     live: bool
     indexes: IndexSet
+    part: str = "answer"  # or "reasoning": a reply's reasoning, traced as a piece of its own
 
 
 class TraceQueue:
@@ -37,7 +38,7 @@ class TraceQueue:
             if request.live:
                 self._live = request
             else:
-                if self._live is not None and self._live.gen == request.gen:
+                if self._live is not None and self._live.gen == request.gen and request.part == "answer":
                     self._live = None  # the final trace of that reply supersedes it
                 self._finals.append(request)
             self._cond.notify()

@@ -27,6 +27,7 @@ class MainScreen(Screen[None]):
         self.views: list[MessageView] = []
         self.focused_view: MessageView | None = None  # the reply last clicked
         self.heat = False  # tokens shaded by effective n instead of span highlights
+        self.show_reasoning = False  # reasoning under the replies shown (else one line each)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -45,6 +46,7 @@ class MainScreen(Screen[None]):
     def add(self, message: Message, index_hue: dict[str, str]) -> MessageView:
         view = MessageView(message, number=len(self.views), index_hue=index_hue, classes="message")
         view.heat = self.heat
+        view.show_reasoning = self.show_reasoning
         self.views.append(view)
         chat = self.query_one("#chat", VerticalScroll)
         chat.mount(view)
@@ -78,6 +80,7 @@ class MainScreen(Screen[None]):
         """Colours follow the theme: redraw every message."""
         for v in self.views:
             v.heat = self.heat
+            v.show_reasoning = self.show_reasoning
             v.refresh_content()
 
     # -- spans ------------------------------------------------------------------------------------

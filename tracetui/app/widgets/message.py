@@ -61,6 +61,7 @@ class MessageView(Static):
         self.number = number  # position in the conversation: clicks name it
         self.selected: int | None = None  # index into trace.highlights
         self.heat = False  # shade tokens by ∞-gram effective n (the memorization lens)
+        self.show_reasoning = False  # the reasoning under the reply: collapsed to one line, or shown
         self.index_hue = index_hue or {}
         self.add_class(f"-{message.role}")
 
@@ -121,7 +122,7 @@ class MessageView(Static):
                 click = f"@click=app.next_at({self.number},{a})"
                 shade = f"on {mix(HEAT, min(1.0, (n - 1) / 15), base)} " if n > 1 else ""
                 content = content.stylize(shade + click, a, b)
-            return Content.assemble((f"{label}\n", "bold"), content)
+            return Content.assemble((f"{label}\n", "bold"), content, *self._reasoning_content())
         if trace is not None and trace.text == msg.text[: len(trace.text)]:
             base = self._background()
             for i, h in enumerate(trace.highlights):
@@ -134,7 +135,28 @@ class MessageView(Static):
                     style = f"on {mix(hue, STRENGTH[level], base)}"
                 style += f" @click=app.pick_highlight({self.number},{i})"
                 content = content.stylize(style, h.start, h.end)
-        return Content.assemble((f"{label}\n", "bold"), content)
+        return Content.assemble((f"{label}\n", "bold"), content, *self._reasoning_content())
+
+    def _reasoning_content(self) -> list[Content | tuple[str, str]]:
+        """Under the reply: one line while collapsed; the reasoning itself, dimmed (with its own
+        highlights once traced), when shown."""
+        msg = self.message
+        if not msg.reasoning:
+            return []
+        traced = msg.reasoning_trace
+        state = f" · traced: {len(traced.spans)} spans" if traced is not None else ""
+        if not self.show_reasoning:
+            return [(f"\n▸ reasoning hidden · {len(msg.reasoning):,} characters{state}", "dim italic")]
+        text = inert(msg.reasoning)
+        content = Content(text).stylize("dim italic", 0, len(text))
+        if traced is not None and traced.text == msg.reasoning[: len(traced.text)]:
+            base = self._background()
+            for h in traced.highlights:
+                spans = [traced.spans[k] for k in h.spans]
+                hue = self.index_hue.get(spans[0].index, HUES[0])
+                level = highest_level([s.level for s in spans])
+                content = content.stylize(f"on {mix(hue, STRENGTH[level], base)}", h.start, h.end)
+        return [(f"\n▾ reasoning{state}\n", "dim bold"), content]
 
     def refresh_content(self) -> None:
         self.update(self.build_content())
