@@ -141,6 +141,15 @@ class Shard:
             raise IndexFormatError(f"{metaoff}: {len(self.metaoff)} entries for {self.n_docs} documents")
         self._first: np.ndarray | None = None
 
+    def close(self) -> None:
+        """Unmap the shard's files. Every array over a map is dropped: a map with a live numpy
+        view cannot be closed, and once nothing refers to it, it is freed with the file
+        descriptor it holds (one per mapped file)."""
+        for name in ("keys", "ids", "packed", "_table32", "_table", "offsets", "doc_token_starts", "metadata",
+                     "metaoff", "_tok_buf", "_table_buf", "_first", "_left_bits"):
+            if hasattr(self, name):
+                setattr(self, name, None)
+
     # -- suffix array access -------------------------------------------------------------
     def sa_tokens(self, ranks: np.ndarray) -> np.ndarray:
         """Token positions of the suffixes at `ranks`."""
@@ -488,6 +497,20 @@ class Index(DocumentIds):
             raise IndexFormatError(f"{d}: manifest lists no shards")
         return cls(d, manifest, tokenizer, shards)
 
+    def close(self) -> None:
+        """Release the shards' maps (see `Shard.close`); the index answers nothing after."""
+        for shard in self.shards:
+            shard.close()
+        self.shards = []
+        self._runs = None
+        self._unigram = None
+
+    def __enter__(self) -> Index:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     @cached_property
     def fingerprint(self) -> str:
         """Identity of the index contents: a digest of its manifest (sizes and file digests), so
@@ -795,6 +818,19 @@ class IndexSet:
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter(self.indexes)
 
+    def close(self) -> None:
+        """Close every index (maps released, connections closed)."""
+        for ix in self.indexes:
+            close = getattr(ix, "close", None)
+            if close is not None:
+                close()
+
+    def __enter__(self) -> IndexSet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def __len__(self) -> int:
         return len(self.indexes)
 
@@ -805,12 +841,22 @@ def is_index_url(spec: str | Path) -> bool:
 
 
 def open_index(spec: str | Path) -> Any:
-    """An index directory (`Index`) or a served one (`index_tools.remote.RemoteIndex`, same
-    index-level interface): everything that takes an index directory takes a URL too."""
+    """An index directory (`Index`) or a served one, same index-level interface: a tracetui
+    server's (`index_tools.remote.RemoteIndex`), or, when the server answers as infini-gram's API
+    server does instead, `index_tools.infinigram_api.InfiniGramAPIIndex`: everything that takes
+    an index directory takes a URL too."""
     if is_index_url(spec):
+        from .errors import RemoteIndexError
         from .remote import RemoteIndex
 
-        return RemoteIndex.open(str(spec))
+        try:
+            return RemoteIndex.open(str(spec))
+        except RemoteIndexError:
+            from .infinigram_api import InfiniGramAPIIndex, speaks_infinigram
+
+            if "," not in str(spec) and speaks_infinigram(str(spec).strip()):
+                return InfiniGramAPIIndex.open(str(spec).strip())
+            raise
     return Index.open(spec)
 
 
