@@ -846,6 +846,8 @@ def open_index(spec: str | Path) -> Any:
     server does instead, `index_tools.infinigram_api.InfiniGramAPIIndex`: everything that takes
     an index directory takes a URL too."""
     if is_index_url(spec):
+        from urllib.parse import unquote
+
         from .errors import RemoteIndexError
         from .remote import RemoteIndex
 
@@ -854,9 +856,15 @@ def open_index(spec: str | Path) -> Any:
         except RemoteIndexError:
             from .infinigram_api import InfiniGramAPIIndex, speaks_infinigram
 
-            if "," not in str(spec) and speaks_infinigram(str(spec).strip()):
-                return InfiniGramAPIIndex.open(str(spec).strip())
-            raise
+            url = str(spec).strip()
+            names = speaks_infinigram(url) if "," not in url else None
+            if names is None:
+                raise
+            name = url.rstrip("/").rsplit("/", 1)[-1] if url.count("/") > 2 else ""
+            if unquote(name) not in names:
+                raise RemoteIndexError(f"{url}: an infini-gram API server without an index named {unquote(name)!r} "
+                                       f"(it serves: {', '.join(names[:20])})") from None
+            return InfiniGramAPIIndex.open(url)
     return Index.open(spec)
 
 

@@ -278,18 +278,26 @@ TOKEN_HELP = ("bearer token: the one `serve` requires, or the one sent to a serv
               "(default: $TRACETUI_TOKEN)")
 
 
+API_TOKENIZER_HELP = ("tokenizer.json of an infini-gram API index (--index https://api.infini-gram.io/NAME), "
+                      "or 'bytes' (default: $TRACETUI_TOKENIZER)")
+
+
 def _add_index(parser: argparse.ArgumentParser, help: str = INDEX_HELP) -> None:
     """A subcommand's --index: its own destination, joined after parsing to the --index given
     before the subcommand (argparse would otherwise replace the global list by the subcommand's
     default or its own values)."""
     parser.add_argument("--index", action="append", dest="sub_index", metavar="INDEX", help=help)
     parser.add_argument("--token", dest="sub_token", metavar="TOKEN", help=TOKEN_HELP)
+    parser.add_argument("--tokenizer", dest="sub_api_tokenizer", metavar="PATH", help=API_TOKENIZER_HELP)
 
 
 def _merge_globals(args: argparse.Namespace) -> None:
     """One meaning for an option before or after the subcommand: --index lists are joined (global
     first); an option the subcommand would ignore is a CliError, one line."""
     args.token = getattr(args, "sub_token", None) or args.token
+    api_tok = getattr(args, "sub_api_tokenizer", None) or getattr(args, "api_tokenizer", None)
+    if api_tok:  # the tokenizer of infini-gram API indexes opened in this process
+        os.environ["TRACETUI_TOKENIZER"] = api_tok
     if args.token:  # one place every index URL opened in this process (and `serve`) reads it from
         from index_tools.remote import TOKEN_ENV
 
@@ -318,6 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--api-key", help="the model server's API key (default: $OPENAI_API_KEY)")
     p.add_argument("--index", action="append", help=INDEX_HELP)
     p.add_argument("--token", help=TOKEN_HELP)
+    p.add_argument("--tokenizer", dest="api_tokenizer", metavar="PATH", help=API_TOKENIZER_HELP)
     p.add_argument("--config", help="configuration TOML file")
     sub = p.add_subparsers(dest="command")
 

@@ -1,0 +1,730 @@
+"""Any infini-gram API server as an index: `InfiniGramAPIIndex`.
+
+`open_index("http(s)://HOST[:PORT]/NAME")` opens one when the server answers as infini-gram's API
+server does (`POST /` with `index`, `query_type`; `GET /` a list of names), not as a tracetui
+server (`GET /indexes`): infini-gram's public API (`https://api.infini-gram.io/NAME`, e.g.
+`v4_olmo-mix-1124_llama`) or `tracetui serve --infinigram-api-only`. It has the index-level
+interface the tracer, span finding, `count`, `search`, `ntd`, `infgram` and `overlap` use, built
+from the API's primitives only:
+
+- tokenizing and decoding stay local: the index's tokenizer is given by the user (`--tokenizer
+  PATH`, or TRACETUI_TOKENIZER); it is checked against the server's `tokens` on open;
+- longest matches: `infgram_prob` reports the longest suffix of a prompt that occurs, i.e. the
+  longest match *ending* at a position, one request per position (at most 500 tokens each:
+  matches are seen up to MAX_MATCH tokens). When a prompt's continuation occurs too (its
+  `cont_cnt` > 0), the next position's answer is that suffix plus one, without a request;
+- counts and suffix-array ranges: `find` (`segment_by_shard`), one request per sequence;
+- whole words (the rule of `index_tools.words`, both edges): an edge that the sequence's own
+  first or last character settles costs nothing. An open right edge is decided from the next
+  tokens: `ntd` of the sequence, then `find` of sequence + token for each token after which the
+  edge is a boundary (its occurrences are one contiguous sub-range). An open left edge needs the
+  token before each occurrence, which the API only shows inside a document: `get_doc_by_rank`
+  with a 2-token window, one request per occurrence, for at most LEFT_BUDGET occurrences of the
+  sequence; beyond, that many are sampled and the count is an estimate. Estimated counts (and
+  `ntd` answers sampled by the server past its max_support of 1000) are recorded in
+  `approximate` (sequence bytes), so a caller can flag them;
+- documents: `get_doc_by_rank` around an occurrence (the document's text from its `spans`,
+  re-tokenized locally; the match is the marked span), at most MAX_DISP_LEN tokens of it.
+
+Etiquette: at most `concurrency` requests at once (default 4), each answer cached (content-keyed,
+bounded), timeouts, connection errors and 5xx other than a query's own 500 retried with
+exponential backoff, and no request over the server's limits (500 tokens, 1000 characters).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import os
+import socket
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import numpy as np
+
+from .engine import DocumentIds, Hit, Occurrence, Window, rank_chunks
+from .errors import RemoteIndexError
+from .format import Manifest, ShardInfo, width_for_vocab
+from .ngram import DOC_END, NextTokens
+from .tokenizer import Tokenizer, load_tokenizer
+from .words import is_word_char
+
+TOKENIZER_ENV = "TRACETUI_TOKENIZER"  # the index's tokenizer.json when it is not given otherwise
+MAX_QUERY_TOKENS = 500  # infini-gram's server: tokens per query
+MAX_MATCH = MAX_QUERY_TOKENS - 1  # a prompt and its continuation in one query
+MAX_DISP_LEN = 10_000
+MAX_SUPPORT = 1000
+LEFT_BUDGET = 64  # occurrences whose left edge is looked at, per sequence
+CONCURRENCY = 4
+TIMEOUT = 60.0
+RETRIES = 4
+CACHE = 200_000  # answers kept
+
+
+class _Cache:
+    """A bounded, thread-safe LRU of answers."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self._data: OrderedDict[str, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> Any:
+        with self._lock:
+            if key in self._data:
+                self._data.move_to_end(key)
+                return self._data[key]
+        return None
+
+    def put(self, key: str, value: Any) -> None:
+        with self._lock:
+            self._data[key] = value
+            while len(self._data) > self.cap:
+                self._data.popitem(last=False)
+
+
+class APIClient:
+    """`POST /` of one infini-gram API server: a kept-alive connection per thread, at most
+    `concurrency` requests at once, retries with backoff, answers cached."""
+
+    def __init__(self, url: str, concurrency: int = CONCURRENCY, timeout: float = TIMEOUT, retries: int = RETRIES,
+                 backoff: float = 0.5) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise RemoteIndexError(f"{url}: not an http(s) URL")
+        self.scheme, self.host = parts.scheme, parts.hostname
+        try:
+            self.port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:
+            raise RemoteIndexError(f"{url}: bad port") from None
+        segs = [s for s in parts.path.split("/") if s]
+        self.name = unquote(segs[-1]) if segs else ""
+        self.root = "/" + "/".join(segs[:-1]) + ("/" if segs[:-1] else "")
+        self.url = f"{parts.scheme}://{parts.netloc}{self.root}"
+        self.timeout, self.retries, self.backoff = timeout, retries, backoff
+        self.concurrency = max(1, concurrency)
+        self.pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="infinigram-api")
+        self._gate = threading.BoundedSemaphore(max(1, concurrency))
+        self._local = threading.local()
+        self.cache = _Cache(CACHE)
+        self.requests = 0  # round trips made
+        self.by_type: dict[str, int] = {}  # queries sent (not cached), per query type
+        self._count_lock = threading.Lock()
+
+    def _conn(self) -> http.client.HTTPConnection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            cls = http.client.HTTPSConnection if self.scheme == "https" else http.client.HTTPConnection
+            conn = self._local.conn = cls(self.host, self.port, timeout=self.timeout)
+        return conn
+
+    def _drop(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+        self._local.conn = None
+
+    def raw(self, method: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+        """(status, parsed JSON or None) of one request, retried on timeouts, lost connections
+        and 5xx answers that are not a query's own error."""
+        data = json.dumps(body).encode("utf-8") if body is not None else None
+        headers = {"Content-Type": "application/json"} if data is not None else {}
+        token = os.environ.get("TRACETUI_TOKEN")
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        delay = self.backoff
+        for attempt in range(self.retries + 1):
+            with self._gate:
+                with self._count_lock:
+                    self.requests += 1
+                try:
+                    conn = self._conn()
+                    conn.request(method, self.root, body=data, headers=headers)
+                    resp = conn.getresponse()
+                    raw = resp.read()
+                    status = resp.status
+                except (OSError, http.client.HTTPException) as exc:
+                    self._drop()
+                    if attempt == self.retries:
+                        what = "timed out" if isinstance(exc, (socket.timeout, TimeoutError)) else "unreachable"
+                        raise RemoteIndexError(f"{self.url}: infini-gram API server {what} "
+                                               f"({type(exc).__name__}: {exc})") from None
+                    time.sleep(delay)
+                    delay *= 2
+                    continue
+            try:
+                answer = json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, ValueError):
+                answer = None
+            own_error = isinstance(answer, dict) and str(answer.get("error", "")).startswith("[Flask] Internal")
+            if status >= 500 and not own_error and attempt < self.retries:
+                time.sleep(delay)
+                delay *= 2
+                continue
+            return status, answer
+        raise AssertionError("unreachable")
+
+    def query(self, query_type: str, **params: Any) -> dict[str, Any]:
+        """One query's answer (cached); RemoteIndexError, one line, for any error."""
+        body = {"index": self.name, "query_type": query_type, **params}
+        key = json.dumps(body, sort_keys=True, separators=(",", ":"))
+        got = self.cache.get(key)
+        if got is not None:
+            return got
+        with self._count_lock:
+            self.by_type[query_type] = self.by_type.get(query_type, 0) + 1
+        status, answer = self.raw("POST", body)
+        if not isinstance(answer, dict):
+            raise RemoteIndexError(f"{self.url}: HTTP {status}, not a JSON object (not an infini-gram API server?)")
+        if status != 200 or "error" in answer:
+            raise RemoteIndexError(f"{self.url}: {query_type}: HTTP {status}: {answer.get('error')}")
+        self.cache.put(key, answer)
+        return answer
+
+    def map(self, fn: Any, items: list[Any]) -> list[Any]:
+        """fn over items, at most `concurrency` at once (the gate bounds the requests)."""
+        if len(items) <= 1 or threading.current_thread().name.startswith("infinigram-api"):
+            return [fn(x) for x in items]  # inside a worker: serially (a nested map would deadlock)
+        return list(self.pool.map(fn, items))
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False)
+        self._drop()
+
+
+def speaks_infinigram(url: str, timeout: float = 10.0) -> list[str] | None:
+    """The index names of the server of `url` if it answers as infini-gram's API server does
+    (`GET /`: a JSON list of names; or, where `GET /` is not served, a `count` of the URL's NAME
+    answered with `count` and `token_ids`: then [NAME]); None when it does not."""
+    try:
+        client = APIClient(url, concurrency=1, timeout=timeout, retries=0)
+    except RemoteIndexError:
+        return None
+    try:
+        status, names = client.raw("GET")
+        if status == 200 and isinstance(names, list) and all(isinstance(n, str) for n in names):
+            return names
+        if not client.name:
+            return None
+        status, answer = client.raw("POST", {"index": client.name, "query_type": "count", "query_ids": []})
+        ok = status == 200 and isinstance(answer, dict) and "count" in answer and "token_ids" in answer
+        return [client.name] if ok else None
+    except RemoteIndexError:
+        return None
+    finally:
+        client.close()
+
+
+class _Location:
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def __truediv__(self, name: str) -> _Location:
+        return _Location(f"{self.url}/{name}")
+
+    def exists(self) -> bool:
+        return True
+
+    def __str__(self) -> str:
+        return self.url
+
+
+class UnigramCounts:
+    """Token counts asked for as they are needed (`count` of one token; the whole vocabulary
+    would be tens of thousands of requests): indexing with ids fetches the missing ones. As an
+    array it is what was fetched so far (zeros elsewhere)."""
+
+    def __init__(self, index: InfiniGramAPIIndex, vocab: int) -> None:
+        self.index = index
+        self.counts = np.zeros(vocab, dtype=np.int64)
+        self.known = np.zeros(vocab, dtype=bool)
+
+    def __len__(self) -> int:
+        return len(self.counts)
+
+    def __getitem__(self, ids: Any) -> Any:
+        sel = np.asarray(ids, dtype=np.int64)
+        want = np.unique(sel[(sel >= 0) & (sel < len(self.counts))])
+        todo = want[~self.known[want]].tolist()
+        if todo:
+            got = self.index.client.map(lambda t: self.index.client.query("count", query_ids=[t])["count"], todo)
+            self.counts[todo] = got
+            self.known[todo] = True
+        return self.counts[ids]
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        return self.counts if dtype is None else self.counts.astype(dtype)
+
+
+@dataclass
+class _Words:
+    """Whole-word occurrences of one sequence: their count, their (shard, start, end) rank runs
+    (those known: all of them unless the count is an estimate), exact or estimated."""
+
+    count: int
+    runs: list[tuple[int, int, int]]
+    exact: bool
+
+
+class InfiniGramAPIIndex(DocumentIds):
+    """An index served by an infini-gram API server, with the index-level interface of
+    `engine.Index`. Open with `InfiniGramAPIIndex.open(url, tokenizer)`."""
+
+    def __init__(self, url: str, client: APIClient, tokenizer: Tokenizer, tokenizer_name: str) -> None:
+        self.spec = url
+        self.client = client
+        self.name = client.name
+        self.directory = _Location(url)
+        self.tokenizer = tokenizer
+        self.approximate: set[bytes] = set()  # sequences whose whole-word count or ntd is an estimate
+        self.capped = 0  # matches seen at the most a query can show (MAX_MATCH tokens)
+        whole = client.query("find", query_ids=[])
+        segs = whole["segment_by_shard"]
+        self.width = self._width(len(segs), tokenizer.vocab_size)
+        tokens = [int(b) - int(a) for a, b in segs]
+        # documents per shard: the document of each shard's last token is its last one
+        last = client.map(lambda s: client.query("get_doc_by_ptr", query_ids=[], s=s,
+                                                 ptr=(tokens[s] - 1) * self.width, max_disp_len=1)["doc_ix"],
+                          list(range(len(segs))))
+        docs = [int(last[0]) + 1] + [int(last[s]) - int(last[s - 1]) for s in range(1, len(segs))]
+        shards = [ShardInfo(documents=d, tokens=t, tokenized_bytes=t * self.width, table_bytes=0, pointer_width=0)
+                  for d, t in zip(docs, tokens, strict=True)]
+        self.manifest = Manifest(token_width=self.width, tokenizer=tokenizer_name, shards=shards,
+                                 vocab_size=tokenizer.vocab_size, source="infini-gram API")
+        self._doc_base = np.cumsum([0] + docs)
+        self._unigram = UnigramCounts(self, tokenizer.vocab_size)
+        self._words: dict[bytes, _Words] = {}
+        # (length, first rank per shard) -> (sequence, end rank per shard) of every range found
+        self._by_ranges: dict[tuple[int, tuple[int, ...]], tuple[list[int], tuple[int, ...]]] = {}
+        self._docs: dict[int, tuple[int, int, list[int]]] = {}  # global doc id -> (shard, rank, seq) seen
+        self._meta: dict[int, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+
+    def _width(self, n_shards: int, vocab: int) -> int:
+        """Token width from the server's own check of a pointer (`multiple of W` / `even`),
+        else from the vocabulary's size."""
+        try:
+            self.client.query("get_doc_by_ptr", query_ids=[], s=0, ptr=1, max_disp_len=1)
+        except RemoteIndexError as exc:
+            msg = str(exc)
+            for w in (1, 2, 4):
+                if f"multiple of {w}" in msg:
+                    return w
+            if "even integer" in msg:
+                return 2
+        return width_for_vocab(vocab)
+
+    @classmethod
+    def open(cls, url: str, tokenizer: str | Path | None = None, concurrency: int = CONCURRENCY,
+             timeout: float = TIMEOUT) -> InfiniGramAPIIndex:
+        path = tokenizer or os.environ.get(TOKENIZER_ENV)
+        client = APIClient(url, concurrency=concurrency, timeout=timeout)
+        if not client.name:
+            raise RemoteIndexError(f"{url}: name the index: {client.url}NAME")
+        if not path:
+            raise RemoteIndexError(f"{url}: an infini-gram API index needs its tokenizer: --tokenizer PATH "
+                                   f"(its tokenizer.json, or 'bytes'; or {TOKENIZER_ENV}=PATH)")
+        tok = load_tokenizer(path)
+        index = cls(url, client, tok, "bytes" if str(path) == "bytes" else Path(path).name)
+        index._check_tokenizer()
+        return index
+
+    def _check_tokenizer(self) -> None:
+        """The server's names of a few ids must be the local tokenizer's: another vocabulary
+        would give meaningless counts."""
+        if not hasattr(self.tokenizer, "_tok"):
+            return
+        v = self.tokenizer.vocab_size
+        ids = sorted({v - 1, v - 2, (2 * v) // 3, v // 2, v // 3, v // 5, 300 % v, 1000 % v})
+        try:
+            got = self.client.query("count", query_ids=ids)
+        except RemoteIndexError as exc:
+            raise RemoteIndexError(f"{self.spec}: the server's vocabulary is not that of the tokenizer given "
+                                   f"({exc})") from None
+        names = [self.tokenizer._tok.id_to_token(i) for i in ids]  # type: ignore[attr-defined]
+        if got.get("tokens") != names:
+            raise RemoteIndexError(f"{self.spec}: the server's vocabulary is not that of the tokenizer given "
+                                   f"(ids {ids} are {got.get('tokens')} there, {names} here)")
+
+    def __repr__(self) -> str:
+        return f"InfiniGramAPIIndex({self.spec!r})"
+
+    @property
+    def requests(self) -> int:
+        return self.client.requests
+
+    def close(self) -> None:
+        self.client.close()
+
+    @property
+    def fingerprint(self) -> str:
+        key = json.dumps([self.spec, [s.tokens for s in self.manifest.shards]])
+        return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+    @property
+    def total_tokens(self) -> int:
+        return int(self.manifest.tokens)
+
+    @property
+    def n_shards(self) -> int:
+        return len(self.manifest.shards)
+
+    def encode(self, text: str) -> np.ndarray:
+        return self.tokenizer.encode(text)
+
+    def sizes(self) -> dict[str, int]:
+        return {"total": 0}
+
+    # -- counting ------------------------------------------------------------------------------
+    def _ids(self, seq: np.ndarray) -> list[int]:
+        ids = [int(i) for i in np.asarray(seq, dtype=np.int64)]
+        if len(ids) > MAX_QUERY_TOKENS:
+            raise RemoteIndexError(f"{self.spec}: a query of {len(ids)} tokens, the API takes at most {MAX_QUERY_TOKENS}")
+        return ids
+
+    def find(self, ids: np.ndarray) -> list[tuple[int, int]]:
+        seq = self._ids(ids)
+        segs = [(int(a), int(b)) for a, b in self.client.query("find", query_ids=seq)["segment_by_shard"]]
+        if seq and any(b > a for a, b in segs):  # word_counts and windows get ranges: their sequence
+            with self._lock:
+                self._by_ranges[(len(seq), tuple(a for a, _ in segs))] = (seq, tuple(b for _, b in segs))
+        return segs
+
+    def find_ranges(self, seqs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        k, n = self.n_shards, len(seqs)
+        lo, hi = np.zeros((k, n), dtype=np.int64), np.zeros((k, n), dtype=np.int64)
+        for j, segs in enumerate(self.client.map(self.find, list(seqs))):
+            lo[:, j] = [a for a, _ in segs]
+            hi[:, j] = [b for _, b in segs]
+        return lo, hi
+
+    def count(self, ids: np.ndarray, whole_words: bool = False) -> int:
+        ids = np.asarray(ids, dtype=np.int64)
+        if len(ids) == 0:
+            return self.total_tokens
+        if whole_words:
+            return self.count_words(ids)
+        return int(self.client.query("count", query_ids=self._ids(ids))["count"])
+
+    def count_many(self, seqs: list[np.ndarray], whole_words: bool = False, cap: int | None = None) -> np.ndarray:
+        lo, hi = self.find_ranges(seqs)
+        if not whole_words:
+            return (hi - lo).sum(axis=0)
+        return self.word_counts(lo, hi, np.array([len(s) for s in seqs], dtype=np.int64), cap)
+
+    # -- whole words ---------------------------------------------------------------------------
+    def _left_ok(self, seq: list[int], occ: list[tuple[int, int]]) -> list[bool]:
+        """Is the left edge of each (shard, rank) occurrence a word boundary? From the document:
+        a 2-token window [token before, first token] (`needle_offset` 0: the document starts)."""
+
+        def one(o: tuple[int, int]) -> bool:
+            d = self.client.query("get_doc_by_rank", query_ids=seq[:1], s=o[0], rank=o[1], max_disp_len=2)
+            if d["needle_offset"] == 0 or not d["spans"]:
+                return True
+            before = d["spans"][0][0]
+            return before == "" or not is_word_char(before[-1])
+
+        return self.client.map(one, occ)
+
+    def _sub_ranges(self, seq: list[int], segs: list[tuple[int, int]]) -> tuple[list[list[tuple[int, int]]], int]:
+        """Per shard, the rank ranges of the occurrences whose right edge is a word boundary --
+        one per token that may follow, contiguous (occurrences are sorted by what follows) --
+        and how many occurrences are left unaccounted for (0: exact). The next tokens come from
+        `ntd` (sampled by the server past MAX_SUPPORT occurrences: then every token seen is
+        counted with `find`, and only those never seen are unaccounted for); a document end is
+        asked as the separator (65535, u16 servers)."""
+        d = self.client.query("ntd", query_ids=seq, max_support=MAX_SUPPORT)
+        words = self.tokenizer.word_boundaries()
+        vocab = self.tokenizer.vocab_size
+        seen = {int(t): int(v["cont_cnt"]) for t, v in d["result_by_token_id"].items()}
+        nxt = sorted(t for t in seen if t < vocab)
+        tail = np.full((len(nxt), 4), -1, dtype=np.int64)
+        last = seq[::-1][:4]
+        tail[:, : len(last)] = last
+        after = np.array(nxt, dtype=np.int64)
+        rows_after = np.full((len(nxt), 4), -1, dtype=np.int64)
+        rows_after[:, 0] = after
+        ok = words.boundary(np.full(len(nxt), seq[-1]), after, lambda idx: (tail[idx], rows_after[idx])) \
+            if nxt else np.zeros(0, dtype=bool)
+        good = {t for t, g in zip(nxt, ok.tolist(), strict=True) if g}
+        ends = 65535 if self.width == 2 else None  # the separator: occurrences that end a document
+        ask = set(good) | ({ends} if ends is not None else set())
+        if d["approx"]:  # the sampled counts are estimates: count every token seen
+            ask |= set(nxt)
+        ask_l = sorted(ask)
+        found = dict(zip(ask_l, self.client.map(lambda t: self.find(np.array([*seq, t])), ask_l), strict=True))
+        ranges: list[list[tuple[int, int]]] = [[] for _ in segs]
+        accounted = 0
+        for t, segs_t in found.items():
+            n_t = sum(b - a for a, b in segs_t)
+            accounted += n_t
+            if t in good or t == ends:
+                for s, (a, b) in enumerate(segs_t):
+                    if b > a:
+                        ranges[s].append((a, b))
+        if not d["approx"]:  # the tokens not asked for: exact counts from ntd
+            accounted += sum(c for t, c in seen.items() if t < vocab and t not in ask)
+        total = sum(b - a for a, b in segs)
+        return [sorted(r) for r in ranges], max(0, total - accounted)
+
+    def _whole(self, seq_arr: np.ndarray, cap: int | None = None) -> _Words:
+        """The whole-word occurrences of a sequence (see the module's note on their cost)."""
+        key = np.asarray(seq_arr, dtype=np.int64).tobytes()
+        with self._lock:
+            known = self._words.get(key)
+        if known is not None:
+            return known
+        seq = self._ids(seq_arr)
+        segs = self.find(seq_arr)
+        total = sum(b - a for a, b in segs)
+        words = self.tokenizer.word_boundaries()
+        if total == 0:
+            got = _Words(0, [], True)
+        else:
+            left = bool(words.opens_with_break(np.array(seq[:1]))[0])
+            right = bool(words.closes_with_break(np.array(seq[-1:]))[0])
+            if right:
+                ranges, rest = [[(a, b)] if b > a else [] for a, b in segs], 0
+            else:
+                ranges, rest = self._sub_ranges(seq, segs)
+            exact = rest == 0
+            if left:
+                runs = [(s, a, b) for s, rs in enumerate(ranges) for a, b in rs]
+                n = sum(b - a for _, a, b in runs)
+                # occurrences followed by tokens never seen: counted in the share of those seen
+                got = _Words(n + (int(round(rest * n / max(1, total - rest))) if rest else 0), runs, exact)
+            else:
+                occ = [(s, r) for s, rs in enumerate(ranges) for a, b in rs for r in range(a, b)] \
+                    if sum(b - a for rs in ranges for a, b in rs) <= LEFT_BUDGET else None
+                if occ is not None:
+                    oks = self._left_ok(seq, occ)
+                    runs = [(s, r, r + 1) for (s, r), ok in zip(occ, oks, strict=True) if ok]
+                    got = _Words(len(runs), runs, exact)
+                else:  # too many to look at: an evenly spaced sample, the count scaled
+                    flat = [(s, a, b) for s, rs in enumerate(ranges) for a, b in rs]
+                    sizes = np.array([b - a for _, a, b in flat], dtype=np.int64)
+                    n = int(sizes.sum())
+                    picks = np.unique(np.linspace(0, n - 1, LEFT_BUDGET).astype(np.int64))
+                    ends = np.cumsum(sizes)
+                    occ = []
+                    for g in picks.tolist():
+                        i = int(np.searchsorted(ends, g, side="right"))
+                        s, a, _ = flat[i]
+                        occ.append((s, int(a + g - (ends[i] - sizes[i]))))
+                    oks = self._left_ok(seq, occ)
+                    runs = [(s, r, r + 1) for (s, r), ok in zip(occ, oks, strict=True) if ok]
+                    got = _Words(int(round(n * len(runs) / len(occ))), runs, False)
+        if not got.exact:
+            self.approximate.add(key)
+        with self._lock:
+            self._words[key] = got
+        return got
+
+    def word_counts(self, lo: np.ndarray, hi: np.ndarray, m: np.ndarray, cap: int | None = None) -> np.ndarray:
+        """Whole-word counts of sequences from their ranges (as `find_ranges` gave them)."""
+        n = len(m)
+        out = np.zeros(n, dtype=np.int64)
+        todo = []
+        for j in range(n):
+            if not np.any(hi[:, j] > lo[:, j]) or m[j] == 0:
+                continue
+            known = self._by_ranges.get((int(m[j]), tuple(lo[:, j].tolist())))
+            if known is None:
+                raise RemoteIndexError(f"{self.spec}: whole-word counts of ranges not found by this index")
+            todo.append((j, np.array(known[0], dtype=np.int64)))
+        for (j, _), w in zip(todo, self.client.map(lambda x: self._whole(x[1]), todo), strict=True):
+            out[j] = w.count
+        return np.minimum(out, cap + 1) if cap is not None else out
+
+    def count_words(self, ids: np.ndarray) -> int:
+        ids = np.asarray(ids, dtype=np.int64)
+        return self._whole(ids).count if len(ids) else 0
+
+    def find_words_many(self, seqs: list[np.ndarray]) -> list[list[tuple[int, int, int]]]:
+        """Per sequence, runs of whole-word occurrences: all of them, or (an estimated count) the
+        ones looked at."""
+        return [w.runs for w in self.client.map(self._whole, list(seqs))]
+
+    def find_words(self, ids: np.ndarray) -> list[list[tuple[int, int]]]:
+        out: list[list[tuple[int, int]]] = [[] for _ in range(self.n_shards)]
+        for k, a, b in self.find_words_many([np.asarray(ids, dtype=np.int64)])[0]:
+            out[k].append((a, b))
+        return out
+
+    def word_occurrences(self, ids: np.ndarray, chunk: int = 1 << 18) -> Iterator[tuple[int, np.ndarray]]:
+        ids = np.asarray(ids, dtype=np.int64)
+        if len(ids):
+            yield from rank_chunks(self.find_words(ids), chunk)
+
+    # -- longest matches -------------------------------------------------------------------------
+    def _suffixes(self, ids: list[int], ends: list[int]) -> dict[int, int]:
+        """For each end e (1..len(ids)), the longest suffix of ids[:e] that occurs (capped at
+        MAX_MATCH): `infgram_prob` of ids[e - MAX_MATCH : e] with ids[e] as continuation, the
+        ends split into `concurrency` runs walked in order, so that an answer whose continuation
+        occurs gives the next end's without a request."""
+        L = len(ids)
+        out: dict[int, int] = {}
+        if not ends:
+            return out
+        want = sorted(set(ends))
+        n_runs = min(len(want), self.client.concurrency)
+        runs = [want[i * len(want) // n_runs : (i + 1) * len(want) // n_runs] for i in range(n_runs)]
+
+        def walk(run: list[int]) -> dict[int, int]:
+            got: dict[int, int] = {}
+            for e in run:
+                if e in got:  # the previous answer's continuation occurs: its suffix plus one
+                    continue
+                cont = ids[e] if e < L else 0
+                r = self.client.query("infgram_prob", query_ids=[*ids[max(0, e - MAX_MATCH) : e], cont])
+                got[e] = min(int(r["suffix_len"]), MAX_MATCH)
+                if e < L and int(r["cont_cnt"]) > 0:
+                    got[e + 1] = min(got[e] + 1, MAX_MATCH)
+            return got
+
+        for part in self.client.map(walk, runs):
+            out.update(part)
+        return out
+
+    def longest_prefixes(self, ids: np.ndarray, positions: np.ndarray | None = None, word_ends: bool = False,
+                         stops: np.ndarray | None = None) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """As `Index.longest_prefixes`: for each start p, the longest n with ids[p:p+n] in the
+        corpus, from the longest matches *ending* at each position: ids[p:e] occurs iff the
+        longest suffix of ids[:e] that occurs is at least e - p. Matches are seen up to
+        MAX_MATCH tokens (`capped` counts those that reach it). `word_ends` (whether a whole-word
+        occurrence was seen) is always False: the span finder then asks."""
+        arr = [int(i) for i in np.asarray(ids, dtype=np.int64)]
+        L = len(arr)
+        pos = np.arange(L, dtype=np.int64) if positions is None else np.asarray(positions, dtype=np.int64)
+        stop = np.full(len(pos), L, dtype=np.int64) if stops is None else np.minimum(np.asarray(stops, dtype=np.int64), L)
+        best = np.zeros(len(pos), dtype=np.int64)
+        if L and len(pos):
+            need: set[int] = set()
+            for p, s in zip(pos.tolist(), stop.tolist(), strict=True):
+                need.update(range(p + 1, s + 1))
+            suf = self._suffixes(arr, sorted(need))
+            for i, (p, s) in enumerate(zip(pos.tolist(), stop.tolist(), strict=True)):
+                e = p
+                while e < s and (e + 1) - suf[e + 1] <= p:
+                    e += 1
+                best[i] = e - p
+                if e - p >= MAX_MATCH:
+                    self.capped += 1
+        return (best, np.zeros(len(pos), dtype=bool)) if word_ends else best
+
+    # -- ∞-gram --------------------------------------------------------------------------------------
+    def unigram_counts(self) -> UnigramCounts:
+        return self._unigram
+
+    def ntd(self, prompt: np.ndarray, max_support: int | None = None) -> NextTokens:
+        """The server's `ntd` (it samples past its max_support, at most 1000: `approx`); a document
+        end it reports as an id outside the vocabulary (a separator) is DOC_END."""
+        ms = MAX_SUPPORT if max_support is None else max(1, min(MAX_SUPPORT, int(max_support)))
+        d = self.client.query("ntd", query_ids=self._ids(prompt), max_support=ms)
+        vocab = self.tokenizer.vocab_size
+        items = sorted((DOC_END if int(t) >= vocab else int(t), int(v["cont_cnt"])) for t, v in d["result_by_token_id"].items())
+        ids = np.array([t for t, _ in items], dtype=np.int64)
+        counts = np.array([c for _, c in items], dtype=np.int64)
+        if d["approx"]:
+            self.approximate.add(np.asarray(prompt, dtype=np.int64).tobytes())
+        return NextTokens(int(d["prompt_cnt"]), ids, counts, bool(d["approx"]))
+
+    # -- documents --------------------------------------------------------------------------------------
+    def _window(self, shard: int, rank: int, seq: list[int], context: int) -> dict[str, Any]:
+        mdl = max(2, min(MAX_DISP_LEN, 2 * (context + max(1, len(seq)))))
+        return self.client.query("get_doc_by_rank", query_ids=seq, s=shard, rank=rank, max_disp_len=mdl)
+
+    def _pieces(self, d: dict[str, Any], seq: list[int]) -> tuple[np.ndarray, int]:
+        """The window's tokens (the marked occurrences are the sequence's own tokens, the text
+        between re-tokenized) and where our occurrence starts among them."""
+        tokens: list[int] = []
+        marked: list[int] = []
+        sentencepiece = getattr(self.tokenizer, "family", "") == "sentencepiece"
+        prev_text = ""
+        for text, label in d["spans"]:
+            if label is not None:
+                marked.append(len(tokens))
+                tokens += seq
+            else:
+                if sentencepiece and prev_text and text and is_word_char(text[0]) and is_word_char(prev_text[-1]):
+                    text = " " + text  # a SentencePiece piece decoded alone lost its leading space
+                tokens += self.tokenizer.encode(text).tolist()
+            prev_text = text
+        if not marked:
+            return np.array(tokens, dtype=np.int64), min(int(d["needle_offset"]), len(tokens))
+        # ours is the marked piece starting nearest to the needle's offset
+        at = min(marked, key=lambda m: abs(m - int(d["needle_offset"])))
+        return np.array(tokens, dtype=np.int64), at
+
+    def windows(self, occurrences: list[tuple[int, int, int]], contexts: tuple[int, ...]) -> list[Occurrence]:
+        """As `Index.windows`, one `get_doc_by_rank` per occurrence (concurrently); positions in
+        the shard are not part of infini-gram's answer (`Hit` pointer and token are -1)."""
+        if not occurrences:
+            return []
+        ctx = max(contexts) if contexts else 0
+
+        def one(o: tuple[int, int, int]) -> Occurrence:
+            shard, rank, length = (int(v) for v in o)
+            seq = self._seq_at(shard, rank, length)
+            d = self._window(shard, rank, seq, ctx)
+            tokens, at = self._pieces(d, seq)
+            mdl = max(2, min(MAX_DISP_LEN, 2 * (ctx + max(1, len(seq)))))
+            cut_left = int(d["needle_offset"]) >= mdl // 2
+            cut_right = int(d["disp_len"]) - int(d["needle_offset"]) >= (mdl + 1) // 2
+            gid = int(d["doc_ix"])
+            try:
+                meta = json.loads(d["metadata"]) if d["metadata"] else {}
+            except ValueError:
+                meta = {"raw": d["metadata"]}
+            meta = meta if isinstance(meta, dict) else {"value": meta}
+            with self._lock:
+                self._docs[gid] = (shard, rank, seq)
+                self._meta[gid] = meta
+            wins = []
+            for c in contexts:
+                a, b = max(0, at - c), min(len(tokens), at + length + c)
+                wins.append(Window(tokens[a:b], at - a, at - a + length, -1, a > 0 or cut_left,
+                                   b < len(tokens) or cut_right))
+            hit = Hit(shard, rank, -1, gid - int(self._doc_base[shard]), -1, -1, -1)
+            return Occurrence(hit, gid, meta, wins)
+
+        return self.client.map(one, list(occurrences))
+
+    def _seq_at(self, shard: int, rank: int, length: int) -> list[int]:
+        """The `length` tokens at a rank: from a sequence this index looked up whose range holds it."""
+        with self._lock:
+            for (m, lo), (seq, hi) in self._by_ranges.items():
+                if m == length and lo[shard] <= rank < hi[shard]:
+                    return list(seq)
+        return []
+
+    def hit(self, shard: int, rank: int) -> Hit:
+        return self.windows([(shard, rank, 0)], ())[0].hit
+
+    def window(self, hit: Hit, length: int, context: int) -> Window:
+        return self.windows([(hit.shard, hit.rank, length)], (context,))[0].windows[0]
+
+    def metadata(self, shard: int, doc: int) -> dict[str, Any]:
+        return self._meta.get(self.global_doc_id(shard, doc), {})
+
+    def document_text(self, global_id: int) -> str:
+        """The document around an occurrence this index has shown: at most MAX_DISP_LEN tokens of
+        it (infini-gram's API has no whole document by id)."""
+        seen = self._docs.get(int(global_id))
+        if seen is None:
+            raise RemoteIndexError(f"{self.spec}: document {global_id}: the infini-gram API shows documents "
+                                   "only around an occurrence")
+        shard, rank, seq = seen
+        d = self.client.query("get_doc_by_rank", query_ids=seq, s=shard, rank=rank, max_disp_len=MAX_DISP_LEN)
+        return "".join(t for t, _ in d["spans"])
+
+
+__all__ = ["InfiniGramAPIIndex", "APIClient", "speaks_infinigram", "TOKENIZER_ENV"]
