@@ -121,3 +121,21 @@ def test_overlap_screen(snap_compare, snap_index: Path) -> None:
         await pilot.pause()
 
     assert snap_compare(OverlapApp([index], reports, params), terminal_size=(140, 30), run_before=run_before)
+
+
+def test_reasoning_shown_and_traced(snap_compare, snap_index: Path) -> None:
+    """A reasoning model's reply: the reasoning under the answer, shown (F9) and traced as its own
+    piece (Ctrl+G); the answer traced alone."""
+    from tracetui.reasoning import Reasoning
+
+    thought = [Reasoning("The user wants a proverb. "), Reasoning("A stitch in time saves nine is one.")]
+    app = TraceApp(IndexSet.open([snap_index]), ScriptedBackend([thought + [REPLY]]),
+                   intro="Model: scripted reasoning model\nIndexes: index", export_dir=Path("/nonexistent"))
+
+    async def run_before(pilot) -> None:  # type: ignore[no-untyped-def]
+        await _chat(pilot)
+        await pilot.press("ctrl+g")
+        await wait_idle(pilot.app, pilot)
+        pilot.app.set_status("fixed status for the snapshot")
+
+    assert snap_compare(app, terminal_size=(120, 32), run_before=run_before)

@@ -841,7 +841,7 @@ class TraceApp(App[None]):
     def get_system_commands(self, screen: Screen):  # type: ignore[no-untyped-def]
         yield from super().get_system_commands(screen)
         for b in self.BINDINGS:
-            if isinstance(b, Binding) and b.description:
+            if isinstance(b, Binding) and b.description and self.check_action(b.action, ()) is not False:
                 yield SystemCommand(b.description, f"{b.description} ({b.key})", lambda a=b.action: self.run_action(a))
 
     @on(Worker.StateChanged)
