@@ -270,7 +270,7 @@ class _Words:
     (those known: all of them unless the count is an estimate), exact or estimated."""
 
     count: int
-    runs: list[tuple[int, int, int]]
+    runs: list[tuple[int, int, int]] | None  # None: not asked for yet
     exact: bool
 
 
@@ -434,13 +434,9 @@ class InfiniGramAPIIndex(DocumentIds):
 
         return self.client.map(one, occ)
 
-    def _sub_ranges(self, seq: list[int], segs: list[tuple[int, int]]) -> tuple[list[list[tuple[int, int]]], int]:
-        """Per shard, the rank ranges of the occurrences whose right edge is a word boundary --
-        one per token that may follow, contiguous (occurrences are sorted by what follows) --
-        and how many occurrences are left unaccounted for (0: exact). The next tokens come from
-        `ntd` (sampled by the server past MAX_SUPPORT occurrences: then every token seen is
-        counted with `find`, and only those never seen are unaccounted for); a document end is
-        asked as the separator (65535, u16 servers)."""
+    def _followers(self, seq: list[int]) -> tuple[dict[str, Any], dict[int, int], set[int]]:
+        """`ntd` of a sequence: the answer, its counts per next token, and the tokens after which
+        the right edge is a word boundary (a document end, an id outside the vocabulary, is one)."""
         d = self.client.query("ntd", query_ids=seq, max_support=MAX_SUPPORT)
         words = self.tokenizer.word_boundaries()
         vocab = self.tokenizer.vocab_size
@@ -454,7 +450,20 @@ class InfiniGramAPIIndex(DocumentIds):
         rows_after[:, 0] = after
         ok = words.boundary(np.full(len(nxt), seq[-1]), after, lambda idx: (tail[idx], rows_after[idx])) \
             if nxt else np.zeros(0, dtype=bool)
-        good = {t for t, g in zip(nxt, ok.tolist(), strict=True) if g}
+        good = {t for t, g in zip(nxt, ok.tolist(), strict=True) if g} | {t for t in seen if t >= vocab}
+        return d, seen, good
+
+    def _sub_ranges(self, seq: list[int], segs: list[tuple[int, int]]) -> tuple[list[list[tuple[int, int]]], int]:
+        """Per shard, the rank ranges of the occurrences whose right edge is a word boundary --
+        one per token that may follow, contiguous (occurrences are sorted by what follows) --
+        and how many occurrences are left unaccounted for (0: exact). The next tokens come from
+        `ntd` (sampled by the server past MAX_SUPPORT occurrences: then every token seen is
+        counted with `find`, and only those never seen are unaccounted for); a document end is
+        asked as the separator (65535, u16 servers)."""
+        d, seen, good = self._followers(seq)
+        vocab = self.tokenizer.vocab_size
+        nxt = sorted(t for t in seen if t < vocab)
+        good = {t for t in good if t < vocab}
         ends = 65535 if self.width == 2 else None  # the separator: occurrences that end a document
         ask = set(good) | ({ends} if ends is not None else set())
         if d["approx"]:  # the sampled counts are estimates: count every token seen
@@ -475,28 +484,36 @@ class InfiniGramAPIIndex(DocumentIds):
         total = sum(b - a for a, b in segs)
         return [sorted(r) for r in ranges], max(0, total - accounted)
 
-    def _whole(self, seq_arr: np.ndarray, cap: int | None = None) -> _Words:
-        """The whole-word occurrences of a sequence (see the module's note on their cost)."""
+    def _whole(self, seq_arr: np.ndarray, with_runs: bool = False) -> _Words:
+        """The whole-word occurrences of a sequence (see the module's note on their cost); their
+        rank runs only `with_runs` (a count whose left edge is settled and whose next tokens
+        the server counted exactly needs no `find` per next token)."""
         key = np.asarray(seq_arr, dtype=np.int64).tobytes()
         with self._lock:
             known = self._words.get(key)
-        if known is not None:
+        if known is not None and (known.runs is not None or not with_runs):
             return known
         seq = self._ids(seq_arr)
         segs = self.find(seq_arr)
         total = sum(b - a for a, b in segs)
         words = self.tokenizer.word_boundaries()
+        got: _Words | None = None
         if total == 0:
             got = _Words(0, [], True)
         else:
             left = bool(words.opens_with_break(np.array(seq[:1]))[0])
             right = bool(words.closes_with_break(np.array(seq[-1:]))[0])
-            if right:
+            d = None if right or with_runs or not left else self._followers(seq)
+            if d is not None and not d[0]["approx"]:  # exact next-token counts: the count alone
+                got = _Words(sum(c for t, c in d[1].items() if t in d[2]), None, True)
+            elif right:
                 ranges, rest = [[(a, b)] if b > a else [] for a, b in segs], 0
             else:
                 ranges, rest = self._sub_ranges(seq, segs)
-            exact = rest == 0
-            if left:
+            exact = got is not None or rest == 0
+            if got is not None:
+                pass
+            elif left:
                 runs = [(s, a, b) for s, rs in enumerate(ranges) for a, b in rs]
                 n = sum(b - a for _, a, b in runs)
                 # occurrences followed by tokens never seen: counted in the share of those seen
@@ -522,6 +539,7 @@ class InfiniGramAPIIndex(DocumentIds):
                     oks = self._left_ok(seq, occ)
                     runs = [(s, r, r + 1) for (s, r), ok in zip(occ, oks, strict=True) if ok]
                     got = _Words(int(round(n * len(runs) / len(occ))), runs, False)
+        assert got is not None
         if not got.exact:
             self.approximate.add(key)
         with self._lock:
@@ -551,7 +569,7 @@ class InfiniGramAPIIndex(DocumentIds):
     def find_words_many(self, seqs: list[np.ndarray]) -> list[list[tuple[int, int, int]]]:
         """Per sequence, runs of whole-word occurrences: all of them, or (an estimated count) the
         ones looked at."""
-        return [w.runs for w in self.client.map(self._whole, list(seqs))]
+        return [w.runs or [] for w in self.client.map(lambda q: self._whole(q, with_runs=True), list(seqs))]
 
     def find_words(self, ids: np.ndarray) -> list[list[tuple[int, int]]]:
         out: list[list[tuple[int, int]]] = [[] for _ in range(self.n_shards)]

@@ -336,3 +336,27 @@ def test_vocabulary_follows_the_servers_tokenizer_rules(index_dir: Path) -> None
     bpe = Vocabulary(Index.open(index_dir))
     assert bpe.tokenize("") == [] and bpe.tokenize("e") == Index.open(index_dir).encode(" e").tolist()
     assert np.all(np.array(bpe.tokenize("qnhibb lzu")) < 500)
+
+
+def test_serve_option(monkeypatch: pytest.MonkeyPatch, index_dir: Path) -> None:
+    """`tracetui serve --infinigram-api-only` reaches the application factory."""
+    from tracetui import serve as serve_mod
+    from tracetui.cli import main
+
+    seen: dict[str, Any] = {}
+
+    def fake_run(app: Any, **kw: Any) -> None:
+        seen["app"] = app
+
+    monkeypatch.setattr(uvicorn, "run", fake_run)
+    real = serve_mod.create_app
+
+    def spy(*a: Any, **kw: Any) -> Any:
+        seen.update(kw)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(serve_mod, "create_app", spy)
+    assert main(["serve", "--index", str(index_dir), "--port", "1", "--infinigram-api-only"]) == 0
+    assert seen["infinigram_api_only"] is True and "app" in seen
+    assert main(["serve", "--index", str(index_dir), "--port", "1"]) == 0
+    assert seen["infinigram_api_only"] is False
