@@ -44,6 +44,7 @@ from .format import (
     width_for_vocab,
     write_manifest,
 )
+from .normalize import MODES, ORIGINAL_KEY, normalize
 from .progress import Progress
 from .readers import TextDoc, TokenDoc, list_sources, read_documents
 from .suffix_sort import INT32_LIMIT, sort_bytes_per_byte, sort_shard
@@ -72,6 +73,9 @@ class BuildOptions:
     #: "files": shard k = a run of whole input files balanced by bytes, tokenized independently
     #: (what a distributed build needs: no shard depends on another's documents).
     shard_by: str = "documents"
+    #: None, or "space" / "words" (`index_tools.normalize`): the index holds the normalized text,
+    #: each document's original text kept in its metadata, and every query is normalized alike
+    normalize: str | None = None
 
 
 def available_memory_bytes() -> int:
@@ -133,6 +137,8 @@ def _fingerprint(files: list[Path], opts: BuildOptions, capacity: int) -> str:
     params = {k: v for k, v in asdict(opts).items() if k not in ("progress", "force", "workers", "tokenizer")}
     if opts.shard_by == "documents":
         del params["shard_by"]  # the fingerprints of indexes built before the option stay valid
+    if opts.normalize is None:
+        del params["normalize"]
     # The memory budget (and the free memory it defaults to) matters only through the plan it
     # makes, so the plan is fingerprinted, not the budget: a rerun while other processes hold
     # more or less memory must find the same index, not rebuild it. A files-sharded build keeps
@@ -263,18 +269,27 @@ def _prepare_tokenizer(directory: Path, files: list[Path], opts: BuildOptions, r
     if resumed and target.exists():
         return load_tokenizer(target), TOKENIZER_NAME
     sample = _text_sample(read_documents(files, opts.text_field, opts.eos_id, opts.raw_dtype), TRAIN_SAMPLE_CHARS)
+    if opts.normalize is not None:  # trained on the text the index will hold
+        sample = (normalize(t, opts.normalize) for t in sample)
     with atomic_path(target) as tmp:
         train_bpe(sample, tmp, opts.vocab_size)
     return load_tokenizer(target), TOKENIZER_NAME
 
 
-def _batches(docs: Iterator[TextDoc | TokenDoc], tokenizer: Tokenizer, size: int) -> Iterator[list[tuple[np.ndarray, dict[str, Any]]]]:
+def _batches(docs: Iterator[TextDoc | TokenDoc], tokenizer: Tokenizer, size: int,
+             normalization: str | None = None) -> Iterator[list[tuple[np.ndarray, dict[str, Any]]]]:
     batch: list[TextDoc | TokenDoc] = []
 
+    def meta_of(d: TextDoc | TokenDoc) -> dict[str, Any]:
+        if normalization is None or not isinstance(d, TextDoc):
+            return d.meta
+        return {**d.meta, ORIGINAL_KEY: d.text}  # what the document views show
+
     def encode(b: list[TextDoc | TokenDoc]) -> list[tuple[np.ndarray, dict[str, Any]]]:
-        texts = [d.text for d in b if isinstance(d, TextDoc)]
+        texts = [d.text if normalization is None else normalize(d.text, normalization)
+                 for d in b if isinstance(d, TextDoc)]
         encoded = iter(tokenizer.encode_batch(texts)) if texts else iter(())
-        return [(next(encoded) if isinstance(d, TextDoc) else d.ids, d.meta) for d in b]
+        return [(next(encoded) if isinstance(d, TextDoc) else d.ids, meta_of(d)) for d in b]
 
     for doc in docs:
         batch.append(doc)
@@ -355,7 +370,7 @@ def tokenize_shard(job: ShardJob) -> None:
     docs = read_documents([Path(f) for f in job.files], job.opts.text_field, job.opts.eos_id, job.opts.raw_dtype)
     writer = _ShardWriter(directory, job.shard, job.width, tokenizer.vocab_size)
     try:
-        for batch in _batches(docs, tokenizer, BATCH_DOCS):
+        for batch in _batches(docs, tokenizer, BATCH_DOCS, job.opts.normalize):
             for ids, meta in batch:
                 _add_document(writer, ids, meta)
         if not writer.offsets:
@@ -436,6 +451,8 @@ def build_index(sources: list[str | Path], output: str | Path, opts: BuildOption
     IndexWriteError naming the directory; finished work is kept, so a rerun resumes.
     """
     opts = opts or BuildOptions()
+    if opts.normalize is not None and opts.normalize not in MODES:
+        raise CorpusError(str(output), f"--normalize {opts.normalize!r}: one of {', '.join(MODES)}")
     directory = Path(output)
     files = list_sources(list(sources))
     try:
@@ -504,6 +521,7 @@ def _build(files: list[Path], directory: Path, opts: BuildOptions, run_jobs: Job
         token_width=width, tokenizer=tokenizer_name, shards=shards, vocab_size=tokenizer.vocab_size,
         eos_id=opts.eos_id,
         build={"fingerprint": fingerprint, "sources": [str(f) for f in files], "text_field": opts.text_field,
+               **({"normalize": opts.normalize} if opts.normalize else {}),
                # a files-sharded plan follows the memory of wherever it was made: the plan (the
                # shards' sources) is what the index records, so a Ray and a local build agree
                "shard_capacity_bytes": capacity if opts.shards is None and opts.shard_by == "documents" else None,
@@ -535,7 +553,7 @@ def _tokenize_phase(directory: Path, files: list[Path], opts: BuildOptions, toke
         if round_robin:
             writers = [_ShardWriter(directory, n, width, tokenizer.vocab_size) for n in range(shards or 1)]
         current = None
-        for batch in _batches(_skip(docs, skip), tokenizer, BATCH_DOCS):
+        for batch in _batches(_skip(docs, skip), tokenizer, BATCH_DOCS, opts.normalize):
             for ids, meta in batch:
                 if round_robin:
                     _add_document(writers[(skip + seen) % len(writers)], ids, meta)

@@ -32,6 +32,7 @@ from .format import (
     separator_id,
     shard_file,
 )
+from .normalize import ORIGINAL_KEY, for_manifest
 from .tokenizer import Tokenizer, load_tokenizer
 from .word_ends import KeyRuns, whole_word_at, word_intervals
 from .word_ends import word_counts as shard_word_counts
@@ -492,6 +493,7 @@ class Index(DocumentIds):
             )
         if tokenizer.vocab_size > separator_id(width):
             raise TokenizerError(f"{d}: tokenizer vocabulary does not fit {8 * width}-bit tokens")
+        tokenizer = for_manifest(tokenizer, manifest.build)  # a normalized index normalizes queries
         shards = [Shard(d, n, width, info) for n, info in enumerate(manifest.shards)]
         if not shards:
             raise IndexFormatError(f"{d}: manifest lists no shards")
@@ -730,11 +732,19 @@ class Index(DocumentIds):
         return self.shards[shard].token_ids(a, b)
 
     def document_text(self, global_id: int) -> str:
+        """The document as stored: its original text where a normalized index kept it, else its
+        tokens decoded."""
         shard, doc = self.locate_doc(global_id)
+        original = self.shards[shard].doc_metadata(doc).get(ORIGINAL_KEY)
+        if isinstance(original, str):
+            return original
         return self.tokenizer.decode(self.document_tokens(shard, doc))
 
     def metadata(self, shard: int, doc: int) -> dict[str, Any]:
-        return self.shards[shard].doc_metadata(doc)
+        """A document's metadata (without the original text a normalized index keeps in it)."""
+        meta = self.shards[shard].doc_metadata(doc)
+        meta.pop(ORIGINAL_KEY, None)
+        return meta
 
     def sizes(self) -> dict[str, int]:
         total = 0

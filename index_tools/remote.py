@@ -42,6 +42,7 @@ from .engine import DocumentIds, Hit, Occurrence, Window, rank_chunks
 from .errors import RemoteIndexError
 from .format import Manifest
 from .ngram import NextTokens, sample_unit
+from .normalize import for_manifest
 from .tokenizer import Tokenizer, load_tokenizer
 
 TIMEOUT = 120.0  # seconds the client waits for one answer (the server's own limit is lower)
@@ -264,12 +265,12 @@ class RemoteIndex(DocumentIds):
         self.name = first.name
         self.directory = _Location(spec)
         self.width = first.manifest.token_width
-        self.tokenizer = _local_tokenizer(first)
+        self.tokenizer = for_manifest(_local_tokenizer(first), first.manifest.build)  # normalized alike
         # one manifest for all: the shards of every server, in the order given
         f = first.manifest
         self.manifest = Manifest(token_width=f.token_width, tokenizer=f.tokenizer,
                                  shards=[s for p in parts for s in p.manifest.shards], vocab_size=f.vocab_size,
-                                 eos_id=f.eos_id, source=f.source)
+                                 eos_id=f.eos_id, source=f.source, build=dict(f.build))
         self.shard_base = np.cumsum([0] + [p.n_shards for p in parts])
         docs = [s.documents for s in self.manifest.shards]
         self._doc_base = np.cumsum([0] + docs)
@@ -639,7 +640,14 @@ class RemoteIndex(DocumentIds):
         return np.concatenate(pages) if len(pages) > 1 else pages[0]
 
     def document_text(self, global_id: int) -> str:
+        """As `Index.document_text`: a normalized index's original text where the server sends
+        it, else the tokens decoded."""
         shard, doc = self.locate_doc(global_id)
+        if self.manifest.build.get("normalize"):
+            part, n = self._part_of(shard)
+            original = part.post("document", {"shard": n, "doc": doc, "tokens": False, "original": True}).get("original")
+            if isinstance(original, str):
+                return original
         return self.tokenizer.decode(self.document_tokens(shard, doc))
 
 

@@ -42,7 +42,7 @@ def cmd_index_build(args: argparse.Namespace) -> int:
     opts = BuildOptions(
         tokenizer=args.tokenizer, text_field=args.text_field, shards=args.shards, workers=args.workers,
         memory_gb=args.memory, eos_id=args.eos_id, raw_dtype=args.raw_dtype, token_width=args.token_width,
-        vocab_size=args.vocab_size, progress=not args.quiet, force=args.force,
+        vocab_size=args.vocab_size, progress=not args.quiet, force=args.force, normalize=args.normalize,
     )
     if args.ray is not None:
         from index_tools.ray_build import build_index_ray
@@ -344,6 +344,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--raw-dtype", choices=["u16", "u32"], default="u16", help="dtype of raw token files (.bin)")
     b.add_argument("--token-width", choices=["u8", "u16", "u32"], help="force the token width")
     b.add_argument("--vocab-size", type=int, default=32000, help="vocabulary of the trained BPE")
+    b.add_argument("--normalize", choices=["space", "words"], default=None,
+                   help="index normalized text (space: NFKC, whitespace runs as one space; words: also lowercase, "
+                        "no punctuation); every query is normalized alike, documents shown as stored")
     b.add_argument("--force", action="store_true", help="replace an existing index")
     b.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                    help="tokenize and sort the shards as Ray tasks: on the cluster at ADDRESS, or a local "

@@ -54,6 +54,7 @@ import numpy as np
 from index_tools.engine import Index, IndexSet, is_index_url, rank_chunk
 from index_tools.errors import IndexToolsError
 from index_tools.ngram import ntd_with_unit
+from index_tools.normalize import ORIGINAL_KEY
 from index_tools.remote import (
     API_VERSION,
     TOKEN_ENV,
@@ -283,6 +284,9 @@ def op_document(index: Index, body: dict[str, Any], lim: Limits = DEFAULT_LIMITS
     and `next` the start of the next page (None after the last)."""
     shard, doc = _shard_doc(index, body)
     out: dict[str, Any] = {"metadata": index.metadata(shard, doc)}
+    if body.get("original"):  # a normalized index's original text, under the same budget
+        text = index.shards[shard].doc_metadata(doc).get(ORIGINAL_KEY)
+        out["original"] = text if isinstance(text, str) and len(text) <= 4 * lim.window_budget else None
     if body.get("tokens"):
         a, b = index.shards[shard].doc_bounds(doc)
         size = b - a
