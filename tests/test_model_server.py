@@ -441,3 +441,22 @@ async def test_model_picker_ui_with_a_test_double(text_index: Path, tmp_path: Pa
         await pilot.press("f1")
         await pilot.pause()
         assert all(key != "f8" for key, _ in plain.screen.rows)
+
+
+def test_a_server_that_does_not_stream_or_list_models() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/models"):
+            return httpx.Response(404, json={"detail": "Not Found"})
+        if request.url.path.endswith("/chat/completions"):
+            return httpx.Response(200, json={"choices": [{"message": {"role": "assistant", "content": "Answer.",
+                                                                      "reasoning_content": "Hm."}}]})
+        return httpx.Response(200, json={"choices": [{"text": " jumps"}]})
+
+    backend = ServerBackend("http://scripted.test/v1", transport=httpx.MockTransport(handler))
+    stop = threading.Event()
+    with pytest.raises(ModelError, match="HTTP 404.*--model-name"):
+        list(backend.continue_text("fox", ModelSettings(), stop))
+    backend.select_model("m")  # named: no list needed, the server decides
+    assert list(backend.continue_text("fox", ModelSettings(), stop)) == [" jumps"]
+    pieces = list(backend.stream([Turn("user", "q")], ModelSettings(), stop))
+    assert pieces == ["Hm.", "Answer."] and type(pieces[0]).__name__ == "Reasoning"

@@ -140,9 +140,9 @@ class ServerBackend(Backend):
             return self.model
         try:
             served = self.list_models()
-        except ModelError:
+        except ModelError as exc:
             if self.model is None:
-                raise
+                raise ModelError(f"{exc} (--model-name names the model to ask for)") from None
             return self.model  # no usable list (some servers lack /models): the server decides
         if self.model is None:
             if not served:
@@ -186,13 +186,32 @@ class ServerBackend(Backend):
         try:
             if response.status_code != 200:
                 raise self._status_error(response)
-            yield from self._pieces(response, stop, chat)
+            if response.headers.get("content-type", "").startswith("application/json"):
+                yield from self._whole(response, chat)  # a server that does not stream
+            else:
+                yield from self._pieces(response, stop, chat)
         except httpx.HTTPError as exc:
             if not stop.is_set():  # a stream Esc closed ends quietly
                 raise self._fail(exc) from None
         finally:
             closed.set()
             response.close()
+
+    def _whole(self, response: httpx.Response, chat: bool) -> Iterator[str]:
+        """A whole completion in one JSON answer (the server ignored `stream`)."""
+        response.read()
+        try:
+            choice = response.json()["choices"][0]
+            part = choice["message"] if chat else choice
+            for name in REASONING_FIELDS if chat else ():
+                if isinstance(part.get(name), str) and part[name]:
+                    yield Reasoning(part[name])
+            text = part["content"] if chat else part["text"]
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+            raise ModelError(f"model server {self.url} answered JSON that is no completion: "
+                             f"{' '.join(response.text[:80].split())!r}") from None
+        if isinstance(text, str) and text:
+            yield text
 
     def _pieces(self, response: httpx.Response, stop: threading.Event, chat: bool) -> Iterator[str]:
         finished = False

@@ -650,7 +650,8 @@ class TraceApp(App[None]):
         try:
             models = backend.list_models()
         except ModelError as exc:
-            self.call_from_thread(self.set_status, f"{exc} — the next prompt tries again")
+            using = f"asking for {backend.model!r} anyway; " if backend.model else ""
+            self.call_from_thread(self.set_status, f"{exc} — {using}the next prompt tries again")
             return
         self.call_from_thread(self._server_probed, models)
 
