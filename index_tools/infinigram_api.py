@@ -116,6 +116,7 @@ class APIClient:
         self._local = threading.local()
         self.cache = _Cache(CACHE)
         self.requests = 0  # round trips made
+        self._auth: str | None = None  # sent once the server asked for a bearer token
         self.by_type: dict[str, int] = {}  # queries sent (not cached), per query type
         self._count_lock = threading.Lock()
 
@@ -137,11 +138,12 @@ class APIClient:
         and 5xx answers that are not a query's own error."""
         data = json.dumps(body).encode("utf-8") if body is not None else None
         headers = {"Content-Type": "application/json"} if data is not None else {}
-        token = os.environ.get("TRACETUI_TOKEN")
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
+        if self._auth is not None:
+            headers["Authorization"] = self._auth
         delay = self.backoff
-        for attempt in range(self.retries + 1):
+        attempt = -1
+        while attempt < self.retries:
+            attempt += 1
             with self._gate:
                 with self._count_lock:
                     self.requests += 1
@@ -151,6 +153,7 @@ class APIClient:
                     resp = conn.getresponse()
                     raw = resp.read()
                     status = resp.status
+                    asks = "bearer" in (resp.getheader("WWW-Authenticate") or "").lower()
                 except (OSError, http.client.HTTPException) as exc:
                     self._drop()
                     if attempt == self.retries:
@@ -160,6 +163,12 @@ class APIClient:
                     time.sleep(delay)
                     delay *= 2
                     continue
+            token = os.environ.get("TRACETUI_TOKEN")
+            if status == 401 and asks and token and self._auth is None:
+                # the bearer token goes only to a server that asks for one (as RemoteIndex)
+                self._auth = headers["Authorization"] = f"Bearer {token}"
+                attempt -= 1  # not a failure: the same request again, with the token
+                continue
             try:
                 answer = json.loads(raw.decode("utf-8"))
             except (UnicodeDecodeError, ValueError):
@@ -170,7 +179,7 @@ class APIClient:
                 delay *= 2
                 continue
             return status, answer
-        raise AssertionError("unreachable")
+        raise RemoteIndexError(f"{self.url}: no answer after {self.retries + 1} attempts")
 
     def query(self, query_type: str, **params: Any) -> dict[str, Any]:
         """One query's answer (cached); RemoteIndexError, one line, for any error."""

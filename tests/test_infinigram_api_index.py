@@ -192,9 +192,11 @@ class _Flaky(http.server.BaseHTTPRequestHandler):
     """Answers 503 to every other request, then as infini-gram would."""
 
     calls = 0
+    auth: list[str | None] = []
 
     def do_POST(self) -> None:  # noqa: N802
         type(self).calls += 1
+        type(self).auth.append(self.headers.get("Authorization"))
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
         status, body = (503, b"busy") if type(self).calls % 2 else (200, json.dumps({"count": 7}).encode())
         self.send_response(status)
@@ -206,7 +208,8 @@ class _Flaky(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def test_retries_with_backoff_and_caches() -> None:
+def test_retries_with_backoff_and_caches(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRACETUI_TOKEN", "s3cret")  # never sent to a server that does not ask
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Flaky)
     t = threading.Thread(target=srv.serve_forever, daemon=True)
     t.start()
@@ -214,6 +217,7 @@ def test_retries_with_backoff_and_caches() -> None:
         client = APIClient(f"http://127.0.0.1:{srv.server_address[1]}/x", backoff=0.01)
         assert client.query("count", query_ids=[1]) == {"count": 7}
         assert client.requests == 2 and _Flaky.calls == 2  # a 503, then the answer
+        assert _Flaky.auth == [None, None]
         assert client.query("count", query_ids=[1]) == {"count": 7} and client.requests == 2  # cached
         client.close()
         dead = APIClient("http://127.0.0.1:9/x", retries=1, backoff=0.01)
@@ -221,3 +225,17 @@ def test_retries_with_backoff_and_caches() -> None:
             dead.query("count", query_ids=[1])
     finally:
         srv.shutdown()
+
+
+def test_a_token_goes_only_to_a_server_that_asks(index_dir: Path, tok_env: Path,  # noqa: F811
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    s = Server([index_dir], infinigram_api_only=True, token="s3cret")
+    try:
+        monkeypatch.delenv("TRACETUI_TOKEN", raising=False)
+        with pytest.raises(RemoteIndexError):
+            InfiniGramAPIIndex.open(f"{s.url}/corp")
+        monkeypatch.setenv("TRACETUI_TOKEN", "s3cret")
+        api = open_index(f"{s.url}/corp")
+        assert isinstance(api, InfiniGramAPIIndex) and api.count(api.encode(" qnhibb")) > 0
+    finally:
+        s.stop()
