@@ -143,3 +143,18 @@ def test_a_served_normalized_index_normalizes_alike(words_index: Path) -> None:
         assert remote.document_text(1) == PARAGRAPHS[1]
     finally:
         server.stop()
+
+
+def test_the_document_screen_marks_spans_on_the_original_text(words_index: Path) -> None:
+    from tracetui.app.screens.document import DocumentScreen
+
+    index = Index.open(words_index)
+    reply = "THE HARVEST WAS POOR, nobody knew why!"
+    trace = Tracer([index]).trace(reply)
+    doc = next(d for d in trace.documents if d.doc == 1)
+    screen = DocumentScreen(trace, doc, index.document_text(1))
+    screen.show_whole = True
+    text, marks = screen._text_and_marks()
+    assert text == PARAGRAPHS[1]
+    marked = [text[a:b] for a, b, _ in marks]
+    assert "the\n\tharvest was poor; nobody knew why" in marked  # on the stored text, its line break and ";"

@@ -12,6 +12,8 @@ from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
+from index_tools.normalize import normalize, normalize_with_map, original_range
+
 from ...sanitize import inert
 from ...tracing.pipeline import Document, TraceResult
 
@@ -71,13 +73,25 @@ class DocumentScreen(Screen[int | None]):
         else:
             text = "\n[…]\n".join(h.window for h in self.document.hits)
         marks = []
+        folded: tuple[str, Any] | None = None
         for i, s in enumerate(self.trace.spans):
             if not s.text.strip():
                 continue
             start = text.find(s.text)
+            found = start >= 0
             while start >= 0:
                 marks.append((start, start + len(s.text), i))
                 start = text.find(s.text, start + 1)
+            if not found:  # a normalized index: the span as its words, located in this text
+                if folded is None:
+                    folded = normalize_with_map(text, "words")
+                norm, where = folded
+                piece = normalize(s.text, "words")
+                start = norm.find(piece) if piece else -1
+                while start >= 0:
+                    a, b = original_range(text, where, start, start + len(piece))
+                    marks.append((a, b, i))
+                    start = norm.find(piece, start + 1)
         return text, sorted(marks)
 
     def render_body(self) -> None:
