@@ -90,10 +90,11 @@ class Vocabulary:
         self.tokenizer = tok
         self.bytes = index.manifest.tokenizer == "bytes"
         self.vocab_size = 255 if self.bytes else int(tok.vocab_size)
-        self.family = "bytes" if self.bytes else getattr(tok, "family", "sentencepiece")
+        base = getattr(tok, "base", tok)  # a normalizing tokenizer (normalized index) wraps the real one
+        self.family = "bytes" if self.bytes else getattr(base, "family", "sentencepiece")
         self._names: list[str | None] | None = None
         self._space: int | None = None  # SentencePiece's lone "▁"
-        hf = getattr(tok, "_tok", None)
+        self._hf = hf = getattr(base, "_tok", None)
         if self.family == "sentencepiece" and hf is not None:
             self._space = hf.token_to_id("▁")
 
@@ -121,7 +122,7 @@ class Vocabulary:
     def names(self) -> list[str | None]:
         if self._names is None:
             names: list[str | None] = [None] * self.vocab_size
-            hf = getattr(self.tokenizer, "_tok", None)
+            hf = self._hf
             if hf is not None:
                 for token, i in hf.get_vocab(with_added_tokens=True).items():
                     if 0 <= i < self.vocab_size:
