@@ -18,6 +18,7 @@ combining marks, so every output character maps to the original cluster it came 
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Sequence
 from typing import Any
@@ -44,10 +45,46 @@ def _clusters(text: str) -> list[tuple[int, str]]:
     return [c for c in out if c[1]]
 
 
+#: separators of ASCII text per mode (whitespace; and, for words, the ASCII punctuation P*)
+_ASCII_WORDS = {
+    "space": re.compile(r"[^\t\n\x0b\x0c\r\x1c-\x1f ]+"),
+    "words": re.compile("[^\t\n\x0b\x0c\r\x1c-\x1f " + re.escape("".join(
+        chr(c) for c in range(128) if unicodedata.category(chr(c)).startswith("P"))) + "]+"),
+}
+
+
+def _ascii(text: str, mode: str, with_map: bool) -> tuple[str, np.ndarray | None]:
+    """The same normalization for ASCII text at C speed (NFKC leaves ASCII as it is)."""
+    runs = [(m.start(), m.end()) for m in _ASCII_WORDS[mode].finditer(text.lower() if mode == "words" else text)]
+    src = text.lower() if mode == "words" else text
+    norm = " ".join(src[a:b] for a, b in runs)
+    if not with_map:
+        return norm, None
+    where = np.empty(len(norm) + 1, dtype=np.int64)
+    k = 0
+    for j, (a, b) in enumerate(runs):
+        if j:
+            where[k] = runs[j - 1][1]  # the separator: where the removed run began
+            k += 1
+        where[k : k + b - a] = np.arange(a, b)
+        k += b - a
+    where[k] = len(text)
+    return norm, where
+
+
 def normalize_with_map(text: str, mode: str) -> tuple[str, np.ndarray]:
     """The normalized text and, per normalized character (plus the end), its original index."""
     if mode not in MODES:
         raise ValueError(f"normalization {mode!r}: one of {', '.join(MODES)}")
+    if text.isascii():
+        norm, where = _ascii(text, mode, True)
+        assert where is not None
+        return norm, where
+    return _by_clusters(text, mode)
+
+
+def _by_clusters(text: str, mode: str) -> tuple[str, np.ndarray]:
+    """`normalize_with_map` of any text, one base character and its marks at a time."""
     chars: list[str] = []
     where: list[int] = []
     pending_space = -1  # original index of a whitespace run not written yet
@@ -72,6 +109,8 @@ def normalize_with_map(text: str, mode: str) -> tuple[str, np.ndarray]:
 
 
 def normalize(text: str, mode: str) -> str:
+    if mode in MODES and text.isascii():
+        return _ascii(text, mode, False)[0]
     return normalize_with_map(text, mode)[0]
 
 

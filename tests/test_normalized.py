@@ -47,6 +47,18 @@ def test_normalization_equals_its_definition_and_maps_back(text: str) -> None:
             assert normalize(text[a:b], mode) == norm  # the whole range holds all of it
 
 
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(alphabet=st.characters(max_codepoint=127), max_size=40))
+def test_the_ascii_fast_path_equals_the_general_one(text: str) -> None:
+    from index_tools.normalize import _by_clusters
+
+    for mode in ("space", "words"):
+        norm, where = normalize_with_map(text, mode)
+        slow, slow_where = _by_clusters(text, mode)
+        assert norm == slow == normalize(text, mode)
+        assert where.tolist() == slow_where.tolist()
+
+
 PARAGRAPHS = [
     "The quick brown fox,\n    having crossed the river at dawn,\n    rested beneath the old oak tree\n"
     "    while the farmers counted their sheep.",
