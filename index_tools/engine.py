@@ -642,17 +642,25 @@ class Index(DocumentIds):
         return word_intervals(shard, self.word_runs(), self.tokenizer.word_boundaries(), lo, hi, m)
 
     def longest_prefixes(self, ids: np.ndarray, positions: np.ndarray | None = None,
-                         word_ends: bool = False, stops: np.ndarray | None = None,
-                         ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+                         stops: np.ndarray | None = None) -> np.ndarray:
         """For each start position l, the longest n such that ids[l:l+n] occurs in the corpus.
 
         One lock-step binary search over all positions at once, with the whole remaining
         sequence as the query, then the LCP with the two neighbours at the insertion point.
-        With `word_ends`, also whether one of those neighbours shows a whole-word occurrence of
-        ids[l:l+n] (both its edges are word boundaries): then no search is needed to know one exists.
         `stops` (per position) ends each match there: many texts laid end to end are searched in
         one batch, none matching into the next.
         """
+        return self._longest_prefixes(ids, positions, False, stops)[0]
+
+    def longest_prefixes_witnessed(self, ids: np.ndarray, positions: np.ndarray | None = None,
+                                   stops: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """`longest_prefixes`, and per position whether one of the neighbours the search read
+        shows a whole-word occurrence of that longest match (both its edges word boundaries):
+        then no search is needed to know one exists."""
+        return self._longest_prefixes(ids, positions, True, stops)
+
+    def _longest_prefixes(self, ids: np.ndarray, positions: np.ndarray | None, word_ends: bool,
+                          stops: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         ids = np.asarray(ids, dtype=np.int64)
         L = len(ids)
         if positions is None:
@@ -671,7 +679,7 @@ class Index(DocumentIds):
                 got, e = shard.longest_prefix(qbuf, positions, qlen, check)
                 ends = np.where(got > best, e, ends | (e & (got == best)))
                 best = np.maximum(best, got)
-        return (best, ends) if word_ends else best
+        return best, ends
 
     def _pack(self, seqs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         lens = np.array([len(s) for s in seqs], dtype=np.int64)

@@ -621,13 +621,19 @@ class InfiniGramAPIIndex(DocumentIds):
             out.update(part)
         return out
 
-    def longest_prefixes(self, ids: np.ndarray, positions: np.ndarray | None = None, word_ends: bool = False,
-                         stops: np.ndarray | None = None) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    def longest_prefixes_witnessed(self, ids: np.ndarray, positions: np.ndarray | None = None,
+                                   stops: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """As `Index.longest_prefixes_witnessed`; no whole-word occurrence is ever seen for free
+        here (all False): the span finder then asks."""
+        best = self.longest_prefixes(ids, positions, stops)
+        return best, np.zeros(len(best), dtype=bool)
+
+    def longest_prefixes(self, ids: np.ndarray, positions: np.ndarray | None = None,
+                         stops: np.ndarray | None = None) -> np.ndarray:
         """As `Index.longest_prefixes`: for each start p, the longest n with ids[p:p+n] in the
         corpus, from the longest matches *ending* at each position: ids[p:e] occurs iff the
         longest suffix of ids[:e] that occurs is at least e - p. Matches are seen up to
-        MAX_MATCH tokens (`capped` counts those that reach it). `word_ends` (whether a whole-word
-        occurrence was seen) is always False: the span finder then asks."""
+        MAX_MATCH tokens (`capped` counts those that reach it)."""
         arr = [int(i) for i in np.asarray(ids, dtype=np.int64)]
         L = len(arr)
         pos = np.arange(L, dtype=np.int64) if positions is None else np.asarray(positions, dtype=np.int64)
@@ -645,7 +651,7 @@ class InfiniGramAPIIndex(DocumentIds):
                 best[i] = e - p
                 if e - p >= MAX_MATCH:
                     self.capped += 1
-        return (best, np.zeros(len(pos), dtype=bool)) if word_ends else best
+        return best
 
     # -- ∞-gram --------------------------------------------------------------------------------------
     def unigram_counts(self) -> UnigramCounts:

@@ -520,11 +520,21 @@ class RemoteIndex(DocumentIds):
             best[sel], ends[sel] = self._longest_batch(ids, pos[sel], end[sel], word_ends, with_stops)
         return best, ends
 
-    def longest_prefixes(self, ids: np.ndarray, positions: np.ndarray | None = None, word_ends: bool = False,
-                         stops: np.ndarray | None = None) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-        """As `Index.longest_prefixes` (`stops`, where given, forwarded: per position, where its
-        match must end). A batch over the servers' limits is split into several requests (see
-        `_longest_batch`), with the same answers."""
+    def longest_prefixes(self, ids: np.ndarray, positions: np.ndarray | None = None,
+                         stops: np.ndarray | None = None) -> np.ndarray:
+        """As `Index.longest_prefixes`."""
+        return self._longest_prefixes(ids, positions, False, stops)[0]
+
+    def longest_prefixes_witnessed(self, ids: np.ndarray, positions: np.ndarray | None = None,
+                                   stops: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """As `Index.longest_prefixes_witnessed`."""
+        return self._longest_prefixes(ids, positions, True, stops)
+
+    def _longest_prefixes(self, ids: np.ndarray, positions: np.ndarray | None, word_ends: bool,
+                          stops: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """(`stops`, where given, forwarded: per position, where its match must end.) A batch over
+        the servers' limits is split into several requests (see `_longest_batch`), with the same
+        answers."""
         ids = np.asarray(ids, dtype=np.int64)
         L = len(ids)
         pos = np.arange(L, dtype=np.int64) if positions is None else np.asarray(positions, dtype=np.int64)
@@ -544,7 +554,7 @@ class RemoteIndex(DocumentIds):
                 got, e = self._longest_batch(ids, pos[order], np.maximum(end[order], pos[order]), word_ends,
                                              stops is not None)
                 best[order], ends[order] = got, e
-        return (best, ends) if word_ends else best
+        return best, ends
 
     def ntd(self, prompt: np.ndarray, max_support: int | None = None) -> NextTokens:
         """`index_tools.ngram.ntd`: the sampling stride chosen here from the prompt's count over

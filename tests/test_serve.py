@@ -172,7 +172,7 @@ def _same_queries(local: Index, remote: RemoteIndex) -> None:
     assert sampled
     ids = local.encode(REPLY)
     for positions in (None, np.arange(0, len(ids), 3)):
-        got, want = remote.longest_prefixes(ids, positions, word_ends=True), local.longest_prefixes(ids, positions, word_ends=True)
+        got, want = remote.longest_prefixes_witnessed(ids, positions), local.longest_prefixes_witnessed(ids, positions)
         assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
     assert infgram_probs(remote, ids) == infgram_probs(local, ids)
     assert memorization(remote, REPLY) == memorization(local, REPLY)
@@ -442,8 +442,8 @@ def test_batches_over_the_server_limits_are_split_and_equal_local(corpus: dict[s
         stops = np.repeat(starts[1:], [len(t) for t in texts])
         for positions in (None, np.arange(0, len(flat), 2)[::-1]):  # unsorted too
             st_ = stops if positions is None else stops[positions]
-            got = remote.longest_prefixes(flat, positions, word_ends=True, stops=st_)
-            want = local.longest_prefixes(flat, positions, word_ends=True, stops=st_)
+            got = remote.longest_prefixes_witnessed(flat, positions, stops=st_)
+            want = local.longest_prefixes_witnessed(flat, positions, stops=st_)
             assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
         for positions in (None, np.arange(1, len(flat), 5)):  # no stops: matches may cross pieces
             got, want = remote.longest_prefixes(flat, positions), local.longest_prefixes(flat, positions)

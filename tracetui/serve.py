@@ -232,7 +232,7 @@ def op_longest_prefixes(index: Index, body: dict[str, Any], lim: Limits = DEFAUL
         if len(extra["stops"]) != (len(ids) if positions is None else len(positions)):
             raise BadRequest("stops: one per position")
     if body.get("word_ends"):
-        lengths, ends = index.longest_prefixes(ids, positions, word_ends=True, **extra)
+        lengths, ends = index.longest_prefixes_witnessed(ids, positions, **extra)
         return {"lengths": pack(lengths), "word_ends": pack(ends.astype(np.int64))}
     return {"lengths": pack(index.longest_prefixes(ids, positions, **extra))}
 

@@ -104,7 +104,7 @@ def measure(index: Index, texts: list[str], n: int = 13, min_span: int = 13, doc
     bow[starts[:-1][sizes > 0]] = True  # every item starts a word (and stops the one before)
     positions = np.flatnonzero(bow)
     ends = starts[1:][item_of[positions]]
-    lengths, witnessed = index.longest_prefixes(ids, positions, word_ends=True, stops=ends)
+    lengths, witnessed = index.longest_prefixes_witnessed(ids, positions, stops=ends)
     l, r = whole_word_matches(index, ids, bow, positions, lengths, witnessed)
     # one batch for the longest match of every item: its count and where it occurs
     best: list[tuple[int, int] | None] = []

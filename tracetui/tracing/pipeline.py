@@ -231,7 +231,7 @@ class Tracer:
         bow = word_starts(index, ids, self.params.whole_words)
         todo = np.flatnonzero((lengths < 0) & bow)
         if len(todo):
-            lengths[todo], witnessed[todo] = index.longest_prefixes(ids, todo, word_ends=True)
+            lengths[todo], witnessed[todo] = index.longest_prefixes_witnessed(ids, todo)
         st.ids, st.lengths, st.witnessed = ids, lengths, witnessed
         return np.maximum(lengths, 0), witnessed
 

@@ -175,7 +175,7 @@ def find_spans(
     positions = np.flatnonzero(bow)
     if lengths is None:
         if whole_words:
-            lengths, witnessed = index.longest_prefixes(ids, positions, word_ends=True)
+            lengths, witnessed = index.longest_prefixes_witnessed(ids, positions)
         else:
             lengths, witnessed = index.longest_prefixes(ids, positions), np.zeros(len(positions), dtype=bool)
     else:
