@@ -12,11 +12,11 @@ from __future__ import annotations
 import hashlib
 import json
 import mmap
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -36,6 +36,9 @@ from .normalize import ORIGINAL_KEY, for_manifest
 from .tokenizer import Tokenizer, load_tokenizer
 from .word_ends import KeyRuns, whole_word_at, word_intervals
 from .word_ends import word_counts as shard_word_counts
+
+if TYPE_CHECKING:
+    from .contract import IndexLike
 
 QUERY_END = -1  # a query that runs out: compares as "prefix of the suffix"
 SUFFIX_END = -2  # a suffix that runs out at the end of the file: sorts before everything
@@ -110,6 +113,7 @@ class Shard:
             raise IndexFormatError(
                 f"{paths['table']}: {self.ptr_width}-byte entries, expected {pointer_width(self.tokenized_bytes)} "
                 f"for {self.tokenized_bytes} bytes of tokens (truncated or from another index?)")
+        self._table32: np.ndarray | None
         if self.ptr_width in (1, 2, 4, 8):
             self._table32 = table.view(f"<u{self.ptr_width}")
         else:
@@ -821,7 +825,8 @@ def _check_sizes(directory: Path, manifest: Manifest) -> None:
 class IndexSet:
     """Several indexes open at once (e.g. pre-training and fine-tuning data)."""
 
-    def __init__(self, indexes: list[Index]) -> None:
+    def __init__(self, indexes: Sequence[IndexLike]) -> None:
+        indexes = list(indexes)
         names = [i.name for i in indexes]
         for k, idx in enumerate(indexes):  # make names unique
             if names.count(idx.name) > 1:
@@ -833,7 +838,7 @@ class IndexSet:
         """Each entry a directory or a served index's URL (see `open_index`); they mix freely."""
         return cls([open_index(d) for d in directories])
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[IndexLike]:
         return iter(self.indexes)
 
     def close(self) -> None:
@@ -858,7 +863,7 @@ def is_index_url(spec: str | Path) -> bool:
     return isinstance(spec, str) and spec.strip().lower().startswith(("http://", "https://"))
 
 
-def open_index(spec: str | Path) -> Any:
+def open_index(spec: str | Path) -> IndexLike:
     """An index directory (`Index`) or a served one, same index-level interface: a tracetui
     server's (`index_tools.remote.RemoteIndex`), or, when the server answers as infini-gram's API
     server does instead, `index_tools.infinigram_api.InfiniGramAPIIndex`: everything that takes

@@ -748,6 +748,11 @@ class InfiniGramAPIIndex(DocumentIds):
     def metadata(self, shard: int, doc: int) -> dict[str, Any]:
         return self._meta.get(self.global_doc_id(shard, doc), {})
 
+    def document_tokens(self, shard: int, doc: int) -> np.ndarray:
+        """The tokens of `document_text` (re-tokenized locally: the API's document answer carries
+        the query's ids, not the document's)."""
+        return self.tokenizer.encode(self.document_text(self.global_doc_id(shard, doc)))
+
     def document_text(self, global_id: int) -> str:
         """The document around an occurrence this index has shown: at most MAX_DISP_LEN tokens of
         it (infini-gram's API has no whole document by id)."""

@@ -11,11 +11,19 @@ from __future__ import annotations
 
 from collections.abc import MutableMapping
 from dataclasses import dataclass
+from typing import Protocol, cast
 
 import numpy as np
 
+from .contract import IndexLike
 from .engine import Index, Shard
 from .format import separator_id
+
+
+class _ServesNtd(Protocol):
+    """A served index answers `ntd` itself (its servers walk their own shards)."""
+
+    def ntd(self, prompt: np.ndarray, max_support: int | None = None) -> NextTokens: ...
 
 DOC_END = -1  # "the document ends here": infini-gram reports its eos token id
 SCAN = 4096  # ranges at most this long are read rank by rank
@@ -140,7 +148,7 @@ def _halving_ntd(shard: Shard, lo: int, hi: int, m: int, unit: int) -> tuple[np.
     return u, np.bincount(inv, weights=np.concatenate(got_cnt)).astype(np.int64)
 
 
-def ntd(index: Index, prompt: np.ndarray, max_support: int | None = None) -> NextTokens:
+def ntd(index: IndexLike, prompt: np.ndarray, max_support: int | None = None) -> NextTokens:
     """Next-token distribution after `prompt` over every shard (an empty prompt: the unigram
     distribution of all positions). Exact by default; with `max_support`, a prompt that occurs
     more than that many times gets infini-gram's sampled approximation (`sample_unit`,
@@ -151,12 +159,12 @@ def ntd(index: Index, prompt: np.ndarray, max_support: int | None = None) -> Nex
         if whole is not None:
             return whole
     if not isinstance(index, Index):  # a served index: its servers run `ntd_with_unit` on their shards
-        return index.ntd(prompt, max_support)
+        return cast(_ServesNtd, index).ntd(prompt, max_support)
     ranges = _prompt_ranges(index, prompt)
     return ntd_with_unit(index, prompt, sample_unit(sum(b - a for a, b in ranges), max_support), ranges)
 
 
-def unigram_ntd(index: Index) -> NextTokens | None:
+def unigram_ntd(index: IndexLike) -> NextTokens | None:
     """`ntd` of the empty prompt from the unigram table (`Index.unigram_counts`, also a served
     index's): every token position once, each separator as DOC_END, `prompt_cnt` all positions
     (`total_tokens`), as infini-gram's engine answers it. None when the table does not account for
@@ -214,7 +222,7 @@ class InfgramRow:
     prob: float
 
 
-def infgram_suffix_lengths(index: Index, ids: np.ndarray, longest: np.ndarray | None = None) -> np.ndarray:
+def infgram_suffix_lengths(index: IndexLike, ids: np.ndarray, longest: np.ndarray | None = None) -> np.ndarray:
     """For every position t of `ids`, the longest suffix of ids[:t] that occurs in the corpus.
 
     From the longest match starting at each position s (n_s, one batched search, or given):
@@ -231,7 +239,7 @@ def infgram_suffix_lengths(index: Index, ids: np.ndarray, longest: np.ndarray | 
     return t - np.minimum(first, t)
 
 
-def infgram_probs(index: Index, ids: np.ndarray, longest: np.ndarray | None = None,
+def infgram_probs(index: IndexLike, ids: np.ndarray, longest: np.ndarray | None = None,
                   cache: MutableMapping[bytes, int] | None = None) -> list[InfgramRow]:
     """The ∞-gram probability of every token of `ids` given what precedes it: all positions in
     two batched searches (the longest matches, then the counts of every context and context +
@@ -257,7 +265,7 @@ def infgram_probs(index: Index, ids: np.ndarray, longest: np.ndarray | None = No
                        float(cont_cnt[i] / prompt_cnt[i]) if prompt_cnt[i] else 0.0) for i in t]
 
 
-def _cached_counts(index: Index, seqs: list[np.ndarray], cache: MutableMapping[bytes, int] | None) -> np.ndarray:
+def _cached_counts(index: IndexLike, seqs: list[np.ndarray], cache: MutableMapping[bytes, int] | None) -> np.ndarray:
     if cache is None:
         return index.count_many(seqs) if seqs else np.zeros(0, dtype=np.int64)
     keys = [s.tobytes() for s in seqs]
@@ -272,7 +280,7 @@ def _cached_counts(index: Index, seqs: list[np.ndarray], cache: MutableMapping[b
     return np.array([have[k] for k in keys], dtype=np.int64)
 
 
-def infgram_ntd(index: Index, context: np.ndarray, max_support: int | None = None) -> tuple[int, NextTokens]:
+def infgram_ntd(index: IndexLike, context: np.ndarray, max_support: int | None = None) -> tuple[int, NextTokens]:
     """The next-token distribution after the longest suffix of `context` that occurs: (its
     length, the distribution; exact, or sampled as `ntd` with a `max_support`)."""
     context = np.asarray(context, dtype=np.int64)

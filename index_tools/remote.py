@@ -575,7 +575,8 @@ class RemoteIndex(DocumentIds):
 
     def unigram_counts(self) -> np.ndarray:
         if self._unigram is None:
-            self._unigram = sum(unpack(a["counts"]) for a in self._all("unigram_counts", {}))
+            parts = [unpack(a["counts"]) for a in self._all("unigram_counts", {})]
+            self._unigram = np.sum(parts, axis=0).astype(np.int64)
         return self._unigram
 
     # -- documents (global ids: `DocumentIds`) ------------------------------------------------------

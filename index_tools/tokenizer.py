@@ -13,6 +13,7 @@ import zipfile
 from collections.abc import Iterable, Sequence
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -257,8 +258,9 @@ class HFTokenizer(Tokenizer):
             offs = np.concatenate([[0], np.cumsum([len(b) for b in table])]).astype(np.int64)
             tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp.npz")
             try:
-                np.savez(tmp, blob=np.frombuffer(b"".join(table) or b"\0", dtype=np.uint8)[: int(offs[-1])],
-                         offsets=offs, **self._words.to_arrays())
+                arrays: dict[str, Any] = {"blob": np.frombuffer(b"".join(table) or b"\0", dtype=np.uint8)[: int(offs[-1])],
+                                          "offsets": offs, **self._words.to_arrays()}
+                np.savez(tmp, **arrays)
                 os.replace(tmp, path)
             except OSError:
                 tmp.unlink(missing_ok=True)

@@ -547,7 +547,7 @@ def word_counts(shard: Shard, runs: KeyRuns, words: WordBoundaries, lo: np.ndarr
     if bits is None:
         big_mask[:] = False
     big = np.flatnonzero(big_mask)
-    if len(big):
+    if len(big) and bits is not None:
         out[big] = _big_counts(shard, runs, words, bits, lo[big], hi[big], m[big], right[big], cap)
     scan = np.flatnonzero(rest & ~big_mask)
     if len(scan):

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from index_tools.engine import Index
+from index_tools.contract import IndexLike
 from index_tools.ngram import infgram_probs
 
 from .lru import LRU
@@ -60,7 +60,7 @@ class LensCache:
         self.longest = np.zeros(0, dtype=np.int64)
         self.counts: LRU[bytes, int] = LRU(COUNTS_CAP)
 
-    def longest_prefixes(self, index: Index, ids: np.ndarray) -> np.ndarray:
+    def longest_prefixes(self, index: IndexLike, ids: np.ndarray) -> np.ndarray:
         keep = np.flatnonzero(still_valid(self.ids, self.longest, ids))
         longest = np.full(len(ids), -1, dtype=np.int64)
         longest[keep] = self.longest[keep]
@@ -71,7 +71,7 @@ class LensCache:
         return longest
 
 
-def memorization(index: Index, text: str, min_tokens: int = MIN_TOKENS,
+def memorization(index: IndexLike, text: str, min_tokens: int = MIN_TOKENS,
                  cache: LensCache | None = None) -> Memorization:
     """All of it from one longest-prefix search and one batched count search (with a `cache`,
     of the positions and contexts not seen at the previous update only)."""
@@ -92,9 +92,9 @@ def memorization(index: Index, text: str, min_tokens: int = MIN_TOKENS,
     np.add.at(cover, np.minimum(starts + longest[starts], L), -1)
     covered_tok = np.cumsum(cover)[:L] > 0
     chars = np.zeros(len(text) + 1, dtype=np.int64)
-    for i in np.flatnonzero(covered_tok):
-        chars[offsets[i][0]] += 1
-        chars[offsets[i][1]] -= 1
+    for t in np.flatnonzero(covered_tok).tolist():
+        chars[offsets[t][0]] += 1
+        chars[offsets[t][1]] -= 1
     covered_chars = int(np.count_nonzero(np.cumsum(chars)[: len(text)] > 0))
     share = covered_chars / max(1, len(text))
     return Memorization(tokens, share, float(np.mean([t.effective_n for t in tokens])), min_tokens)

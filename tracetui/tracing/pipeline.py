@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
-from index_tools.engine import Hit, Index, IndexSet, Window
+from index_tools.contract import IndexLike
+from index_tools.engine import Hit, IndexSet, Window
 
 from .lru import LRU
 from .memorization import LensCache, memorization
@@ -157,8 +159,9 @@ class TraceResult:
     def from_json(cls, data: dict[str, Any]) -> TraceResult:
         """The inverse of `to_json` (a saved conversation's trace); KeyError/TypeError/ValueError
         on a record that is not one."""
-        params = TraceParams(**{k: tuple(v) if k == "delimiters" else v for k, v in data["params"].items()
-                                if k in TraceParams.__dataclass_fields__})
+        fields: dict[str, Any] = {k: tuple(v) if k == "delimiters" else v for k, v in data["params"].items()
+                                  if k in TraceParams.__dataclass_fields__}
+        params = TraceParams(**fields)
         spans = [Span(**{k: s[k] for k in Span.__dataclass_fields__}) for s in data["spans"]]
         docs = []
         for d in data["documents"]:
@@ -210,7 +213,7 @@ class _IndexState:
 class Tracer:
     """Traces texts against one or more indexes with the published OLMoTrace pipeline."""
 
-    def __init__(self, indexes: IndexSet | list[Index], params: TraceParams | None = None) -> None:
+    def __init__(self, indexes: IndexSet | Sequence[IndexLike], params: TraceParams | None = None) -> None:
         self.indexes = list(indexes)
         self.params = params or TraceParams()
         self._state = {ix.name: _IndexState() for ix in self.indexes}
@@ -220,7 +223,7 @@ class Tracer:
         self._state = {ix.name: _IndexState() for ix in self.indexes}
         self._lens = LensCache()
 
-    def _lengths(self, index: Index, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _lengths(self, index: IndexLike, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Longest prefixes at every position (and whether each was seen as whole words), reusing
         positions whose match ended before the first changed token (their answer cannot change)."""
         st = self._state[index.name]
@@ -277,11 +280,11 @@ class Tracer:
             result.timings_ms["lens"] = round((time.perf_counter() - a) * 1000, 3)
         return result
 
-    def _fetch(self, index: Index, span_ids: np.ndarray) -> _Fetched:
+    def _fetch(self, index: IndexLike, span_ids: np.ndarray) -> _Fetched:
         """Sample up to docs_per_span occurrences of one span and cut their windows."""
         return self._fetch_many(index, [span_ids])[0]
 
-    def _fetch_many(self, index: Index, seqs: list[np.ndarray]) -> list[_Fetched]:
+    def _fetch_many(self, index: IndexLike, seqs: list[np.ndarray]) -> list[_Fetched]:
         """Sample up to docs_per_span occurrences (fixed seed) of every span and cut their windows:
         one search for the runs of the spans not fetched yet and one `Index.windows` call for all
         their samples, so a served index answers a trace's documents in two round trips."""
@@ -341,7 +344,7 @@ class Tracer:
         documents.sort(key=lambda d: (-LEVEL_RANK[d.level], -d.score, d.id))
 
 
-def occurrence_runs(index: Index, seqs: list[np.ndarray], whole_words: bool) -> list[list[tuple[int, int, int]]]:
+def occurrence_runs(index: IndexLike, seqs: list[np.ndarray], whole_words: bool) -> list[list[tuple[int, int, int]]]:
     """Per sequence, its (shard, first rank, end rank) runs of occurrences (whole-word ones, or
     every substring occurrence), in shard then rank order: one batched search for all."""
     if whole_words:
@@ -368,12 +371,12 @@ def sample_runs(runs: list[tuple[int, int, int]], k: int, seed: int) -> list[tup
     return out
 
 
-def window_text(index: Index, hit: Hit, length: int, context: int) -> tuple[str, tuple[int, int]]:
+def window_text(index: IndexLike, hit: Hit, length: int, context: int) -> tuple[str, tuple[int, int]]:
     """Text of `context` tokens around a match and the match's character range in it."""
     return decode_window(index, index.window(hit, length, context))
 
 
-def decode_window(index: Index, w: Window) -> tuple[str, tuple[int, int]]:
+def decode_window(index: IndexLike, w: Window) -> tuple[str, tuple[int, int]]:
     """A window's text, decoded as one piece as a reader sees it, and the character range of its
     match in that text (`Tokenizer.decode_span`: right for decoders that strip a leading space
     and for token boundaries inside a character, where the three parts decoded separately and

@@ -41,9 +41,9 @@ def render_trace_text(result: TraceResult, color: bool) -> str:
         out.append(f"\n== {level} relevance ({len(docs)}) ==\n")
         for d in docs:
             out.append(f"- [{inert(d.index)}] {inert(d.source)}  score {d.score:.2f}  spans {d.spans}\n")
-            h = d.hits[0]
-            s, e = h.snippet_match
-            snip = h.snippet
+            first = d.hits[0]
+            s, e = first.snippet_match
+            snip = first.snippet
             mid = inert(snip[s:e])
             mid = f"\x1b[7m{mid}\x1b[0m" if color else f"»{mid}«"
             out.append("    " + (inert(snip[:s]) + mid + inert(snip[e:])).replace("\n", " ") + "\n")

@@ -6,11 +6,12 @@ engine's lock-step binary search.
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 
 import numpy as np
 
-from index_tools.engine import Index
+from index_tools.contract import IndexLike
 from index_tools.words import BEGINS, CONTINUES
 
 
@@ -24,7 +25,7 @@ class RawSpan:
     logprob: float  # sum of log(count(t)/N) over its tokens
 
 
-def delimiter_ids(index: Index, delimiters: tuple[str, ...]) -> np.ndarray:
+def delimiter_ids(index: IndexLike, delimiters: tuple[str, ...]) -> np.ndarray:
     """Token ids whose text is exactly one of the delimiters (e.g. "." and newline)."""
     tok = index.tokenizer
     found: set[int] = set()
@@ -78,7 +79,7 @@ class _Counter:
     (its suffix-array ranges serve its substring, capped and exact whole-word counts), and
     results are kept in the caller's content-keyed cache across calls (incremental tracing)."""
 
-    def __init__(self, index: Index, ids: np.ndarray, cache: dict[bytes, int] | None) -> None:
+    def __init__(self, index: IndexLike, ids: np.ndarray, cache: MutableMapping[bytes, int] | None) -> None:
         self.index, self.ids = index, ids
         self.cache = cache if cache is not None else {}
         self._ranges: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
@@ -127,7 +128,7 @@ class _Counter:
         return out
 
 
-def word_starts(index: Index, ids: np.ndarray, whole_words: bool = True) -> np.ndarray:
+def word_starts(index: IndexLike, ids: np.ndarray, whole_words: bool = True) -> np.ndarray:
     """Per position of a reply, can a span start (and the span before end) there? Whole-word
     mode: where the word-boundary rule holds (`WordBoundaries.boundaries`: the reply's start, or
     a non-word character just before or just after); the published mode uses the token-level
@@ -140,7 +141,7 @@ def word_starts(index: Index, ids: np.ndarray, whole_words: bool = True) -> np.n
 
 
 def find_spans(
-    index: Index,
+    index: IndexLike,
     ids: np.ndarray,
     *,
     delimiters: tuple[str, ...] = (".", "\n"),
@@ -148,7 +149,7 @@ def find_spans(
     max_cnt: int = 1_000_000,
     lengths: np.ndarray | None = None,
     witnessed: np.ndarray | None = None,
-    count_cache: dict[bytes, int] | None = None,
+    count_cache: MutableMapping[bytes, int] | None = None,
     whole_words: bool = True,
     keep_lowest: int | None = None,
 ) -> list[RawSpan]:
@@ -229,7 +230,7 @@ def find_spans(
     return [RawSpan(int(l[i]), int(r[i]), int(known[i]), float(logp[i])) for i in survivors]
 
 
-def whole_word_matches(index: Index, ids: np.ndarray, bow: np.ndarray, positions: np.ndarray,
+def whole_word_matches(index: IndexLike, ids: np.ndarray, bow: np.ndarray, positions: np.ndarray,
                        lengths: np.ndarray, witnessed: np.ndarray, delim: np.ndarray | None = None,
                        counter: _Counter | None = None) -> tuple[np.ndarray, np.ndarray]:
     """From each word start, its longest match that is whole words in the text and in the corpus
@@ -249,7 +250,7 @@ def lowest_logprob(spans: list[RawSpan], k: int | None) -> list[RawSpan]:
     return [spans[i] for i in sorted(chosen, key=lambda i: spans[i].l)]
 
 
-def _corpus_word_ends(index: Index, ids: np.ndarray, bow: np.ndarray, l: np.ndarray, r: np.ndarray,
+def _corpus_word_ends(index: IndexLike, ids: np.ndarray, bow: np.ndarray, l: np.ndarray, r: np.ndarray,
                       match_end: np.ndarray, witnessed: np.ndarray, counter: _Counter) -> np.ndarray:
     """Shorten each candidate [l, r) to its longest prefix that is whole words in the corpus too.
 
@@ -304,7 +305,7 @@ def _corpus_word_ends(index: Index, ids: np.ndarray, bow: np.ndarray, l: np.ndar
     return r
 
 
-def unigram_logprob(index: Index, ids: np.ndarray, l: np.ndarray, r: np.ndarray) -> np.ndarray:
+def unigram_logprob(index: IndexLike, ids: np.ndarray, l: np.ndarray, r: np.ndarray) -> np.ndarray:
     """Sum of log(count(t)/N) over each span's tokens, via a prefix sum."""
     counts = index.unigram_counts()
     n = max(1, index.total_tokens)
