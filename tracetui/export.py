@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 from .conversation import Conversation
 
@@ -33,7 +34,7 @@ def export_conversation(conversation: Conversation, directory: Path) -> Path:
     return base
 
 
-def _spans(md: list[str], trace: dict | None) -> None:  # type: ignore[type-arg]
+def _spans(md: list[str], trace: dict[str, Any] | None) -> None:
     if trace:
         for s in trace["spans"]:
             md.append(f"- `{s['text']}` — {s['level']}, occurs {s['count']}×, in {', '.join(s['documents'])}")

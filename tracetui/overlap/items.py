@@ -66,7 +66,9 @@ def _read_jsonl(path: Path, fields: list[str]) -> Iterator[tuple[int, str, str]]
 
 def _read_csv(path: Path, fields: list[str]) -> Iterator[tuple[int, str, str]]:
     with open_lines(path) as raw:
-        text = io.TextIOWrapper(raw, encoding="utf-8", newline="")  # type: ignore[arg-type]
+        # typeshed's TextIOWrapper wants a buffer declaring `name`, which BufferedIOBase (what
+        # open_lines is typed to return) does not; TextIOWrapper reads it only when asked
+        text = io.TextIOWrapper(raw, encoding="utf-8", newline="")  # type: ignore[type-var]
         reader = csv.DictReader(text, strict=True)
         try:
             for record in reader:
@@ -87,7 +89,7 @@ def _read_parquet(path: Path, fields: list[str]) -> Iterator[tuple[int, str, str
 
 def _read_lines(path: Path) -> Iterator[tuple[int, str, str]]:
     with open_lines(path) as raw:
-        for lineno, line in enumerate(io.BufferedReader(raw), start=1):  # type: ignore[arg-type]
+        for lineno, line in enumerate(io.BufferedReader(raw), start=1):
             try:
                 text = line.decode("utf-8").rstrip("\r\n")
             except UnicodeDecodeError as exc:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from textual.binding import Binding
 from textual.content import Content
 from textual.widgets import OptionList
@@ -19,7 +21,7 @@ class DocumentPanel(OptionList):
         Binding("k", "cursor_up", "Up", show=False, id="docs.up"),
     ]
 
-    def __init__(self, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.documents: list[Document] = []
         self.trace: TraceResult | None = None

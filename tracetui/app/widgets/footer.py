@@ -13,7 +13,7 @@ from textual.widgets import Footer
 
 
 class StableFooter(Footer):
-    _shown: frozenset | None = None  # type: ignore[type-arg]
+    _shown: frozenset[tuple[object, ...]] | None = None
 
     def bindings_changed(self, screen: Screen) -> None:
         shown = frozenset((b.key, b.description, b.action, enabled, tooltip)

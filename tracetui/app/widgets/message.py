@@ -8,6 +8,9 @@ dark themes alike.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from textual.content import Content
 from textual.widgets import Static
 
@@ -39,7 +42,7 @@ def mix(hue: str, alpha: float, base: str) -> str:
 _BACKGROUNDS: dict[str, str] = {}
 
 
-def theme_background(theme: str, variables) -> str:  # type: ignore[no-untyped-def]
+def theme_background(theme: str, variables: Callable[[], dict[str, str]]) -> str:
     """`$background` of a theme, cached per theme name (computing the variables is not free)."""
     if theme not in _BACKGROUNDS:
         from textual.color import Color
@@ -55,7 +58,7 @@ class MessageView(Static):
     """Shows one `Message`; the selected highlight is drawn solid."""
 
     def __init__(self, message: Message, number: int = 0, index_hue: dict[str, str] | None = None,
-                 **kwargs) -> None:  # type: ignore[no-untyped-def]
+                 **kwargs: Any) -> None:
         super().__init__("", **kwargs)
         self.message = message
         self.number = number  # position in the conversation: clicks name it
