@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-from index_tools.engine import Index
+from index_tools.contract import IndexLike
 
 from ..sanitize import inert
 from .items import Item, benchmark_names, read_items
@@ -53,7 +53,7 @@ def _progress(out: TextIO, done: int, start: float, final: bool = False) -> None
     out.flush()
 
 
-def run(indexes: list[Index], files: list[str], fields: list[str] | None, params: OverlapParams,
+def run(indexes: list[IndexLike], files: list[str], fields: list[str] | None, params: OverlapParams,
         json_out: TextIO | None = None, progress: TextIO | None = None) -> OverlapOutcome:
     """Stream every item through the report; with `json_out`, write the JSON document as it goes
     (valid JSON even when interrupted)."""
@@ -111,7 +111,7 @@ def print_table(outcome: OverlapOutcome, out: TextIO, top: int = 10) -> None:
         out.write(f"interrupted after {outcome.items:,} items: the figures above cover those\n")
 
 
-def cmd_overlap(args: Any, indexes: list[Index]) -> int:
+def cmd_overlap(args: Any, indexes: list[IndexLike]) -> int:
     params = OverlapParams(n=args.n, min_span=args.min_span, suspicious=args.suspicious,
                            contaminated=args.contaminated, docs=args.docs, normalize_space=args.normalize_space)
     outcome = run(indexes, args.items, args.field, params, json_out=sys.stdout if args.json else None,

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from index_tools.engine import Index
+from index_tools.contract import IndexLike
 from index_tools.words import is_word_char
 from tracetui.tracing.pipeline import occurrence_runs, sample_runs
 from tracetui.tracing.spans import whole_word_matches, word_starts
@@ -86,7 +86,7 @@ def _source(meta: dict) -> str:
     return f"{path}:{line}" if path and line else path
 
 
-def measure(index: Index, texts: list[str], n: int = 13, min_span: int = 13, docs: int = 3,
+def measure(index: IndexLike, texts: list[str], n: int = 13, min_span: int = 13, docs: int = 3,
             seed: int = 0, count_cap: int = 1000) -> list[IndexOverlap]:
     """Overlap of every text with `index`, in one batched search for all of them."""
     tok = index.tokenizer
@@ -163,8 +163,8 @@ def measure(index: Index, texts: list[str], n: int = 13, min_span: int = 13, doc
         inside = np.cumsum(diff)[: len(text)] > 0
         covered_chars = int(np.count_nonzero(inside & (np.diff(nonspace) > 0)))
         res = IndexOverlap(index.name, t1 - t0, n_words, grams, hits, merge_ranges(spans), covered_chars, nonspace)
-        if best[k] is not None:
-            x, y = best[k]
+        if (pair := best[k]) is not None:
+            x, y = pair
             c0, c1 = int(offs[x - t0, 0]), int(offs[y - 1 - t0, 1])
             while c0 < c1 and text[c0].isspace():
                 c0 += 1

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from index_tools.engine import Index
+from index_tools.contract import IndexLike
 
 from .items import Item
 from .measure import IndexOverlap, Where, measure, merge_ranges
@@ -116,7 +116,7 @@ def _combine(item: Item, per_index: list[IndexOverlap], p: OverlapParams) -> Ite
                       p.verdict(max(share, coverage)))
 
 
-def run_overlap(indexes: list[Index], items: Iterable[Item], params: OverlapParams) -> Iterator[ItemReport]:
+def run_overlap(indexes: list[IndexLike], items: Iterable[Item], params: OverlapParams) -> Iterator[ItemReport]:
     """Reports in item order, `params.batch` items per batched search: memory follows the batch,
     not the number of items."""
     batch: list[Item] = []

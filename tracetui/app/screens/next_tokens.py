@@ -17,7 +17,7 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from index_tools.engine import Index
+from index_tools.contract import IndexLike
 from index_tools.ngram import DOC_END, infgram_ntd
 
 from ...sanitize import inert
@@ -32,7 +32,7 @@ class NextTokensScreen(ModalScreen[None]):
         Binding("right", "move(1)", "Next token", id="next.next"),
     ]
 
-    def __init__(self, index: Index, text: str, char_pos: int) -> None:
+    def __init__(self, index: IndexLike, text: str, char_pos: int) -> None:
         super().__init__()
         self.index = index
         self.text = text

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import shlex
 import threading
-from typing import Any
 
 from textual import on, work
 from textual.app import App, ComposeResult
@@ -22,7 +21,7 @@ from textual.widgets import Header, Input, OptionList, Static
 from textual.widgets.option_list import Option
 from textual.worker import get_current_worker
 
-from index_tools.engine import Index
+from index_tools.contract import IndexLike
 
 from ...conversation import Message
 from ...overlap.items import read_items
@@ -47,7 +46,7 @@ class OverlapScreen(Screen[None]):
         Binding("escape", "back", "Back", id="overlap.back"),
     ]
 
-    def __init__(self, indexes: list[Index], reports: list[ItemReport] | None = None,
+    def __init__(self, indexes: list[IndexLike], reports: list[ItemReport] | None = None,
                  params: OverlapParams | None = None, standalone: bool = False) -> None:
         super().__init__()
         self.indexes = list(indexes)
@@ -186,7 +185,7 @@ class OverlapScreen(Screen[None]):
 
     # -- running a report from the screen ---------------------------------------------------------
     @on(Input.Submitted, "#overlap-path")
-    def _run(self, event: Input.Submitted) -> None:
+    def _path_submitted(self, event: Input.Submitted) -> None:
         event.stop()
         try:
             parts = shlex.split(event.value)
@@ -235,9 +234,9 @@ class OverlapApp(App[None]):
     CSS_PATH = "../tracetui.tcss"
     TITLE = "tracetui overlap"
 
-    def __init__(self, indexes: list[Index], reports: list[ItemReport], params: OverlapParams) -> None:
+    def __init__(self, indexes: list[IndexLike], reports: list[ItemReport], params: OverlapParams) -> None:
         super().__init__()
-        self._screen_args: tuple[Any, ...] = (indexes, reports, params)
+        self._screen_args: tuple[list[IndexLike], list[ItemReport], OverlapParams] = (indexes, reports, params)
 
     def on_mount(self) -> None:
         self.push_screen(OverlapScreen(*self._screen_args, standalone=True))
@@ -248,5 +247,5 @@ class OverlapApp(App[None]):
             self.screen.pick_highlight(highlight)
 
 
-def run_overlap_app(indexes: list[Index], reports: list[ItemReport], params: OverlapParams) -> None:
+def run_overlap_app(indexes: list[IndexLike], reports: list[ItemReport], params: OverlapParams) -> None:
     OverlapApp(indexes, reports, params).run()
