@@ -10,13 +10,16 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from index_tools.errors import IndexToolsError
 
 from .sanitize import inert
+
+if TYPE_CHECKING:
+    from index_tools.engine import IndexSet
 
 EXIT_ERROR = 1
 EXIT_INTERRUPT = 130
@@ -112,7 +115,7 @@ def cmd_index_adopt(args: argparse.Namespace) -> int:
 
 
 # -- queries ----------------------------------------------------------------------------------
-def _open_indexes(paths: list[str] | None) -> Any:
+def _open_indexes(paths: list[str | Path] | None) -> IndexSet:
     from index_tools.engine import IndexSet
 
     if not paths:

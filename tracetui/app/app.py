@@ -16,8 +16,9 @@ import gc
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 from textual import on, work
 from textual.app import App, SystemCommand
@@ -33,7 +34,7 @@ from ..export import export_conversation
 from ..model import Backend, ModelError, ModelSettings
 from ..reasoning import Reasoning, ReplySplitter
 from ..store import ConversationStore, restore_traces
-from ..tracing.pipeline import TraceParams, Tracer
+from ..tracing.pipeline import TraceParams, Tracer, TraceResult
 from .events import ReplyChunk, ReplyDone, TraceFailed, TraceReady
 from .screens.conversations import ConversationsScreen
 from .screens.document import DocumentScreen
@@ -50,6 +51,8 @@ from .widgets.message import MessageView, index_hues
 TRACE_INTERVAL = 0.5  # seconds between live traces while a reply streams (CPU shared with llama.cpp)
 LENS_INTERVAL = 2.0  # heat view on: seconds between lens updates of a streaming reply
 CHUNK_INTERVAL = 1 / 10  # the generation thread posts the text so far at most this often
+
+_T = TypeVar("_T")
 
 
 def _lower_thread_priority() -> None:
@@ -462,7 +465,7 @@ class TraceApp(App[None]):
         error = f" · {msg.extra['error']}" if not event.live and msg.extra.get("error") else ""
         self.set_status(f"{len(result.spans)} spans · {len(result.documents)} documents · {t:.0f} ms ({state}){error}")
 
-    def _reasoning_traced(self, msg: Message, result) -> None:  # type: ignore[no-untyped-def]
+    def _reasoning_traced(self, msg: Message, result: TraceResult) -> None:
         """A reply's reasoning traced as its own piece: highlighted in its shown block, its
         documents in the panel."""
         if not msg.reasoning.startswith(result.text):
@@ -780,7 +783,7 @@ class TraceApp(App[None]):
         self.set_status("new chat")
 
     # -- persistence ----------------------------------------------------------------------------------
-    def _store_call(self, fn, *args):  # type: ignore[no-untyped-def]
+    def _store_call(self, fn: Callable[..., _T], *args: object) -> _T | None:
         try:
             return fn(*args)
         except Exception as exc:  # a full disk or a locked database must not end the chat
@@ -839,7 +842,7 @@ class TraceApp(App[None]):
         self.notify(f"exported to {base}.md and .json", markup=False)
         return base
 
-    def get_system_commands(self, screen: Screen):  # type: ignore[no-untyped-def]
+    def get_system_commands(self, screen: Screen) -> Iterator[SystemCommand]:
         yield from super().get_system_commands(screen)
         for b in self.BINDINGS:
             if isinstance(b, Binding) and b.description and self.check_action(b.action, ()) is not False:

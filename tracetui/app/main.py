@@ -56,7 +56,7 @@ def run_app(model: str | None, indexes: list[str] | None, config_path: str | Non
     indexes = indexes or config.get("indexes")
     default_index = not indexes
     # the default index is checked (or built, the first time) by the app behind a progress screen
-    index_set = None if default_index else IndexSet.open(indexes)
+    index_set = IndexSet.open(indexes) if indexes else None
     names = ["python-stdlib"] if index_set is None else [ix.name for ix in index_set]
     default_model = not model
     backend: Backend | None = None
@@ -66,7 +66,7 @@ def run_app(model: str | None, indexes: list[str] | None, config_path: str | Non
             # nothing to load: the app asks the server for its models once it runs
             backend = ServerBackend(str(model), model=model_name, api_key=api_key)
         else:
-            if default_model:
+            if not model:
                 print("tracetui: preparing the embedded model…", file=sys.stderr)
                 model = str(default_model_path())
             # loaded before the UI owns the terminal: llama.cpp writes to fd 2 while loading
