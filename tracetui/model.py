@@ -9,9 +9,18 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    from llama_cpp.llama_types import (
+        ChatCompletionRequestMessage,
+        ChatCompletionStreamResponseDelta,
+        CreateChatCompletionStreamResponse,
+        CreateCompletionStreamResponse,
+    )
 
 
 class ModelError(Exception):
@@ -91,18 +100,26 @@ class LlamaBackend(Backend):
         self.has_template = bool(self.llm.metadata.get("tokenizer.chat_template"))
 
     def stream(self, turns: list[Turn], settings: ModelSettings, stop_event: threading.Event) -> Iterator[str]:
-        common = dict(max_tokens=settings.max_tokens, temperature=settings.temperature, top_p=settings.top_p,
-                      seed=settings.seed, stream=True)
+        common: dict[str, Any] = dict(max_tokens=settings.max_tokens, temperature=settings.temperature,
+                                      top_p=settings.top_p, seed=settings.seed, stream=True)
         self.llm.reset()  # the same prompt gives the same reply whatever was generated before
+        gen: Generator[object, None, None]
+        pieces: Iterator[str | None]
         try:
             if self.has_template:
                 msgs = ([{"role": "system", "content": settings.system_prompt}] if settings.system_prompt else [])
                 msgs += [{"role": t.role, "content": t.text} for t in turns]
-                gen = self.llm.create_chat_completion(messages=msgs, **common)
-                pieces = (c["choices"][0]["delta"].get("content", "") for c in gen)
+                # roles are "system", "user" or "assistant"; with stream=True llama.cpp returns a
+                # generator of chunks (typed as a response or an iterator); an empty delta is a
+                # delta whose keys are all absent
+                chat = cast("Generator[CreateChatCompletionStreamResponse, None, None]", self.llm.create_chat_completion(
+                    messages=cast("list[ChatCompletionRequestMessage]", msgs), **common))
+                gen, pieces = chat, (cast("ChatCompletionStreamResponseDelta", c["choices"][0]["delta"]).get("content", "")
+                                     for c in chat)
             else:
-                gen = self.llm.create_completion(plain_prompt(turns, settings.system_prompt), stop=settings.stop, **common)
-                pieces = (c["choices"][0]["text"] for c in gen)
+                text = cast("Generator[CreateCompletionStreamResponse, None, None]", self.llm.create_completion(
+                    plain_prompt(turns, settings.system_prompt), stop=settings.stop, **common))
+                gen, pieces = text, (c["choices"][0]["text"] for c in text)
             for piece in pieces:
                 if stop_event.is_set():
                     break
@@ -115,8 +132,10 @@ class LlamaBackend(Backend):
     def continue_text(self, opening: str, settings: ModelSettings, stop_event: threading.Event) -> Iterator[str]:
         self.llm.reset()
         try:
-            gen = self.llm.create_completion(opening, max_tokens=settings.max_tokens, temperature=settings.temperature,
-                                             top_p=settings.top_p, seed=settings.seed, stream=True)
+            # with stream=True llama.cpp returns a generator of chunks (typed as a response or an iterator)
+            gen = cast("Generator[CreateCompletionStreamResponse, None, None]", self.llm.create_completion(
+                opening, max_tokens=settings.max_tokens, temperature=settings.temperature,
+                top_p=settings.top_p, seed=settings.seed, stream=True))
             for chunk in gen:
                 if stop_event.is_set():
                     break

@@ -46,7 +46,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 
 import numpy as np
@@ -412,7 +412,8 @@ def create_app(indexes: IndexSet | list[Index], timeout: float = TIMEOUT, max_bo
     lim = limits if limits is not None else replace(DEFAULT_LIMITS, max_body=max_body)
     max_body = lim.max_body
     pending = 0  # requests computing or queued (the event loop is one thread: no lock needed)
-    by_name: dict[str, Index] = {ix.name: ix for ix in indexes}
+    # local indexes only (`open_served` opens directories): an IndexSet holds them as IndexLike
+    by_name: dict[str, Index] = {ix.name: cast(Index, ix) for ix in indexes}
     pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="tracetui-serve")
 
     def info(ix: Index) -> dict[str, Any]:

@@ -242,20 +242,22 @@ class Engine:
             for c in order[1:]:
                 ptrs = sorted(p for a, b in c[2][s] for p in self._ptrs(s, a, b))
                 arr = np.asarray(ptrs, dtype=np.int64)
-                nxt = []
+                nxt: list[tuple[int, int]] = []
                 for lo_p, hi_p in valid:
                     i = int(np.searchsorted(arr, hi_p, side="left")) - 1  # the last match < hi_p
                     j = int(np.searchsorted(arr, lo_p, side="left"))  # the first match >= lo_p
                     new_l = min(lo_p, ptrs[i]) if i >= 0 else None
                     new_r = max(hi_p, ptrs[j]) if j < len(ptrs) else None
-                    ok_l = new_l is not None and new_l + reach >= lo_p
-                    ok_r = new_r is not None and new_r <= hi_p + reach
-                    if ok_l and ok_r:
+                    if new_l is not None and new_l + reach < lo_p:
+                        new_l = None  # too far left
+                    if new_r is not None and new_r > hi_p + reach:
+                        new_r = None  # too far right
+                    if new_l is not None and new_r is not None:
                         nxt.append((new_l, new_r))
                     else:
-                        if ok_l:
+                        if new_l is not None:
                             nxt.append((new_l, hi_p))
-                        if ok_r:
+                        if new_r is not None:
                             nxt.append((lo_p, new_r))
                 valid = nxt
                 factor *= c[3][s]
