@@ -16,7 +16,7 @@ import multiprocessing
 import os
 import shutil
 from array import array
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -441,7 +441,7 @@ def _files_phase(directory: Path, files: list[Path], opts: BuildOptions, tokeniz
     _save_state(directory, state)
 
 
-def build_index(sources: list[str | Path], output: str | Path, opts: BuildOptions | None = None,
+def build_index(sources: Sequence[str | Path], output: str | Path, opts: BuildOptions | None = None,
                 run_jobs: JobRunner | None = None) -> Manifest:
     """Build (or resume building) an index in `output`; returns its manifest.
 

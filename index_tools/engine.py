@@ -610,7 +610,7 @@ class Index(DocumentIds):
             out[k].append((a, b))
         return out
 
-    def word_occurrences(self, ids: np.ndarray, chunk: int = 1 << 18):  # type: ignore[no-untyped-def]
+    def word_occurrences(self, ids: np.ndarray, chunk: int = 1 << 18) -> Iterator[tuple[int, np.ndarray]]:
         """Yield (shard, ranks) chunks, in suffix-array order, of the whole-word occurrences of
         a text query (as `find_words`)."""
         ids = np.asarray(ids, dtype=np.int64)
@@ -834,7 +834,7 @@ class IndexSet:
         self.indexes = indexes
 
     @classmethod
-    def open(cls, directories: list[str | Path]) -> IndexSet:
+    def open(cls, directories: Sequence[str | Path]) -> IndexSet:
         """Each entry a directory or a served index's URL (see `open_index`); they mix freely."""
         return cls([open_index(d) for d in directories])
 

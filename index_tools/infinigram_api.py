@@ -358,7 +358,7 @@ class InfiniGramAPIIndex(DocumentIds):
         except RemoteIndexError as exc:
             raise RemoteIndexError(f"{self.spec}: the server's vocabulary is not that of the tokenizer given "
                                    f"({exc})") from None
-        names = [self.tokenizer._tok.id_to_token(i) for i in ids]  # type: ignore[attr-defined]
+        names = [self.tokenizer._tok.id_to_token(i) for i in ids]
         if got.get("tokens") != names:
             raise RemoteIndexError(f"{self.spec}: the server's vocabulary is not that of the tokenizer given "
                                    f"(ids {ids} are {got.get('tokens')} there, {names} here)")

@@ -69,7 +69,7 @@ def open_lines(path: Path) -> io.BufferedIOBase:
     """A binary stream of a file, decompressed on the fly when it ends in .gz or .zst."""
     name = path.name.lower()
     if name.endswith(".gz"):
-        return gzip.open(path, "rb")  # type: ignore[return-value]
+        return gzip.open(path, "rb")
     if name.endswith(".zst"):
         import zstandard
 
@@ -83,7 +83,7 @@ def jsonl_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     naming the file and the line."""
     try:
         with open_lines(path) as raw:
-            for lineno, line in enumerate(io.BufferedReader(raw), start=1):  # type: ignore[arg-type]
+            for lineno, line in enumerate(io.BufferedReader(raw), start=1):
                 if not line.strip():
                     continue
                 try:

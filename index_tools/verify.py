@@ -190,11 +190,11 @@ def _verify_digests(index: Index) -> list[str]:
     return faults
 
 
-def _raw_pointers(shard, ranks: np.ndarray) -> np.ndarray:  # type: ignore[no-untyped-def]
+def _raw_pointers(shard: Shard, ranks: np.ndarray) -> np.ndarray:
     return shard.sa_tokens(ranks) * shard.width + _misalignment(shard, ranks)
 
 
-def _misalignment(shard, ranks: np.ndarray) -> np.ndarray:  # type: ignore[no-untyped-def]
+def _misalignment(shard: Shard, ranks: np.ndarray) -> np.ndarray:
     """sa_tokens floors pointers to tokens; recover the remainder to catch unaligned entries."""
     if shard.width == 1:
         return np.zeros(len(ranks), dtype=np.int64)

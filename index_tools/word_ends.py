@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -208,7 +209,7 @@ def _after_class(words: WordBoundaries) -> np.ndarray:
 class KeyRuns:
     """`_after_class` over the sort-key space: sorted cut points and the class of each run."""
 
-    def __init__(self, words: WordBoundaries, keys_of, separator_key: int) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, words: WordBoundaries, keys_of: Callable[[np.ndarray], np.ndarray], separator_key: int) -> None:
         vocab_keys = keys_of(np.arange(len(words.classes), dtype=np.int64))
         keys = np.concatenate([[_EOF_KEY], vocab_keys, [separator_key]]).astype(np.int64)
         classes = np.concatenate([[BEGINS], _after_class(words), [BEGINS]]).astype(np.int8)
@@ -348,7 +349,7 @@ def _right_intervals(shard: Shard, runs: KeyRuns, words: WordBoundaries, q: np.n
 
 
 def _scan(shard: Shard, runs: KeyRuns, words: WordBoundaries, q: np.ndarray, lo: np.ndarray, hi: np.ndarray,
-          m: np.ndarray, right: np.ndarray, cap: np.ndarray | None):  # type: ignore[no-untyped-def]
+          m: np.ndarray, right: np.ndarray, cap: np.ndarray | None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Read the ranges in rank order, all queries together, a growing chunk per round; yield
     (query, ranks that are whole words) per round. With `cap` (per query), a query stops once
     more than cap of its occurrences are whole words."""

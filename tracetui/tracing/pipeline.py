@@ -33,7 +33,7 @@ from .ranking import (
     level_of,
     relevance,
 )
-from .spans import find_spans, lowest_logprob, still_valid, word_starts
+from .spans import RawSpan, find_spans, lowest_logprob, still_valid, word_starts
 
 
 @dataclass(frozen=True)
@@ -391,7 +391,7 @@ def decode_window(index: IndexLike, w: Window) -> tuple[str, tuple[int, int]]:
     return text, (start, end)
 
 
-def top_k(spans: list, n_tokens: int, density: float) -> list:  # type: ignore[type-arg]
+def top_k(spans: list[RawSpan], n_tokens: int, density: float) -> list[RawSpan]:
     """Section 2: the ceil(density x L) spans with the lowest unigram log-probability, by position."""
     return lowest_logprob(spans, math.ceil(density * n_tokens))
 
