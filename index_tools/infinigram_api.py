@@ -54,6 +54,7 @@ from .engine import DocumentIds, Hit, Occurrence, Window, rank_chunks
 from .errors import RemoteIndexError
 from .format import Manifest, ShardInfo, width_for_vocab
 from .ngram import DOC_END, NextTokens
+from .remote import _Location
 from .tokenizer import Tokenizer, load_tokenizer
 from .words import is_word_char
 
@@ -230,20 +231,6 @@ def speaks_infinigram(url: str, timeout: float = 10.0) -> list[str] | None:
         return None
     finally:
         client.close()
-
-
-class _Location:
-    def __init__(self, url: str) -> None:
-        self.url = url
-
-    def __truediv__(self, name: str) -> _Location:
-        return _Location(f"{self.url}/{name}")
-
-    def exists(self) -> bool:
-        return True
-
-    def __str__(self) -> str:
-        return self.url
 
 
 class UnigramCounts:

@@ -13,8 +13,6 @@ own, 500 for a fault inside a query).
 from __future__ import annotations
 
 import json
-import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -28,38 +26,16 @@ ig_engine = pytest.importorskip("infini_gram.engine")
 uvicorn = pytest.importorskip("uvicorn")
 
 from index_tools.builder import BuildOptions, build_index  # noqa: E402
-from index_tools.engine import Index, IndexSet  # noqa: E402
+from index_tools.engine import Index  # noqa: E402
 from index_tools.tokenizer import train_bpe  # noqa: E402
-from tracetui.serve import create_app, uvicorn_options  # noqa: E402
 from tracetui.serve_infinigram import Vocabulary  # noqa: E402
 
 from .conftest import write_jsonl  # noqa: E402
 from .test_interop_infinigram import IG_WORDS, make_texts  # noqa: E402
-from .test_serve import free_port  # noqa: E402
+from .test_serve import AppServer as Server  # noqa: E402
 
 EOS = 500  # the comparison engine's eos id (our index has none: we report the separator, 65535)
 SEP = 65535
-
-
-class Server:
-    """uvicorn serving `create_app` in a thread of the test process."""
-
-    def __init__(self, directories: list[Path], **app_options: Any) -> None:
-        self.port = free_port()
-        app = create_app(IndexSet([Index.open(d) for d in directories]), **app_options)
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", **uvicorn_options())
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert time.monotonic() < deadline, "server did not start"
-            time.sleep(0.02)
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
 
 
 def call(url: str, body: Any = None, method: str = "POST") -> tuple[int, Any]:

@@ -60,15 +60,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class ThreadServer:
-    """uvicorn serving `create_app(indexes)` in a thread of the test process."""
+class AppServer:
+    """uvicorn serving `create_app(indexes, **app_options)` in a thread of the test process (the
+    options of the security guard, the infini-gram-only mode...)."""
 
-    def __init__(self, directories: list[Path], timeout: float = 60.0, limits: Limits | None = None,
-                 **options: Any) -> None:
+    def __init__(self, directories: list[Path], uvicorn_extra: dict[str, Any] | None = None,
+                 **app_options: Any) -> None:
         self.port = free_port()
-        app = create_app(IndexSet([Index.open(d) for d in directories]), timeout=timeout, limits=limits)
+        app = create_app(IndexSet([Index.open(d) for d in directories]), **app_options)
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                **{**uvicorn_options(), **options})  # as `tracetui serve` runs it
+                                **{**uvicorn_options(), **(uvicorn_extra or {})})  # as `tracetui serve` runs it
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
@@ -81,6 +82,14 @@ class ThreadServer:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(10)
+
+
+class ThreadServer(AppServer):
+    """`AppServer` with the server's time limit and request limits; other keywords go to uvicorn."""
+
+    def __init__(self, directories: list[Path], timeout: float = 60.0, limits: Limits | None = None,
+                 **options: Any) -> None:
+        super().__init__(directories, uvicorn_extra=options, timeout=timeout, limits=limits)
 
 
 def split_shard(whole: Path, n: int, out: Path) -> Path:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -15,12 +14,13 @@ import numpy as np
 import pytest
 
 from index_tools.builder import BuildOptions, build_index
-from index_tools.engine import Index, IndexSet
+from index_tools.engine import Index
 from index_tools.errors import RemoteIndexError
 from tracetui.cli import main
-from tracetui.serve import Limits, check_request, create_app, is_loopback, uvicorn_options
+from tracetui.serve import Limits, check_request, is_loopback
 
 from .conftest import write_jsonl
+from .test_serve import AppServer
 
 uvicorn = pytest.importorskip("uvicorn", reason="the serve extra (starlette, uvicorn) is in the test extra")
 pytest.importorskip("starlette")
@@ -35,23 +35,11 @@ def index_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d / "ix"
 
 
-class Server:
-    def __init__(self, directory: Path, **app_options: Any) -> None:
-        import socket
+class Server(AppServer):
+    """One index served in a thread, with a raw request helper (headers as given)."""
 
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        app = create_app(IndexSet([Index.open(directory)]), **app_options)
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                                    **uvicorn_options()))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
-        self.url = f"http://127.0.0.1:{self.port}"
+    def __init__(self, directory: Path, **app_options: Any) -> None:
+        super().__init__([directory], **app_options)
 
     def request(self, method: str, path: str, body: bytes | None = None,
                 headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], Any]:
@@ -64,9 +52,6 @@ class Server:
         finally:
             conn.close()
 
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
 
 
 COUNT = json.dumps({"query_type": "count", "query": " cat"}).encode()

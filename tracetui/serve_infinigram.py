@@ -370,14 +370,22 @@ class Engine:
                 "needle_offset": ((ptr - disp_start) % (1 << 64)) // w, "metadata": meta, "token_ids": tokens,
                 "blocked": False}
 
-    def get_doc_by_rank(self, s: Any, rank: Any, max_disp_len: Any = None) -> dict[str, Any]:
+    def _doc_args(self, s: Any, max_disp_len: Any) -> tuple[Any, dict[str, Any] | None]:
+        """The display length asked for (or the default) and the error of a bad one or of a bad
+        shard number, as infini-gram checks them first."""
         mdl = DEFAULT_MAX_DISP_LEN if max_disp_len is None else max_disp_len
         bad = self._positive("max_disp_len", mdl)
         if bad:
-            return bad
+            return mdl, bad
         n = len(self.index.shards)
         if not (_is_int(s) and 0 <= s < n):
-            return {"error": f"s must be an integer in range [0, {n})"}
+            return mdl, {"error": f"s must be an integer in range [0, {n})"}
+        return mdl, None
+
+    def get_doc_by_rank(self, s: Any, rank: Any, max_disp_len: Any = None) -> dict[str, Any]:
+        mdl, bad = self._doc_args(s, max_disp_len)
+        if bad:
+            return bad
         tok_cnt = self.index.shards[s].n_tokens
         if not (_is_int(rank) and 0 <= rank < tok_cnt):
             return {"error": f"rank must be an integer in range [0, {tok_cnt})"}
@@ -385,13 +393,9 @@ class Engine:
         return self._doc_by_ptr(s, ptr, mdl)
 
     def get_doc_by_ptr(self, s: Any, ptr: Any, max_disp_len: Any = None) -> dict[str, Any]:
-        mdl = DEFAULT_MAX_DISP_LEN if max_disp_len is None else max_disp_len
-        bad = self._positive("max_disp_len", mdl)
+        mdl, bad = self._doc_args(s, max_disp_len)
         if bad:
             return bad
-        n = len(self.index.shards)
-        if not (_is_int(s) and 0 <= s < n):
-            return {"error": f"s must be an integer in range [0, {n})"}
         size = self.index.shards[s].tokenized_bytes
         if not (_is_int(ptr) and 0 <= ptr < size and ptr % self.width == 0):
             return {"error": f"ptr must be an integer in range [0, {size}) and a multiple of {self.width}"}
