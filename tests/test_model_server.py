@@ -344,7 +344,14 @@ def test_escape_leaves_a_stalled_server_at_once() -> None:
 
     class Stall(socketserver.BaseRequestHandler):
         def handle(self) -> None:
-            self.request.recv(65536)
+            data = b""  # the whole request (it may arrive in pieces), then nothing but the headers
+            while b"\r\n\r\n" not in data:
+                data += self.request.recv(65536)
+            head, _, body = data.partition(b"\r\n\r\n")
+            length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                           if line.lower().startswith(b"content-length:")), 0)
+            while len(body) < length:
+                body += self.request.recv(65536)
             self.request.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
                                  b"transfer-encoding: chunked\r\n\r\n")
             self.request.settimeout(30)
