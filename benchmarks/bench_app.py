@@ -64,7 +64,7 @@ from textual.widget import Widget
 from textual.widgets import Input
 
 import tracetui.app.widgets.message as message_module
-from index_tools.engine import IndexSet
+from index_tools.opening import IndexSet
 from tracetui.app.app import TraceApp
 from tracetui.app.screens.main import MainScreen
 from tracetui.app.widgets.documents import DocumentPanel

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import mmap
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -38,7 +38,7 @@ from .word_ends import KeyRuns, whole_word_at, word_intervals
 from .word_ends import word_counts as shard_word_counts
 
 if TYPE_CHECKING:
-    from .contract import IndexLike
+    pass
 
 QUERY_END = -1  # a query that runs out: compares as "prefix of the suffix"
 SUFFIX_END = -2  # a suffix that runs out at the end of the file: sorts before everything
@@ -822,77 +822,8 @@ def _check_sizes(directory: Path, manifest: Manifest) -> None:
                 f"{path}: {size} bytes, but {MANIFEST_NAME} records {rec['bytes']} (truncated, extended or replaced?)")
 
 
-class IndexSet:
-    """Several indexes open at once (e.g. pre-training and fine-tuning data)."""
-
-    def __init__(self, indexes: Sequence[IndexLike]) -> None:
-        indexes = list(indexes)
-        names = [i.name for i in indexes]
-        for k, idx in enumerate(indexes):  # make names unique
-            if names.count(idx.name) > 1:
-                idx.name = f"{idx.name}#{k}"
-        self.indexes = indexes
-
-    @classmethod
-    def open(cls, directories: Sequence[str | Path]) -> IndexSet:
-        """Each entry a directory or a served index's URL (see `open_index`); they mix freely."""
-        return cls([open_index(d) for d in directories])
-
-    def __iter__(self) -> Iterator[IndexLike]:
-        return iter(self.indexes)
-
-    def close(self) -> None:
-        """Close every index (maps released, connections closed)."""
-        for ix in self.indexes:
-            close = getattr(ix, "close", None)
-            if close is not None:
-                close()
-
-    def __enter__(self) -> IndexSet:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __len__(self) -> int:
-        return len(self.indexes)
-
-
-def is_index_url(spec: str | Path) -> bool:
-    """An `http(s)://` URL (or a comma-joined list of them) names a served index, not a directory."""
-    return isinstance(spec, str) and spec.strip().lower().startswith(("http://", "https://"))
-
-
-def open_index(spec: str | Path) -> IndexLike:
-    """An index directory (`Index`) or a served one, same index-level interface: a tracetui
-    server's (`index_tools.remote.RemoteIndex`), or, when the server answers as infini-gram's API
-    server does instead, `index_tools.infinigram_api.InfiniGramAPIIndex`: everything that takes
-    an index directory takes a URL too."""
-    if is_index_url(spec):
-        from urllib.parse import unquote
-
-        from .errors import RemoteIndexError
-        from .remote import RemoteIndex
-
-        try:
-            return RemoteIndex.open(str(spec))
-        except RemoteIndexError:
-            from .infinigram_api import InfiniGramAPIIndex, speaks_infinigram
-
-            url = str(spec).strip()
-            names = speaks_infinigram(url) if "," not in url else None
-            if names is None:
-                raise
-            name = url.rstrip("/").rsplit("/", 1)[-1] if url.count("/") > 2 else ""
-            if unquote(name) not in names:
-                raise RemoteIndexError(f"{url}: an infini-gram API server without an index named {unquote(name)!r} "
-                                       f"(it serves: {', '.join(names[:20])})") from None
-            return InfiniGramAPIIndex.open(url)
-    return Index.open(spec)
-
-
 def tokenizer_path(directory: Path) -> Path:
     return directory / TOKENIZER_NAME
 
 
-__all__ = ["rank_chunk", "rank_chunks", "DocumentIds", "Index", "IndexSet", "Shard", "Hit", "Window", "Occurrence", "open_index", "is_index_url"]
+__all__ = ["rank_chunk", "rank_chunks", "DocumentIds", "Index", "Shard", "Hit", "Window", "Occurrence"]

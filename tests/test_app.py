@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from index_tools.engine import IndexSet
+from index_tools.opening import IndexSet
 from tracetui.app.app import TraceApp
 from tracetui.app.screens.document import DocumentScreen
 from tracetui.app.screens.help import HelpScreen

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 import index_tools.ngram as ng
-from index_tools.engine import Index, IndexSet
+from index_tools.engine import Index
 from index_tools.ngram import DOC_END, infgram_ntd, ntd
+from index_tools.opening import IndexSet
 from tracetui.conversation import Conversation
 from tracetui.store import ConversationStore, restore_traces
 from tracetui.tracing import memorization as memo_mod

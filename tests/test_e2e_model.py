@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from index_tools.engine import IndexSet
+from index_tools.opening import IndexSet
 from tracetui.app.app import TraceApp
 from tracetui.defaults import default_model_path
 from tracetui.model import LlamaBackend, ModelError, ModelSettings

@@ -39,7 +39,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from index_tools.engine import IndexSet
+from index_tools.opening import IndexSet
 from tracetui.app.widgets.documents import DocumentPanel
 from tracetui.app.widgets.message import HUES, MessageView
 from tracetui.cli import main

@@ -19,10 +19,11 @@ import pytest
 
 pytest.importorskip("uvicorn")
 
-from index_tools.engine import Index, IndexSet, open_index  # noqa: E402
+from index_tools.engine import Index  # noqa: E402
 from index_tools.errors import RemoteIndexError  # noqa: E402
 from index_tools.infinigram_api import MAX_QUERY_TOKENS, APIClient, InfiniGramAPIIndex  # noqa: E402
 from index_tools.ngram import infgram_probs, ntd  # noqa: E402
+from index_tools.opening import IndexSet, open_index
 from index_tools.remote import RemoteIndex  # noqa: E402
 from tracetui.cli import main  # noqa: E402
 from tracetui.overlap.measure import measure  # noqa: E402

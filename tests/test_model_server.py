@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from index_tools.engine import IndexSet
+from index_tools.opening import IndexSet
 from tracetui.app.app import TraceApp
 from tracetui.app.screens.models import ModelPickerScreen
 from tracetui.cli import main as cli_main

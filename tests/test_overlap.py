@@ -239,7 +239,7 @@ def test_interrupted_run_keeps_valid_json_and_counts(planted: dict) -> None:
 async def test_overlap_screen_from_the_chat(planted: dict) -> None:
     """F7, an items file and Enter: the items sorted by score; the first traced like a reply; Tab
     walks its spans, Ctrl+O and Enter open a document; Escape clears, then goes back."""
-    from index_tools.engine import IndexSet
+    from index_tools.opening import IndexSet
     from tracetui.app.app import TraceApp
     from tracetui.app.screens.document import DocumentScreen
     from tracetui.app.screens.main import MainScreen
@@ -293,7 +293,7 @@ async def test_overlap_screen_from_the_chat(planted: dict) -> None:
 
 
 async def test_overlap_screen_reports_a_bad_file_and_stays(planted: dict, tmp_path: Path) -> None:
-    from index_tools.engine import IndexSet
+    from index_tools.opening import IndexSet
     from tracetui.app.screens.overlap import OverlapApp
 
     bad = tmp_path / "bad.jsonl"

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from index_tools.engine import IndexSet
+from index_tools.opening import IndexSet
 from tracetui.app.app import TraceApp
 from tracetui.conversation import Conversation
 from tracetui.export import export_conversation

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from index_tools.builder import BuildOptions, build_index
-from index_tools.engine import Index, IndexSet
+from index_tools.engine import Index
+from index_tools.opening import IndexSet
 
 FD_DIR = Path("/proc/self/fd")
 

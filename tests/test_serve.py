@@ -32,10 +32,11 @@ except ImportError:  # the serve extra: only the tests that start a server need 
 needs_server = pytest.mark.skipif(uvicorn is None, reason="needs starlette and uvicorn (the serve extra, in the test extra)")
 
 from index_tools.builder import BuildOptions, build_index  # noqa: E402
-from index_tools.engine import Index, IndexSet  # noqa: E402
+from index_tools.engine import Index  # noqa: E402
 from index_tools.errors import RemoteIndexError  # noqa: E402
 from index_tools.format import MANIFEST_NAME, read_manifest, shard_file, write_manifest  # noqa: E402
 from index_tools.ngram import infgram_ntd, infgram_probs, ntd  # noqa: E402
+from index_tools.opening import IndexSet  # noqa: E402
 from index_tools.remote import RemoteIndex, pack  # noqa: E402
 from tracetui import serve as serve_mod  # noqa: E402
 from tracetui.cli import main  # noqa: E402

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from index_tools.builder import BuildOptions, build_index
-from index_tools.engine import IndexSet
+from index_tools.opening import IndexSet
 from tracetui.app.app import TraceApp
 from tracetui.model import ScriptedBackend
 

@@ -30,7 +30,8 @@ from tokenizers import Regex, decoders, models, normalizers, pre_tokenizers, tra
 from tokenizers import Tokenizer as HF
 
 from index_tools.builder import BuildOptions, build_index
-from index_tools.engine import Index, IndexSet
+from index_tools.engine import Index
+from index_tools.opening import IndexSet
 from tracetui.sanitize import inert, is_inert
 from tracetui.tracing.pipeline import decode_window
 from tracetui.tracing.search import search_documents

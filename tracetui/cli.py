@@ -19,7 +19,7 @@ from index_tools.errors import IndexToolsError
 from .sanitize import inert
 
 if TYPE_CHECKING:
-    from index_tools.engine import IndexSet
+    from index_tools.opening import IndexSet
 
 EXIT_ERROR = 1
 EXIT_INTERRUPT = 130
@@ -116,7 +116,7 @@ def cmd_index_adopt(args: argparse.Namespace) -> int:
 
 # -- queries ----------------------------------------------------------------------------------
 def _open_indexes(paths: list[str | Path] | None) -> IndexSet:
-    from index_tools.engine import IndexSet
+    from index_tools.opening import IndexSet
 
     if not paths:
         from .defaults import default_index_dir

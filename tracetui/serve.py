@@ -51,10 +51,11 @@ from urllib.parse import quote
 
 import numpy as np
 
-from index_tools.engine import Index, IndexSet, is_index_url, rank_chunk
+from index_tools.engine import Index, rank_chunk
 from index_tools.errors import IndexToolsError
 from index_tools.ngram import ntd_with_unit
 from index_tools.normalize import ORIGINAL_KEY
+from index_tools.opening import IndexSet, is_index_url
 from index_tools.remote import (
     API_VERSION,
     TOKEN_ENV,

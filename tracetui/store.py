@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from index_tools.engine import IndexSet
+from index_tools.opening import IndexSet
 
 from .conversation import Conversation
 from .tracing.pipeline import TraceParams, TraceResult

@@ -27,7 +27,8 @@ from textual.screen import Screen
 from textual.widgets import Input, OptionList
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from index_tools.engine import Index, IndexSet
+from index_tools.engine import Index
+from index_tools.opening import IndexSet
 
 from ..conversation import MODES, Conversation, Message
 from ..export import export_conversation

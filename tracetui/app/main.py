@@ -7,8 +7,8 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from index_tools.engine import IndexSet
 from index_tools.errors import IndexToolsError
+from index_tools.opening import IndexSet
 
 from ..conversation import MODES
 from ..defaults import config_dir, data_dir, default_index_dir, default_model_path

@@ -11,7 +11,7 @@ import threading
 from collections import deque
 from dataclasses import dataclass
 
-from index_tools.engine import IndexSet
+from index_tools.opening import IndexSet
 
 
 @dataclass(frozen=True)

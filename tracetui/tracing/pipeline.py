@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from index_tools.contract import IndexLike
-from index_tools.engine import Hit, IndexSet, Window
+from index_tools.engine import Hit, Window
+from index_tools.opening import IndexSet
 
 from .lru import LRU
 from .memorization import LensCache, memorization

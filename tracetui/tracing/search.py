@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from index_tools.engine import IndexSet
+from index_tools.opening import IndexSet
 
 from .pipeline import decode_window
 
