@@ -12,9 +12,8 @@ one). Several URLs joined with commas are *one* index whose shards are spread ov
 every query goes to all servers concurrently, counts are summed and longest matches maximised,
 exactly as the local engine merges its own shards.
 
-Arrays travel as base64 of little-endian int64 (`pack` / `unpack`): a 500-token reply's
-longest-prefix answer is 5 KB, not a JSON list of thousands of numbers. Only the standard
-library is used (`http.client`, one kept-alive connection per server, reopened once when the
+Arrays travel in the wire format of `index_tools.wire` (shared with the server). Only the
+standard library is used (`http.client`, one kept-alive connection per server, reopened once when the
 server closed it while idle). A batch bigger than a server takes in one request (its "limits"
 in `GET /indexes`: tokens, sequences, occurrences, tokens of windows, body bytes) is sent as
 several requests and the answers joined: the same results as one local call.
@@ -22,7 +21,6 @@ several requests and the answers joined: the same results as one local call.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import http.client
 import json
@@ -44,60 +42,20 @@ from .format import Manifest
 from .ngram import NextTokens, sample_unit
 from .normalize import for_manifest
 from .tokenizer import Tokenizer, load_tokenizer
+from .wire import (
+    API_VERSION,
+    TOKEN_ENV,
+    pack,
+    pack_seqs,
+    unpack,
+    unpack_seqs,
+    window_from_json,
+)
 
 TIMEOUT = 120.0  # seconds the client waits for one answer (the server's own limit is lower)
-API_VERSION = 1
-TOKEN_ENV = "TRACETUI_TOKEN"  # the bearer token sent to a server that asks for one (`--token`)
 # what a server that does not publish its limits (`GET /indexes` "limits") is assumed to take
 DEFAULT_LIMITS = {"max_body": 8 << 20, "max_tokens": 200_000, "max_seqs": 100_000, "max_windows": 10_000,
                   "window_budget": 2_000_000}
-
-
-# -- wire format (shared with index_tools.serve) ------------------------------------------------
-def pack(arr: np.ndarray | list[int]) -> str:
-    """An integer array as base64 of its little-endian int64 bytes."""
-    return base64.b64encode(np.ascontiguousarray(arr, dtype="<i8").tobytes()).decode("ascii")
-
-
-def unpack(text: Any, what: str = "array") -> np.ndarray:
-    """The inverse of `pack`; ValueError on anything that is not one."""
-    if not isinstance(text, str):
-        raise ValueError(f"{what}: expected a base64 string of little-endian int64")
-    try:
-        raw = base64.b64decode(text.encode("ascii"), validate=True)
-    except (ValueError, UnicodeEncodeError):
-        raise ValueError(f"{what}: not valid base64") from None
-    if len(raw) % 8:
-        raise ValueError(f"{what}: {len(raw)} bytes is not a whole number of int64")
-    return np.frombuffer(raw, dtype="<i8").astype(np.int64)
-
-
-def pack_seqs(seqs: list[np.ndarray]) -> dict[str, str]:
-    """Many token sequences as one concatenated array and their lengths."""
-    lens = [len(s) for s in seqs]
-    flat = np.concatenate([np.asarray(s, dtype=np.int64) for s in seqs]) if seqs else np.zeros(0, dtype=np.int64)
-    return {"ids": pack(flat), "lengths": pack(lens)}
-
-
-def unpack_seqs(data: dict[str, Any]) -> list[np.ndarray]:
-    flat, lens = unpack(data.get("ids"), "ids"), unpack(data.get("lengths"), "lengths")
-    if np.any(lens < 0) or int(lens.sum()) != len(flat):
-        raise ValueError("lengths do not add up to the ids given")
-    return np.split(flat, np.cumsum(lens)[:-1]) if len(lens) else []
-
-
-def window_to_json(w: Window) -> dict[str, Any]:
-    return {"tokens": pack(w.tokens), "match": [w.match_start, w.match_end], "doc_start": w.doc_start,
-            "truncated": [w.truncated_left, w.truncated_right]}
-
-
-def window_from_json(d: dict[str, Any]) -> Window:
-    return Window(unpack(d["tokens"], "window"), int(d["match"][0]), int(d["match"][1]), int(d["doc_start"]),
-                  bool(d["truncated"][0]), bool(d["truncated"][1]))
-
-
-def hit_to_json(h: Hit) -> list[int]:
-    return [h.shard, h.rank, h.pointer, h.doc, h.doc_start, h.doc_end, h.token]
 
 
 # -- transport ------------------------------------------------------------------------------------

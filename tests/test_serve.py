@@ -37,7 +37,8 @@ from index_tools.errors import RemoteIndexError  # noqa: E402
 from index_tools.format import MANIFEST_NAME, read_manifest, shard_file, write_manifest  # noqa: E402
 from index_tools.ngram import infgram_ntd, infgram_probs, ntd  # noqa: E402
 from index_tools.opening import IndexSet  # noqa: E402
-from index_tools.remote import RemoteIndex, pack  # noqa: E402
+from index_tools.remote import RemoteIndex  # noqa: E402
+from index_tools.wire import pack  # noqa: E402
 from tracetui import serve as serve_mod  # noqa: E402
 from tracetui.cli import main  # noqa: E402
 from tracetui.overlap.measure import measure  # noqa: E402

@@ -302,7 +302,7 @@ def _merge_globals(args: argparse.Namespace) -> None:
     if api_tok:  # the tokenizer of infini-gram API indexes opened in this process
         os.environ["TRACETUI_TOKENIZER"] = api_tok
     if args.token:  # one place every index URL opened in this process (and `serve`) reads it from
-        from index_tools.remote import TOKEN_ENV
+        from index_tools.wire import TOKEN_ENV
 
         os.environ[TOKEN_ENV] = args.token
     if args.command is None:

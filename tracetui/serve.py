@@ -56,7 +56,7 @@ from index_tools.errors import IndexToolsError
 from index_tools.ngram import ntd_with_unit
 from index_tools.normalize import ORIGINAL_KEY
 from index_tools.opening import IndexSet, is_index_url
-from index_tools.remote import (
+from index_tools.wire import (
     API_VERSION,
     TOKEN_ENV,
     hit_to_json,
