@@ -174,14 +174,17 @@ class HFTokenizer(Tokenizer):
         from tokenizers import Tokenizer as _HF
 
         self.path = Path(path)
-        try:
-            self._tok = _HF.from_file(str(self.path))
-        except Exception as exc:  # tokenizers raises a bare Exception on bad files
+        try:  # the file is read once: parsed, and hashed for the fingerprint (the tables' cache key)
+            data = self.path.read_bytes()
+            self._tok = _HF.from_str(data.decode("utf-8"))
+        except OSError as exc:
+            raise TokenizerError(f"{self.path}: cannot load tokenizer ({exc.strerror or exc})") from None
+        except Exception as exc:  # tokenizers raises a bare Exception on bad files; not UTF-8 either
             raise TokenizerError(f"{self.path}: cannot load tokenizer ({str(exc).splitlines()[0]})") from None
         self.name = self.path.name
         self.vocab_size = self._tok.get_vocab_size(with_added_tokens=True)
         self._words: WordBoundaries | None = None
-        self._fingerprint: str | None = None
+        self._fingerprint = hashlib.sha256(data).hexdigest()[:16]
         self._blob: tuple[bytes, np.ndarray] | None = None  # token bytes as cached, not yet cut
         self._bytes: list[bytes] | None = None
 
@@ -237,10 +240,7 @@ class HFTokenizer(Tokenizer):
         """Token bytes and word-boundary tables: from the user's cache (keyed by the tokenizer
         file's digest), else built and cached (atomically). A fresh process then starts in
         milliseconds instead of walking the vocabulary."""
-        try:
-            path = _tables_cache(self.fingerprint())
-        except OSError:  # the file is gone (the tokenizer itself is loaded): no cache, build
-            path = None
+        path = _tables_cache(self.fingerprint())
         if path is not None and path.exists():
             try:
                 with np.load(path, allow_pickle=False) as z:
@@ -281,8 +281,6 @@ class HFTokenizer(Tokenizer):
         return self._words
 
     def fingerprint(self) -> str:
-        if self._fingerprint is None:
-            self._fingerprint = hashlib.sha256(self.path.read_bytes()).hexdigest()[:16]
         return self._fingerprint
 
 

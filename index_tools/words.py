@@ -119,7 +119,6 @@ class WordBoundaries:
                 self.head[i, :k] = np.frombuffer(b[:k], dtype=np.uint8)
                 self.tail_rev[i, :k] = np.frombuffer(b[-k:][::-1], dtype=np.uint8)
                 self.head_len[i] = k
-        self.has_unsure = bool(np.any(self.classes == UNSURE))
         # the fast tables of `boundary`: how a token's text begins and ends, where the token alone
         # tells (an empty token -- a special one, an unknown character -- stands alone: a break)
         self.head_class = self.classes
@@ -145,7 +144,6 @@ class WordBoundaries:
                 or len(self.tail_class) != n or len(self.head_inside) != n:
             raise ValueError("word-boundary tables of mismatched sizes")
         self.head_class = self.classes
-        self.has_unsure = bool(np.any(self.classes == UNSURE))
         return self
 
     @property
@@ -191,11 +189,6 @@ class WordBoundaries:
         r, c = np.nonzero(take)
         first[r, rank[r, c]] = raw[r, c]
         return first, np.minimum(valid.sum(axis=1), 4)
-
-    def ends_before(self, preceding: np.ndarray) -> np.ndarray:
-        """For rows of the tokens before a position, nearest first (-1: the document starts
-        there), is the character just before the position *not* a word character?"""
-        return self.last_char(preceding)[0]
 
     def last_char(self, preceding: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per row of preceding tokens (nearest first): is the last character not a word

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from index_tools.contract import IndexLike
-from index_tools.engine import Hit, Window
+from index_tools.engine import Window
 from index_tools.opening import IndexSet
 
 from .lru import LRU
@@ -370,11 +370,6 @@ def sample_runs(runs: list[tuple[int, int, int]], k: int, seed: int) -> list[tup
         shard, a, _ = runs[i]
         out.append((shard, int(a + g - (bounds[i] - sizes[i]))))
     return out
-
-
-def window_text(index: IndexLike, hit: Hit, length: int, context: int) -> tuple[str, tuple[int, int]]:
-    """Text of `context` tokens around a match and the match's character range in it."""
-    return decode_window(index, index.window(hit, length, context))
 
 
 def decode_window(index: IndexLike, w: Window) -> tuple[str, tuple[int, int]]:
