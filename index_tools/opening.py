@@ -14,6 +14,7 @@ from urllib.parse import unquote
 from .contract import IndexLike
 from .engine import Index
 from .errors import RemoteIndexError
+from .format import MANIFEST_NAME
 from .infinigram_api import InfiniGramAPIIndex, speaks_infinigram
 from .remote import RemoteIndex
 
@@ -31,8 +32,17 @@ class IndexSet:
 
     @classmethod
     def open(cls, directories: Sequence[str | Path]) -> IndexSet:
-        """Each entry a directory or a served index's URL (see `open_index`); they mix freely."""
-        return cls([open_index(d) for d in directories])
+        """Each entry a directory or a served index's URL (see `open_index`); they mix freely.
+        When one fails to open, those opened before it are closed again (no maps or
+        connections are left behind by an error)."""
+        opened: list[IndexLike] = []
+        try:
+            for d in directories:
+                opened.append(open_index(d))
+        except BaseException:
+            cls(opened).close()
+            raise
+        return cls(opened)
 
     def __iter__(self) -> Iterator[IndexLike]:
         return iter(self.indexes)
@@ -52,6 +62,13 @@ class IndexSet:
 
     def __len__(self) -> int:
         return len(self.indexes)
+
+    def vanished(self) -> list[tuple[str, bool]]:
+        """(name, gone) for every local index: gone when its directory no longer holds its
+        manifest (deleted or moved while open; the maps still read the old files). Served
+        indexes report their own faults, so they are not listed."""
+        return [(ix.name, not (ix.directory / MANIFEST_NAME).exists())
+                for ix in self.indexes if isinstance(ix, Index)]
 
 
 def is_index_url(spec: str | Path) -> bool:

@@ -167,7 +167,7 @@ async def test_click_on_highlight_selects_it_and_markdown_keeps_offsets(text_ind
         assert code_span, "a span inside the code block is highlighted"
         target = len(view.trace.highlights) - 1
         await pilot.pause()
-        app.action_pick_highlight(view.number, target)  # what the @click meta on the range calls
+        app.screen.action_pick_highlight(view.number, target)  # what the @click meta on the range calls
         assert view.selected == target
         h = view.trace.highlights[target]
         # a real mouse click on the first highlighted cell selects the first highlight

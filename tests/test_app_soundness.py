@@ -368,7 +368,7 @@ async def test_heat_view_token_click_opens_next_in_corpus_there(text_index: Path
         actions = [str(s.style) for s in view.build_content().spans if "next_at(" in str(s.style)]
         assert len(actions) == len(view.trace.memorization["tokens"])
         a, b = view.trace.memorization["tokens"][5][:2]
-        await app.run_action(f"next_at({view.number},{a})")
+        await app.run_action(f"screen.next_at({view.number},{a})")
         await pilot.pause(0.3)
         screen = app.screen
         assert isinstance(screen, NextTokensScreen) and screen.pos == 5

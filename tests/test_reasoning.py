@@ -111,7 +111,7 @@ async def test_reasoning_in_the_app_folded_stored_exported_traced_on_request(tex
     app = TraceApp(IndexSet.open([text_index]), ScriptedBackend([pieces]), intro="t", export_dir=tmp_path,
                    store=store)
     async with app.run_test(size=(120, 36)) as pilot:
-        assert not app.check_action("toggle_reasoning", ()) and not app.check_action("pick_model", ())
+        assert not app.main.check_action("toggle_reasoning", ()) and not app.check_action("pick_model", ())
         await pilot.click("#prompt")
         await pilot.press(*"a proverb?", "enter")
         await wait_idle(app, pilot)
@@ -124,7 +124,7 @@ async def test_reasoning_in_the_app_folded_stored_exported_traced_on_request(tex
         view = app.messages[-1]
         shown = str(view.build_content())
         assert "reasoning hidden" in shown and THOUGHT not in shown
-        assert app.check_action("toggle_reasoning", ()) and app.check_action("trace_reasoning", ())
+        assert app.main.check_action("toggle_reasoning", ()) and app.main.check_action("trace_reasoning", ())
         await pilot.press("f9")
         assert THOUGHT in str(view.build_content())
         await pilot.press("f9")

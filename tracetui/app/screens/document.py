@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from textual.app import ComposeResult
@@ -11,7 +12,9 @@ from textual.containers import VerticalScroll
 from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import Footer, Static
+from textual.worker import get_current_worker
 
+from index_tools.contract import IndexLike
 from index_tools.normalize import normalize, normalize_with_map, original_range
 
 from ...sanitize import inert
@@ -40,12 +43,9 @@ class DocumentScreen(Screen[int | None]):
         self.current = 0
 
     @classmethod
-    def of_option(cls, panel: Any, option_id: str | None, indexes: Any) -> DocumentScreen | None:
-        """The screen for the document a panel option names, with the whole document when its
-        index is open and readable (else the windows only)."""
-        doc = next((d for d in panel.documents if d.id == option_id), None)
-        if doc is None or panel.trace is None:
-            return None
+    def read(cls, trace: TraceResult, doc: Document, indexes: Iterable[IndexLike]) -> DocumentScreen:
+        """The screen for a document, with its whole text when its index is open and readable
+        (else the windows only). It reads from disk or a server: call it off the UI thread."""
         whole = None
         index = next((ix for ix in indexes if ix.name == doc.index), None)
         if index is not None:
@@ -53,7 +53,7 @@ class DocumentScreen(Screen[int | None]):
                 whole = index.document_text(doc.doc)
             except Exception:  # a damaged or unreachable index: the windows still show
                 whole = None
-        return cls(panel.trace, doc, whole)
+        return cls(trace, doc, whole)
 
     def compose(self) -> ComposeResult:
         d = self.document
@@ -134,3 +134,21 @@ class DocumentScreen(Screen[int | None]):
 
     def action_back(self) -> None:
         self.dismiss(None)
+
+
+def open_document(host: Screen[Any], trace: TraceResult | None, doc: Document | None, indexes: Iterable[IndexLike],
+                  dismissed: Callable[[int | None], None] | None = None) -> None:
+    """Open a document of a trace without blocking the UI: its whole text is read in a thread
+    worker (a served index can take up to its request timeout), the screen is pushed when it is
+    read, unless another document was asked for meanwhile (the worker group is exclusive)."""
+    if trace is None or doc is None:
+        return
+    app = host.app
+    chosen = list(indexes)
+
+    def read() -> None:
+        screen = DocumentScreen.read(trace, doc, chosen)
+        if not get_current_worker().is_cancelled:
+            app.call_from_thread(app.push_screen, screen, dismissed)
+
+    host.run_worker(read, thread=True, exclusive=True, group="document", name="open document")

@@ -1,26 +1,56 @@
 """The main screen: the conversation, the prompt, the document panel and the status line.
 
-It only shows things: the App owns the conversation, the workers and the bindings, and tells
-this screen what changed. Every method runs on the UI thread.
+It shows the replies and owns what acts on what it shows: walking the highlights, the heat and
+reasoning views, the document panel, the next-token view. The App owns the conversation, the
+services and the global keys, and tells this screen what changed. Every method runs on the UI
+thread; reading a document runs in a worker.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
+from textual import on
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
 from textual.screen import Screen
-from textual.widgets import Header, Input, Static
+from textual.widgets import Header, Input, OptionList, Static
 
 from ...conversation import Message
 from ...sanitize import inert
 from ...tracing.pipeline import TraceResult
+from ..span_walk import highlight_status, step_highlight
 from ..widgets.documents import DocumentPanel
 from ..widgets.footer import StableFooter
 from ..widgets.message import MessageView
+from .document import open_document
+from .next_tokens import NextTokensScreen
+
+if TYPE_CHECKING:
+    from ..app import TraceApp
 
 
 class MainScreen(Screen[None]):
+    # in the footer after the app's own keys, in order of use
+    BINDINGS = [
+        Binding("tab", "walk(1)", "Next span", priority=True, id="span.next"),
+        Binding("shift+tab", "walk(-1)", "Prev span", priority=True, id="span.prev"),
+        Binding("escape", "escape", "Stop / clear", id="escape"),
+        Binding("ctrl+o", "focus_docs", "Documents", id="docs.focus"),
+        Binding("f4", "demo_opening", "Demo opening", id="demo.opening"),
+        Binding("f5", "toggle_heat", "Heat view", id="heat.toggle"),
+        Binding("f6", "next_in_corpus", "Next in corpus", id="next.open"),
+        # shown only when they apply (`check_action`): replies with reasoning
+        Binding("f9", "toggle_reasoning", "Reasoning", id="reasoning.toggle"),
+        Binding("ctrl+g", "trace_reasoning", "Trace reasoning", id="reasoning.trace"),
+        Binding("ctrl+y", "copy_span", "Copy span", id="copy.span"),
+        # priority: the prompt's Input would take Ctrl+E as "end of line"
+        Binding("ctrl+e", "app.export", "Export", priority=True, id="export"),
+        Binding("ctrl+l", "focus_prompt", "Prompt", show=False, id="prompt.focus"),
+    ]
+
     def __init__(self, intro: Content | str) -> None:
         super().__init__()
         self.intro = intro
@@ -92,8 +122,8 @@ class MainScreen(Screen[None]):
         traced = [v for v in self.views if v.message.traced and v.trace and v.trace.highlights]
         return traced[-1] if traced else None
 
-    def select_highlight(self, view: MessageView, nxt: int | None) -> str | None:
-        """Select a highlight (None: clear); returns the status line to show."""
+    def select_highlight(self, view: MessageView, nxt: int | None) -> None:
+        """Select a highlight (None: clear it): its documents in the panel, its line in sight."""
         for other in self.views:
             if other is not view and other.selected is not None:
                 other.select(None)
@@ -101,14 +131,163 @@ class MainScreen(Screen[None]):
         panel = self.query_one(DocumentPanel)
         if nxt is None or view.trace is None:
             panel.show(view.trace)
-            return None
+            return
         h = view.trace.highlights[nxt]
         panel.show(view.trace, h.spans)
         line = view.text[: h.start].count("\n") + 1
         self.query_one("#chat", VerticalScroll).scroll_to(y=view.virtual_region.y + line - 2, animate=False)
-        texts = "; ".join(inert(view.trace.spans[i].text)[:60] for i in h.spans)
-        return f"span {nxt + 1}/{len(view.trace.highlights)}: {texts}"
+        self.set_status(highlight_status(view, nxt))
+
+    @property
+    def tapp(self) -> TraceApp:
+        return cast("TraceApp", self.app)
+
+    def action_walk(self, step: int) -> None:
+        view = self.focused_reply()
+        k = step_highlight(view, step)
+        if view is None or k is None:
+            self.notify("no highlighted spans yet", severity="information")
+            return
+        self.select_highlight(view, k)
+
+    def action_pick_highlight(self, message: int, highlight: int) -> None:
+        """A click on a highlight: select it, as Tab would."""
+        if 0 <= message < len(self.views):
+            view = self.views[message]
+            if view.trace is not None and 0 <= highlight < len(view.trace.highlights):
+                self.focused_view = view
+                self.select_highlight(view, highlight)
+
+    def action_escape(self) -> None:
+        if self.tapp.generating:
+            self.tapp.stop_reply()
+            return
+        view = self.focused_reply()
+        if view is not None and view.selected is not None:
+            self.select_highlight(view, None)
+            self.set_status("selection cleared: all documents")
+
+    def action_focus_docs(self) -> None:
+        self.query_one(DocumentPanel).focus()
+
+    def action_focus_prompt(self) -> None:
+        self.query_one("#prompt", Input).focus()
+
+    @on(OptionList.OptionSelected, "#docs")
+    def _open_document(self, event: OptionList.OptionSelected) -> None:
+        panel = self.query_one(DocumentPanel)
+        view, trace = self.focused_reply(), panel.trace
+
+        def locate(span: int | None) -> None:
+            if span is None or view is None or trace is None or view.trace is not trace or view not in self.views:
+                return
+            hl = next((k for k, h in enumerate(trace.highlights) if span in h.spans), None)
+            self.select_highlight(view, hl)
+
+        open_document(self, trace, panel.document(event.option.id), self.tapp.indexes or [], locate)
+
+    def action_demo_opening(self) -> None:
+        """Put the next demo opening into the prompt (in continue mode)."""
+        text = self.tapp.next_opening()
+        if text is None:
+            return
+        prompt = self.query_one("#prompt", Input)
+        prompt.value = text
+        prompt.focus()
+
+    def action_toggle_heat(self) -> None:
+        """Shade every token of the replies by its ∞-gram effective n instead of the spans."""
+        self.heat = not self.heat
+        self.restyle()
+        self.set_status("heat view: tokens shaded by effective n (darker: longer context found in the corpus)"
+                        if self.heat else "span view")
+
+    def action_next_in_corpus(self) -> None:
+        """What the corpus says comes next at the end of the selected span (else at the end of
+        the latest traced reply): the ∞-gram next tokens, the model's own token marked."""
+        indexes = self.tapp.indexes
+        if not indexes:
+            return
+        view = self.focused_reply()
+        if view is None:
+            traced = [v for v in self.views if v.message.traced and v.text]
+            view = traced[-1] if traced else None
+        if view is None:
+            self.notify("no reply yet", severity="information")
+            return
+        pos = len(view.text)
+        if view.selected is not None and view.trace is not None:
+            pos = view.trace.highlights[view.selected].end
+        self.app.push_screen(NextTokensScreen(indexes.indexes[0], view.text, pos))
+
+    def action_next_at(self, message: int, char_pos: int) -> None:
+        """A click on a token in the heat view: the corpus's next tokens where that token stands."""
+        indexes = self.tapp.indexes
+        if not indexes or not 0 <= message < len(self.views):
+            return
+        view = self.views[message]
+        if 0 <= char_pos <= len(view.text):
+            self.app.push_screen(NextTokensScreen(indexes.indexes[0], view.text, char_pos))
+
+    def action_copy_span(self) -> None:
+        view = self.focused_reply()
+        if view is None or view.selected is None or view.trace is None:
+            self.notify("select a span first (Tab)", severity="warning")
+            return
+        h = view.trace.highlights[view.selected]
+        self.app.copy_to_clipboard(view.text[h.start : h.end])
+        self.notify("span copied to the clipboard")
+
+    # -- reasoning --------------------------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """The reasoning keys are hidden (footer and help) until a reply has reasoning."""
+        if action in ("toggle_reasoning", "trace_reasoning"):
+            return any(v.message.reasoning for v in self.views)
+        return True
+
+    def reasoning_reply(self) -> Message | None:
+        """The reply the reasoning keys act on: the one last clicked, else the latest with reasoning."""
+        f = self.focused_view
+        if f is not None and f in self.views and f.message.reasoning:
+            return f.message
+        return next((v.message for v in reversed(self.views) if v.message.reasoning), None)
+
+    def action_toggle_reasoning(self) -> None:
+        """Show the reasoning under every reply, or fold it back to one line each."""
+        self.show_reasoning = not self.show_reasoning
+        self.restyle()
+        self.set_status("reasoning shown under the replies" if self.show_reasoning
+                        else "reasoning folded (F9 shows it)")
+
+    def action_trace_reasoning(self) -> None:
+        """Trace a reply's reasoning as a piece of its own (its spans and documents)."""
+        msg = self.reasoning_reply()
+        if msg is None:
+            self.notify("no reply with reasoning yet", severity="information")
+            return
+        if not msg.done:
+            self.notify("the reply is still streaming: its reasoning is traced once it ends", severity="warning")
+            return
+        if not self.show_reasoning:
+            self.action_toggle_reasoning()
+        if msg.reasoning_trace is not None:
+            self.reasoning_traced(msg, msg.reasoning_trace)
+            return
+        self.set_status("tracing the reasoning…")
+        self.tapp.request_trace(msg, live=False, part="reasoning")
+
+    def reasoning_traced(self, msg: Message, result: TraceResult) -> None:
+        """A reply's reasoning traced: highlighted in its shown block, its documents in the panel."""
+        view = self.view_of(msg)
+        if view is not None:
+            view.refresh_content()
+            self.query_one(DocumentPanel).show(result)
+        t = result.timings_ms.get("total", 0.0)
+        self.set_status(f"reasoning: {len(result.spans)} spans · {len(result.documents)} documents · {t:.0f} ms "
+                        "(documents of the reasoning in the panel; Tab goes back to the answer's)")
 
     # -- status -----------------------------------------------------------------------------------
     def set_status(self, text: str) -> None:
-        self.query_one("#status", Static).update(Content(inert(text)))
+        self.tapp.last_status = text
+        if self.is_mounted:
+            self.query_one("#status", Static).update(Content(inert(text)))

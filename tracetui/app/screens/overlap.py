@@ -28,10 +28,11 @@ from ...overlap.items import read_items
 from ...overlap.report import ItemReport, OverlapParams, TopItems, run_overlap
 from ...sanitize import inert
 from ...tracing.pipeline import TraceParams, Tracer, TraceResult
+from ..span_walk import highlight_status, step_highlight
 from ..widgets.documents import DocumentPanel
 from ..widgets.footer import StableFooter
 from ..widgets.message import MessageView, index_hues
-from .document import DocumentScreen
+from .document import open_document
 
 KEEP = 500  # items kept for browsing (those of highest score)
 VERDICT_STYLE = {"contaminated": "bold #f85149", "suspicious": "bold #d29922", "clean": "#3fb950"}
@@ -135,23 +136,23 @@ class OverlapScreen(Screen[None]):
 
     # -- spans and documents ----------------------------------------------------------------------
     def walk_spans(self, step: int) -> None:
-        view = self.view
-        if view is None or view.trace is None or not view.trace.highlights:
+        k = step_highlight(self.view, step)
+        if k is None:
             self.notify("no highlighted spans in this item", severity="information")
             return
-        n = len(view.trace.highlights)
-        cur = view.selected
-        self.pick_highlight((0 if step > 0 else n - 1) if cur is None else (cur + step) % n)
+        self.pick_highlight(k)
 
     def pick_highlight(self, nxt: int) -> None:
         view = self.view
         if view is None or view.trace is None or not 0 <= nxt < len(view.trace.highlights):
             return
         view.select(nxt)
-        h = view.trace.highlights[nxt]
-        self.query_one(DocumentPanel).show(view.trace, h.spans)
-        texts = "; ".join(view.trace.spans[i].text[:60] for i in h.spans)
-        self.set_status(f"span {nxt + 1}/{len(view.trace.highlights)}: {texts}")
+        self.query_one(DocumentPanel).show(view.trace, view.trace.highlights[nxt].spans)
+        self.set_status(highlight_status(view, nxt))
+
+    def action_pick_highlight(self, _message: int, highlight: int) -> None:
+        """A click on a highlight (the message view's link): select it."""
+        self.pick_highlight(highlight)
 
     def action_walk(self, step: int) -> None:
         self.walk_spans(step)
@@ -174,9 +175,8 @@ class OverlapScreen(Screen[None]):
     @on(OptionList.OptionSelected, "#overlap-docs")
     def _open_document(self, event: OptionList.OptionSelected) -> None:
         event.stop()
-        screen = DocumentScreen.of_option(self.query_one(DocumentPanel), event.option.id, self.indexes)
-        if screen is not None:
-            self.app.push_screen(screen)
+        panel = self.query_one(DocumentPanel)
+        open_document(self, panel.trace, panel.document(event.option.id), self.indexes)
 
     @on(OptionList.OptionSelected, "#overlap-items")
     def _item_chosen(self, event: OptionList.OptionSelected) -> None:
@@ -240,11 +240,6 @@ class OverlapApp(App[None]):
 
     def on_mount(self) -> None:
         self.push_screen(OverlapScreen(*self._screen_args, standalone=True))
-
-    def action_pick_highlight(self, _message: int, highlight: int) -> None:
-        """A click on a highlight (the message view's link): select it."""
-        if isinstance(self.screen, OverlapScreen):
-            self.screen.pick_highlight(highlight)
 
 
 def run_overlap_app(indexes: list[IndexLike], reports: list[ItemReport], params: OverlapParams) -> None:

@@ -67,3 +67,7 @@ class DocumentPanel(OptionList):
             return None
         opt = self.get_option_at_index(self.highlighted)
         return next((d for d in self.documents if d.id == opt.id), None)
+
+    def document(self, option_id: str | None) -> Document | None:
+        """The document an option of this list stands for."""
+        return next((d for d in self.documents if d.id == option_id), None)

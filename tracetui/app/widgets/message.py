@@ -122,7 +122,7 @@ class MessageView(Static):
             base = self._background()
             for a, b, n, _prob in lens["tokens"]:
                 # a click opens "next in corpus" where this token stands
-                click = f"@click=app.next_at({self.number},{a})"
+                click = f"@click=screen.next_at({self.number},{a})"
                 shade = f"on {mix(HEAT, min(1.0, (n - 1) / 15), base)} " if n > 1 else ""
                 content = content.stylize(shade + click, a, b)
             return Content.assemble((f"{label}\n", "bold"), content, *self._reasoning_content())
@@ -136,7 +136,7 @@ class MessageView(Static):
                     style = f"bold #ffffff on {hue}"
                 else:
                     style = f"on {mix(hue, STRENGTH[level], base)}"
-                style += f" @click=app.pick_highlight({self.number},{i})"
+                style += f" @click=screen.pick_highlight({self.number},{i})"
                 content = content.stylize(style, h.start, h.end)
         return Content.assemble((f"{label}\n", "bold"), content, *self._reasoning_content())
 
