@@ -145,15 +145,20 @@ class Shard:
         if self.metaoff is not None and len(self.metaoff) != self.n_docs:
             raise IndexFormatError(f"{metaoff}: {len(self.metaoff)} entries for {self.n_docs} documents")
         self._first: np.ndarray | None = None
+        #: what the layers above keep per shard for its lifetime (word ends' left-edge bits,
+        #: how much a shard has been scanned without them): named slots here rather than
+        #: attributes set on the shard from outside; emptied at `close`
+        self.memo: dict[str, Any] = {}
 
     def close(self) -> None:
         """Unmap the shard's files. Every array over a map is dropped: a map with a live numpy
         view cannot be closed, and once nothing refers to it, it is freed with the file
         descriptor it holds (one per mapped file)."""
         for name in ("keys", "ids", "packed", "_table32", "_table", "offsets", "doc_token_starts", "metadata",
-                     "metaoff", "_tok_buf", "_table_buf", "_first", "_left_bits"):
+                     "metaoff", "_tok_buf", "_table_buf", "_first"):
             if hasattr(self, name):
                 setattr(self, name, None)
+        self.memo.clear()
 
     # -- suffix array access -------------------------------------------------------------
     def sa_tokens(self, ranks: np.ndarray) -> np.ndarray:
@@ -166,6 +171,32 @@ class Shard:
             for k in range(self.ptr_width):
                 ptr |= rows[:, k] << (8 * k)
         return ptr // self.width
+
+    def sa_pointers(self, ranks: np.ndarray) -> np.ndarray:
+        """Byte offsets into the token file stored at `ranks`, as they are on disk.
+
+        `sa_tokens` floors them to token positions, which is all a search needs; a check of the
+        table (`verify`) needs the raw entry, since an entry between two tokens is a fault.
+        """
+        if self._table32 is not None:
+            return self._table32[ranks].astype(np.int64)
+        rows = self._table[ranks].astype(np.int64)
+        ptr = np.zeros(len(ranks), dtype=np.int64)
+        for k in range(self.ptr_width):
+            ptr |= rows[:, k] << (8 * k)
+        return ptr
+
+    def compare_suffixes(self, pos: np.ndarray, other: np.ndarray) -> np.ndarray:
+        """Order of the suffixes at token positions `pos` against those at `other`, pairwise:
+        -1 where the first sorts before the second (the order the suffix table must hold for
+        adjacent ranks), 0 where the second is a prefix of the first, +1 where it sorts after.
+
+        The search's own comparison (`_compare`), with the shard's tokens as the queries, so a
+        check of the table's order uses exactly the order the searches rely on.
+        """
+        other = np.asarray(other, dtype=np.int64)
+        sign, _ = self._compare(np.asarray(pos, dtype=np.int64), self.keys, other, self.n_tokens - other)
+        return sign
 
     def _compare(self, pos: np.ndarray, qbuf: np.ndarray, qstart: np.ndarray, qlen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Compare suffixes at token positions `pos` with queries qbuf[qstart : qstart+qlen].

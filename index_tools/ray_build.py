@@ -17,8 +17,6 @@ only the steps whose final file is missing, so no shard is ever half-written.
 from __future__ import annotations
 
 import socket
-import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -26,7 +24,7 @@ from typing import Any
 from .builder import BuildOptions, ShardJob, build_index, run_shard_job
 from .errors import IndexToolsError
 from .format import Manifest
-from .progress import _fmt
+from .progress import Progress
 from .suffix_sort import sort_bytes_per_byte
 
 INSTALL_HINT = 'the Ray build needs Ray: pip install -e ".[cluster]"'
@@ -43,34 +41,6 @@ def _import_ray() -> Any:
     except ImportError:
         raise RayBuildError(INSTALL_HINT) from None
     return ray
-
-
-class _RayProgress:
-    """shards done/total and tokens/s on one redrawn stderr line (one summary line off a TTY)."""
-
-    def __init__(self, total: int, enabled: bool) -> None:
-        self.total, self.enabled = total, enabled
-        self.tty = enabled and sys.stderr.isatty()
-        self.done = 0
-        self.tokens = 0
-        self.start = time.perf_counter()
-
-    def line(self) -> str:
-        elapsed = max(time.perf_counter() - self.start, 1e-9)
-        return (f"ray build  shards {self.done}/{self.total}  {_fmt(self.tokens)} tok  "
-                f"{_fmt(self.tokens / elapsed)} tok/s  {elapsed:6.1f}s")
-
-    def update(self, shards: int = 0, tokens: int = 0) -> None:
-        self.done += shards
-        self.tokens += tokens
-        if self.tty:
-            sys.stderr.write("\r" + self.line() + "\x1b[K")
-            sys.stderr.flush()
-
-    def close(self) -> None:
-        if self.enabled:
-            sys.stderr.write(("\r" if self.tty else "") + self.line() + ("\x1b[K" if self.tty else "") + "\n")
-            sys.stderr.flush()
 
 
 def shard_task(job: ShardJob) -> dict[str, Any]:
@@ -135,12 +105,11 @@ def _run_on_ray(ray: Any, jobs: list[ShardJob], max_retries: int) -> list[dict[s
     for job in jobs:
         mem = _memory_request(ray, job)
         pending[task.options(memory=mem).remote(job) if mem else task.remote(job)] = job
-    progress = _RayProgress(len(jobs), jobs[0].opts.progress)
+    progress = Progress("ray build", len(jobs), "shards", jobs[0].opts.progress, also="tok")
     results: list[dict[str, Any]] = []
     try:
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.25)
-            progress.update()
             for ref in ready:
                 job = pending.pop(ref)
                 try:
@@ -152,7 +121,7 @@ def _run_on_ray(ray: Any, jobs: list[ShardJob], max_retries: int) -> list[dict[s
                     raise RayBuildError(f"{_describe(job)}: {_cause(ray, exc, max_retries)}; finished shards are kept "
                                         "(fix the cause and rerun the same command to resume)") from None
                 results.append(info)
-                progress.update(1, info["tokenized_bytes"] // job.width)
+                progress.update(1, also=info["tokenized_bytes"] // job.width)
     finally:
         progress.close()
     return results

@@ -96,7 +96,7 @@ def _verify_table(index: Index, shard: Shard, rng: np.random.Generator, sample: 
     seen = np.zeros(n, dtype=bool)
     for a in range(0, n, _CHUNK):
         ranks = np.arange(a, min(n, a + _CHUNK), dtype=np.int64)
-        ptr = _raw_pointers(shard, ranks)
+        ptr = shard.sa_pointers(ranks)
         if np.any(ptr % index.width) or np.any(ptr >= shard.tokenized_bytes):
             return [f"{table_path}: entries outside {tok_path} or not at token boundaries"]
         seen[ptr // index.width] = True
@@ -110,8 +110,7 @@ def _verify_table(index: Index, shard: Shard, rng: np.random.Generator, sample: 
             ranks = np.unique(rng.integers(0, n - 1, size=min(sample, n - 1)))
         for a in range(0, len(ranks), 1 << 16):
             r = ranks[a : a + (1 << 16)]
-            p1, p2 = shard.sa_tokens(r), shard.sa_tokens(r + 1)
-            sign, _ = shard._compare(p1, shard.keys, p2, n - p2)
+            sign = shard.compare_suffixes(shard.sa_tokens(r), shard.sa_tokens(r + 1))
             if np.any(sign >= 0):
                 bad = int(r[np.argmax(sign >= 0)])
                 return [f"{table_path}: suffixes at ranks {bad} and {bad + 1} are out of order"]
@@ -188,18 +187,3 @@ def _verify_digests(index: Index) -> list[str]:
             faults.append(f"{path}: content differs from the SHA-256 recorded in {MANIFEST_NAME} "
                           f"({actual[:12]}… vs {str(rec['sha256'])[:12]}…): changed after the build")
     return faults
-
-
-def _raw_pointers(shard: Shard, ranks: np.ndarray) -> np.ndarray:
-    return shard.sa_tokens(ranks) * shard.width + _misalignment(shard, ranks)
-
-
-def _misalignment(shard: Shard, ranks: np.ndarray) -> np.ndarray:
-    """sa_tokens floors pointers to tokens; recover the remainder to catch unaligned entries."""
-    if shard.width == 1:
-        return np.zeros(len(ranks), dtype=np.int64)
-    if shard._table32 is not None:
-        return shard._table32[ranks].astype(np.int64) % shard.width
-    rows = shard._table[ranks].astype(np.int64)
-    return rows[:, 0] % shard.width
-

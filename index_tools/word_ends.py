@@ -158,12 +158,12 @@ _BYTE_ONES = np.array([bin(i).count("1") for i in range(256)], dtype=np.int64)
 def _known_bits(shard: Shard, words: WordBoundaries) -> LeftBits | None:
     """The shard's `LeftBits` if it is at hand: kept with the shard or in the cache (looked up
     once per shard)."""
-    got = getattr(shard, "_left_bits", None)
-    if got is None and not getattr(shard, "_left_bits_looked", False):
-        shard._left_bits_looked = True  # type: ignore[attr-defined]
+    got: LeftBits | None = shard.memo.get("left_bits")
+    if got is None and not shard.memo.get("left_bits_looked", False):
+        shard.memo["left_bits_looked"] = True
         path = _cache_path(shard, words)
         got = LeftBits.load(path, shard.n_tokens) if path is not None and path.exists() else None
-        shard._left_bits = got  # type: ignore[attr-defined]
+        shard.memo["left_bits"] = got
     return got
 
 
@@ -175,10 +175,10 @@ def bits_for(shard: Shard, words: WordBoundaries, sizes: np.ndarray) -> LeftBits
     got = _known_bits(shard, words)
     if got is not None:
         return got
-    work = int(getattr(shard, "_left_scanned", 0)) + int(np.sum(sizes))
+    work = int(shard.memo.get("left_scanned", 0)) + int(np.sum(sizes))
     if work > shard.n_tokens // _BUILD_SHARE:
         return left_bits(shard, words)
-    shard._left_scanned = work  # type: ignore[attr-defined]
+    shard.memo["left_scanned"] = work
     return None
 
 
@@ -194,7 +194,7 @@ def left_bits(shard: Shard, words: WordBoundaries) -> LeftBits:
                 got.save(path)
             except OSError:
                 pass  # a read-only cache: kept in memory for this session only
-        shard._left_bits = got  # type: ignore[attr-defined]
+        shard.memo["left_bits"] = got
     return got
 
 

@@ -450,10 +450,10 @@ def test_left_edge_bits_are_built_only_once_direct_reads_add_up(tmp_path: Path, 
     want = oracle.count([oracle.view_bytes(t) for t in texts], ids.tolist())
     n_occ = index.count(ids)
     assert n_occ > 4 and n_occ * 3 < shard.n_tokens // 8  # a few direct reads stay under the share
-    assert index.count_words(ids) == want and getattr(shard, "_left_bits", None) is None
+    assert index.count_words(ids) == want and shard.memo.get("left_bits") is None
     for _ in range(shard.n_tokens // 8 // n_occ + 1):
         assert index.count_words(ids) == want
-    assert getattr(shard, "_left_bits", None) is not None  # built, and then used
+    assert shard.memo.get("left_bits") is not None  # built, and then used
     assert index.count_words(ids) == want
 
 
