@@ -14,8 +14,12 @@ down:
   arrays as base64 of little-endian int64.
 
 The server only parses, checks and calls `Index` methods: no engine logic lives here. Each
-request runs in a small thread pool with a time limit (504 past it; numpy cannot be interrupted,
-so the thread finishes its work in the background), bodies are bounded (413), and every
+request runs in a small thread pool under a time limit: a 504 at the deadline, and its work
+stopped within one bounded engine call (`tracetui.serve_work`: a thread cannot be killed, so
+costly work is cut into pieces with a deadline check between them; a client that goes away
+stops its work the same way). The cost of an exact answer is predicted from counts before it is
+computed, and one that would read more than `max_work` suffixes is a 413. Bodies are bounded
+(413), and every
 size a request can ask for is bounded too, the whole answer included (`windows`: at most
 WINDOW_BUDGET tokens of windows per request). The limits are published in `GET /indexes`
 ("limits"): `RemoteIndex` splits a bigger batch into requests under them. More than MAX_PENDING
@@ -53,7 +57,6 @@ import numpy as np
 
 from index_tools.engine import Index, rank_chunk
 from index_tools.errors import IndexToolsError
-from index_tools.ngram import ntd_with_unit
 from index_tools.normalize import ORIGINAL_KEY
 from index_tools.opening import IndexSet, is_index_url
 from index_tools.wire import (
@@ -65,6 +68,9 @@ from index_tools.wire import (
     unpack_seqs,
     window_to_json,
 )
+
+from . import serve_work as work
+from .serve_work import Budget, Deadline, TooCostly
 
 MAX_BODY = 8 << 20  # bytes of one request body
 MAX_TOKENS = 200_000  # token ids in one request (all sequences together)
@@ -93,6 +99,7 @@ class Limits:
     max_windows: int = MAX_WINDOWS
     max_context: int = MAX_CONTEXT
     window_budget: int = WINDOW_BUDGET
+    max_work: int = work.MAX_WORK  # suffixes an exact answer may read (`serve_work`): beyond, a 413
 
     def to_json(self) -> dict[str, int]:
         return asdict(self)
@@ -177,7 +184,7 @@ def _shard_doc(index: Index, body: dict[str, Any]) -> tuple[int, int]:
 # -- the index-level operations (what RemoteIndex forwards) ----------------------------------------
 def op_find_ranges(index: Index, body: dict[str, Any], lim: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
     seqs = _seqs(index, body, lim)
-    lo, hi = index.find_ranges(seqs)
+    lo, hi = work.find_ranges(index, seqs)
     return {"lo": pack(lo.ravel()), "hi": pack(hi.ravel())}
 
 
@@ -187,17 +194,35 @@ def op_word_counts(index: Index, body: dict[str, Any], lim: Limits = DEFAULT_LIM
         raise BadRequest("m: lengths out of range")
     lo, hi = _ranges(index, body, len(m))
     cap = None if body.get("cap") is None else _int(body, "cap")
-    return {"counts": pack(index.word_counts(lo, hi, m, cap))}
+    return {"counts": pack(work.word_counts(index, lo, hi, m, cap, lim.max_work))}
+
+
+def _too_many_runs(total: int) -> BadRequest:
+    return BadRequest(f"find_words_many: {total:,} runs of whole-word occurrences, at most {MAX_RUNS:,} per "
+                      "answer (page them with word_occurrences)", 413)
 
 
 def op_find_words_many(index: Index, body: dict[str, Any], lim: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
-    runs = index.find_words_many(_seqs(index, body, lim))
-    total = sum(len(rs) for rs in runs)
-    if total > MAX_RUNS:
-        raise BadRequest(f"find_words_many: {total:,} runs of whole-word occurrences, at most {MAX_RUNS:,} per "
-                         "answer (page them with word_occurrences)", 413)
-    flat = [(q, k, a, b) for q, rs in enumerate(runs) for k, a, b in rs]
-    cols = np.array(flat, dtype=np.int64).reshape(-1, 4)
+    """Refused before the search when the left-open sequences' occurrences (each checked one by
+    one) pass the work budget; searched in batches of sequences, stopped once the answer passes
+    MAX_RUNS runs."""
+    seqs = _seqs(index, body, lim)
+    lo, hi = work.find_ranges(index, seqs)
+    reads = work.costly_reads(index, lo, hi, np.array([len(s) for s in seqs], dtype=np.int64))
+    if reads > lim.max_work:
+        raise BadRequest(f"find_words_many: {reads:,} occurrences to check one by one, at most {lim.max_work:,} "
+                         "per request (page them with word_occurrences)", 413)
+    cols_all: list[np.ndarray] = []
+    total = 0
+    for sl in work.batches(len(seqs)):
+        work.check()
+        runs = index.find_words_many(seqs[sl])
+        total += sum(len(rs) for rs in runs)
+        if total > MAX_RUNS:
+            raise _too_many_runs(total)
+        flat = [(sl.start + q, k, a, b) for q, rs in enumerate(runs) for k, a, b in rs]
+        cols_all.append(np.array(flat, dtype=np.int64).reshape(-1, 4))
+    cols = np.concatenate(cols_all)
     return {"seq": pack(cols[:, 0]), "shard": pack(cols[:, 1]), "start": pack(cols[:, 2]), "end": pack(cols[:, 3])}
 
 
@@ -208,6 +233,12 @@ def op_word_occurrences(index: Index, body: dict[str, Any], lim: Limits = DEFAUL
     ids = _check_ids(index, _array(body, "ids"), lim)
     chunk = _int(body, "chunk", 1 << 18, 1, 1 << 18)
     skip = _int(body, "skip", 0)
+    if len(ids):
+        lo, hi = work.find_ranges(index, [ids])
+        reads = work.costly_reads(index, lo, hi, np.array([len(ids)], dtype=np.int64))
+        if reads > lim.max_work:
+            raise BadRequest(f"word_occurrences: {reads:,} occurrences to check one by one, at most "
+                             f"{lim.max_work:,} per request", 413)
     runs = index.find_words(ids) if len(ids) else []
     found = rank_chunk(runs, chunk, skip)
     if found is None:
@@ -219,7 +250,11 @@ def op_word_occurrences(index: Index, body: dict[str, Any], lim: Limits = DEFAUL
 
 
 def op_count_words(index: Index, body: dict[str, Any], lim: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
-    return {"count": index.count_words(_check_ids(index, _array(body, "ids"), lim))}
+    ids = _check_ids(index, _array(body, "ids"), lim)
+    if not len(ids):
+        return {"count": 0}
+    lo, hi = work.find_ranges(index, [ids])
+    return {"count": int(work.word_counts(index, lo, hi, np.array([len(ids)]), None, lim.max_work)[0])}
 
 
 def op_longest_prefixes(index: Index, body: dict[str, Any], lim: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
@@ -232,14 +267,25 @@ def op_longest_prefixes(index: Index, body: dict[str, Any], lim: Limits = DEFAUL
         extra["stops"] = _array(body, "stops", lim)
         if len(extra["stops"]) != (len(ids) if positions is None else len(positions)):
             raise BadRequest("stops: one per position")
-    if body.get("word_ends"):
-        lengths, ends = index.longest_prefixes_witnessed(ids, positions, **extra)
+    witnessed = bool(body.get("word_ends"))
+    pos = np.arange(len(ids), dtype=np.int64) if positions is None else positions
+    lengths = np.zeros(len(pos), dtype=np.int64)
+    ends = np.zeros(len(pos), dtype=bool)
+    for sl in work.batches(len(pos)):  # each position's answer is its own: batches, checked between
+        work.check()
+        part = {k: v[sl] for k, v in extra.items()}
+        if witnessed:
+            lengths[sl], ends[sl] = index.longest_prefixes_witnessed(ids, pos[sl], **part)
+        else:
+            lengths[sl] = index.longest_prefixes(ids, pos[sl], **part)
+    if witnessed:
         return {"lengths": pack(lengths), "word_ends": pack(ends.astype(np.int64))}
-    return {"lengths": pack(index.longest_prefixes(ids, positions, **extra))}
+    return {"lengths": pack(lengths)}
 
 
 def op_ntd(index: Index, body: dict[str, Any], lim: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
-    dist = ntd_with_unit(index, _check_ids(index, _array(body, "ids"), lim), _int(body, "unit", 1, 1, 1 << 40))
+    ids = _check_ids(index, _array(body, "ids"), lim)
+    dist = work.ntd(index, ids, _int(body, "unit", 1, 1, 1 << 40), lim.max_work)
     return {"ids": pack(dist.ids), "counts": pack(dist.counts)}
 
 
@@ -274,7 +320,10 @@ def op_windows(index: Index, body: dict[str, Any], lim: Limits = DEFAULT_LIMITS)
     cost = window_cost([w[2] for w in wanted], ctx)
     if cost > lim.window_budget:
         raise BadRequest(f"windows: up to {cost} tokens asked for, at most {lim.window_budget} per request", 413)
-    found = index.windows(wanted, tuple(ctx))
+    found = []
+    for sl in work.batches(len(wanted), 256):
+        work.check()
+        found += index.windows(wanted[sl], tuple(ctx))
     return {"occurrences": [{"hit": hit_to_json(o.hit), "doc_id": o.doc_id, "metadata": o.metadata,
                              "windows": [window_to_json(w) for w in o.windows]} for o in found]}
 
@@ -413,6 +462,8 @@ def create_app(indexes: IndexSet | list[Index], timeout: float = TIMEOUT, max_bo
     lim = limits if limits is not None else replace(DEFAULT_LIMITS, max_body=max_body)
     max_body = lim.max_body
     pending = 0  # requests computing or queued (the event loop is one thread: no lock needed)
+    # work still on a worker (also after its answer), and work stopped past its deadline
+    stats = {"running": 0, "stopped": 0}
     # local indexes only (`open_served` opens directories): an IndexSet holds them as IndexLike
     by_name: dict[str, Index] = {ix.name: cast(Index, ix) for ix in indexes}
     pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="tracetui-serve")
@@ -455,23 +506,53 @@ def create_app(indexes: IndexSet | list[Index], timeout: float = TIMEOUT, max_bo
             raise BadRequest("body: expected a JSON object")
         return body
 
-    async def run(fn: Callable[[], Any], stamp: bool = True) -> Response:
+    def finished(_: Any) -> None:
+        nonlocal pending
+        pending -= 1
+        stats["running"] -= 1
+
+    async def watch(request: Request, budget: Budget) -> None:
+        """Cancel the budget when the client goes away (its answer would be thrown away)."""
+        while True:
+            message = await request.receive()
+            if message.get("type") == "http.disconnect":
+                budget.cancel("the client went away")
+                return
+
+    async def run(fn: Callable[[], Any], request: Request, stamp: bool = True) -> Response:
+        """fn on a worker under a `Budget` of `timeout` seconds. The answer is a 504 at the
+        deadline; the work itself stops at its next check (`serve_work`), and only then is its
+        worker counted free (`pending` counts work, not answers)."""
         nonlocal pending
         if pending >= max_pending:
             return error(503, f"server busy: {pending} requests under way, try again")
         t0 = time.perf_counter()
         loop = asyncio.get_running_loop()
+        budget = Budget(timeout)
         pending += 1
+        stats["running"] += 1
+        fut = loop.run_in_executor(pool, work.within, budget, fn)
+        fut.add_done_callback(finished)
+        watcher = asyncio.ensure_future(watch(request, budget))
         try:
-            out = await asyncio.wait_for(loop.run_in_executor(pool, fn), timeout)
-        except TimeoutError:
-            return error(504, f"the query took longer than {timeout:g} s")
+            await asyncio.wait({fut, watcher}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            if not fut.done():
+                budget.cancel(f"the query took longer than {timeout:g} s")
+                stats["stopped"] += 1
+                return error(504 if budget.reason and "client" not in budget.reason else 499,
+                             f"{budget.reason} (its work is stopped)")
+            out = fut.result()
+        except Deadline as exc:
+            stats["stopped"] += 1
+            return error(504, f"{exc} (its work is stopped)")
+        except TooCostly as exc:
+            return error(413, str(exc))
         except BadRequest as exc:
             return error(exc.status, str(exc))
         except (IndexToolsError, ValueError, IndexError, OverflowError, RecursionError) as exc:
             return error(400, f"{type(exc).__name__}: {exc}")  # an input the checks let through
         finally:
-            pending -= 1
+            watcher.cancel()
         status = 200
         if isinstance(out, tuple):  # (status, answer): infini-gram's API sets both
             status, out = out
@@ -492,7 +573,7 @@ def create_app(indexes: IndexSet | list[Index], timeout: float = TIMEOUT, max_bo
             return error(exc.status, str(exc))
         for p in processors.values():  # read at each request (tests lower it)
             p.engine.max_support = NTD_MAX_SUPPORT
-        return await run(lambda: answer(processors, body, infinigram_api_only), stamp=False)
+        return await run(lambda: answer(processors, body, infinigram_api_only), request, stamp=False)
 
     async def names(request: Request) -> Response:
         return JSON(list(by_name))
@@ -528,7 +609,7 @@ def create_app(indexes: IndexSet | list[Index], timeout: float = TIMEOUT, max_bo
             body = await body_of(request)
         except BadRequest as exc:
             return error(exc.status, str(exc))
-        return await run(lambda: op(ix, body, lim))
+        return await run(lambda: op(ix, body, lim), request)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 500
@@ -544,7 +625,9 @@ def create_app(indexes: IndexSet | list[Index], timeout: float = TIMEOUT, max_bo
         Route("/indexes/{name}/{op}", operation, methods=["POST"]),
     ][: 2 if infinigram_api_only else None]
     app = Starlette(routes=routes, exception_handlers={HTTPException: http_error, Exception: http_error})
-    return guard(app, token or None, frozenset(h.lower() for h in allowed_hosts))
+    guarded = guard(app, token or None, frozenset(h.lower() for h in allowed_hosts))
+    guarded.stats = stats  # read by tests: work still running, work stopped
+    return guarded
 
 
 def open_served(directories: list[str]) -> IndexSet:

@@ -38,13 +38,15 @@ one index is served, `count` takes `whole_words`, `ntd`/`infgram_ntd` take `exac
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from index_tools.engine import Index
 from index_tools.format import separator_id
-from index_tools.ngram import DOC_END, infgram_suffix_lengths, ntd
+from index_tools.ngram import DOC_END, infgram_suffix_lengths, ntd, ntd_with_unit, sample_unit
+
+from . import serve_work as work
 
 # the server's limits (api_server.py's defaults)
 MAX_QUERY_CHARS = 1000
@@ -223,51 +225,69 @@ class Engine:
             factor_by_shard.append(factor)
         return sum(cnt_by_shard), cnt_by_shard, segs_by_shard, factor_by_shard
 
-    def _ptrs(self, s: int, a: int, b: int) -> list[int]:
-        return (self.index.shards[s].sa_tokens(np.arange(a, b, dtype=np.int64)) * self.width).tolist() if b > a else []
+    def _ptrs(self, s: int, segs: list[tuple[int, int]]) -> np.ndarray:
+        """Byte pointers of the occurrences in rank ranges `segs` of shard s (each range at most
+        max_clause_freq / shards long: `_find_disj` subsampled it)."""
+        sizes = np.array([b - a for a, b in segs], dtype=np.int64)
+        if not len(sizes) or int(sizes.sum()) == 0:
+            return np.zeros(0, dtype=np.int64)
+        work.check()
+        starts = np.array([a for a, _ in segs], dtype=np.int64)
+        ranks = np.repeat(starts - (np.cumsum(sizes) - sizes), sizes) + np.arange(int(sizes.sum()), dtype=np.int64)
+        return self.index.shards[s].sa_tokens(ranks) * self.width
+
+    def _no_separator(self, s: int, lo_p: np.ndarray, hi_p: np.ndarray) -> np.ndarray:
+        """Per byte range [lo_p, hi_p) of shard s: does it hold no document separator? infini-
+        gram searches the bytes; with every token below 0xFF << 8 (w - 1) (all but the separator)
+        a run of w 0xFF bytes can only be a separator token, so counting the separators (one at
+        each document's start, `offsets`) between the two token positions is the same answer."""
+        shard, w = self.index.shards[s], self.width
+        if w > 1 and self.index.manifest.vocab_size > (0xFF << (8 * (w - 1))):  # such tokens exist: the bytes
+            ids = shard.ids
+            return np.array([self.sep not in ids[a // w : b // w].tobytes() for a, b in
+                             zip(lo_p.tolist(), hi_p.tolist(), strict=True)], dtype=bool)
+        starts = shard.doc_token_starts
+        first = np.searchsorted(starts, lo_p // w, side="left")
+        last = np.searchsorted(starts, hi_p // w, side="left")  # separators at positions < hi // w
+        return last == first
 
     def _cnf(self, cnf: list[list[list[int]]], max_clause_freq: int, max_diff_tokens: int
              ) -> tuple[int, bool, list[list[int]]]:
+        """infini-gram's CNF search per shard, over arrays: the rarest clause's occurrences, each
+        widened to the nearest occurrence of every further clause within max_diff_tokens (left
+        or right, as its engine does: the pair when both are near, else the one that is), then
+        the ranges that cross a document separator dropped."""
         rng = np.random.default_rng(CNF_SEED)
         clauses = [self._find_disj(c, max_clause_freq, rng) for c in cnf]
         if any(c[0] == 0 for c in clauses):
             return 0, False, []
         reach = max_diff_tokens * self.width
         total, approx, ptrs_by_shard = 0, False, []
-        for s, shard in enumerate(self.index.shards):
+        for s in range(len(self.index.shards)):
             order = sorted(clauses, key=lambda c: c[1][s])  # the rarest clause in this shard first
             first = order[0]
-            valid = [(p, p) for a, b in first[2][s] for p in self._ptrs(s, a, b)]
+            lo_p = self._ptrs(s, first[2][s])
+            hi_p = lo_p.copy()
             factor = first[3][s]
             for c in order[1:]:
-                ptrs = sorted(p for a, b in c[2][s] for p in self._ptrs(s, a, b))
-                arr = np.asarray(ptrs, dtype=np.int64)
-                nxt: list[tuple[int, int]] = []
-                for lo_p, hi_p in valid:
-                    i = int(np.searchsorted(arr, hi_p, side="left")) - 1  # the last match < hi_p
-                    j = int(np.searchsorted(arr, lo_p, side="left"))  # the first match >= lo_p
-                    new_l = min(lo_p, ptrs[i]) if i >= 0 else None
-                    new_r = max(hi_p, ptrs[j]) if j < len(ptrs) else None
-                    if new_l is not None and new_l + reach < lo_p:
-                        new_l = None  # too far left
-                    if new_r is not None and new_r > hi_p + reach:
-                        new_r = None  # too far right
-                    if new_l is not None and new_r is not None:
-                        nxt.append((new_l, new_r))
-                    else:
-                        if new_l is not None:
-                            nxt.append((new_l, hi_p))
-                        if new_r is not None:
-                            nxt.append((lo_p, new_r))
-                valid = nxt
+                arr = np.sort(self._ptrs(s, c[2][s]))
+                work.check()
+                i = np.searchsorted(arr, hi_p, side="left") - 1  # the last match < hi_p
+                j = np.searchsorted(arr, lo_p, side="left")  # the first match >= lo_p
+                has_l = i >= 0
+                has_r = j < len(arr)
+                new_l = np.minimum(lo_p, arr[np.maximum(i, 0)]) if len(arr) else lo_p
+                new_r = np.maximum(hi_p, arr[np.minimum(j, len(arr) - 1)]) if len(arr) else hi_p
+                has_l &= ~(new_l + reach < lo_p)  # too far left
+                has_r &= ~(new_r > hi_p + reach)  # too far right
+                keep = has_l | has_r  # one range each: both sides, or the one near enough
+                lo_p = np.where(has_l, new_l, lo_p)[keep]
+                hi_p = np.where(has_r, new_r, hi_p)[keep]
                 factor *= c[3][s]
-            ids = shard.ids
-            w = self.width
-            # ranges that hold a document separator (searched in the bytes, as infini-gram does)
-            valid = [(a, b) for a, b in valid if self.sep not in ids[a // w : b // w].tobytes()]
-            total += int(len(valid) * factor)
+            ok = self._no_separator(s, lo_p, hi_p) if len(lo_p) else np.zeros(0, dtype=bool)
+            total += int(int(ok.sum()) * factor)
             approx = approx or factor != 1.0
-            ptrs_by_shard.append([a for a, _ in valid])
+            ptrs_by_shard.append(lo_p[ok].tolist())
         return total, approx, ptrs_by_shard
 
     def _cnf_args(self, cnf: Any, max_clause_freq: Any, max_diff_tokens: Any) -> dict[str, Any] | None:
@@ -319,8 +339,24 @@ class Engine:
         k = self._suffix_len(prompt_ids)
         return {**self._prob(prompt_ids[len(prompt_ids) - k :], cont_id), "suffix_len": k}
 
+    def _bounded_ntd(self, prompt: np.ndarray, max_support: int) -> Any:
+        """`ntd` in bounded work: infini-gram's sampling past max_support (about 4 reads a
+        stride); an exact answer (tracetui's `exact`) in pieces, or, past the work budget,
+        sampled at the stride that fits it, flagged `approx` as infini-gram flags its own."""
+        if not len(prompt):
+            return ntd(self.index, prompt, max_support)  # the unigram table, or a bounded sample
+        ranges = self.index.find(prompt)
+        count = sum(b - a for a, b in ranges)
+        unit = sample_unit(count, max_support)
+        if work.ntd_reads(self.index, ranges, unit) > work.MAX_WORK:
+            unit = sample_unit(count, max(1, work.MAX_WORK // 8))
+        if unit == 1:
+            return work.exact_ntd(self.index, prompt, ranges)
+        work.check()
+        return ntd_with_unit(self.index, prompt, unit, ranges)
+
     def _ntd(self, prompt: list[int], max_support: int) -> dict[str, Any]:
-        d = ntd(self.index, self._arr(prompt), max_support)
+        d = self._bounded_ntd(self._arr(prompt), max_support)
         if d.prompt_cnt == 0:
             return {"prompt_cnt": 0, "result_by_token_id": {}, "approx": False}
         by_id: dict[int, dict[str, Any]] = {}
@@ -546,8 +582,9 @@ class Processor:
         self._unexpected("count", extra)
         if whole and isinstance(query_ids, list) and query_ids:
             got = self.engine.count(query_ids)
-            if "error" not in got:
-                got["count"] = int(self.index.count_words(np.asarray(query_ids, dtype=np.int64)))
+            if "error" not in got:  # exact within the work budget, else sampled (`approx`)
+                got["count"], exact = work.sampled_word_count(self.index, np.asarray(query_ids, dtype=np.int64))
+                got["approx"] = not exact
             return got
         return self.engine.count(query_ids)
 
@@ -684,10 +721,33 @@ class Processor:
             return {"error": "min_len must be a non-negative integer and max_cnt a positive integer"}
         if not (isinstance(query_ids, list) and all(_is_int(i) for i in query_ids)):
             return {"error": "attribute: expected a simple query"}
-        spans = find_spans(self.index, np.asarray(query_ids, dtype=np.int64), delimiters=tuple(delimiters),
+        spans = find_spans(cast(Any, _Bounded(self.index)), np.asarray(query_ids, dtype=np.int64),
+                           delimiters=tuple(delimiters),
                            min_len=min_len, max_cnt=max_cnt, whole_words=bool(whole_words))
         return {"spans": [{"l": s.l, "r": s.r, "length": s.r - s.l, "count": s.count,
                            "unigram_logprob_sum": s.logprob} for s in spans]}
+
+
+class _Bounded:
+    """An index whose counting calls go through `serve_work` (bounded pieces, deadline checks):
+    what `attribute`'s span finding is given. Everything else is the index's own."""
+
+    def __init__(self, index: Index) -> None:
+        self._index = index
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._index, name)
+
+    def find_ranges(self, seqs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        return work.find_ranges(self._index, seqs)
+
+    def word_counts(self, lo: np.ndarray, hi: np.ndarray, m: np.ndarray, cap: int | None = None) -> np.ndarray:
+        return work.word_counts(self._index, lo, hi, m, cap)
+
+    def longest_prefixes_witnessed(self, ids: np.ndarray, positions: np.ndarray | None = None,
+                                   stops: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        work.check()
+        return self._index.longest_prefixes_witnessed(ids, positions, stops)
 
 
 def answer(processors: dict[str, Processor], data: Any, api_only: bool = False) -> tuple[int, dict[str, Any]]:
@@ -719,6 +779,8 @@ def answer(processors: dict[str, Processor], data: Any, api_only: bool = False) 
         return 400, {"error": f"[Flask] Invalid query_type: {query_type}"}
     try:
         return 200, proc.process(query_type, query, query_ids, **data)
+    except (work.Deadline, work.TooCostly):
+        raise  # the server's own answers (504, 413), not a fault of the query
     except Exception as exc:  # what the server answers for any fault inside a query
         return 500, {"error": f"[Flask] Internal server error: {exc}"}
 
