@@ -29,6 +29,9 @@ class IndexSet:
             if names.count(idx.name) > 1:
                 idx.name = f"{idx.name}#{k}"
         self.indexes = indexes
+        #: the paths or URLs the set was opened from (`open`): another process opens the same
+        #: indexes from them (a local index's pages are then shared through the page cache)
+        self.specs: list[str] | None = None
 
     @classmethod
     def open(cls, directories: Sequence[str | Path]) -> IndexSet:
@@ -42,7 +45,9 @@ class IndexSet:
         except BaseException:
             cls(opened).close()
             raise
-        return cls(opened)
+        out = cls(opened)
+        out.specs = [str(d) for d in directories]
+        return out
 
     def __iter__(self) -> Iterator[IndexLike]:
         return iter(self.indexes)

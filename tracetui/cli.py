@@ -270,7 +270,7 @@ def cmd_app(args: argparse.Namespace) -> int:
     from .app.main import run_app
 
     return run_app(model=args.model, indexes=args.index, config_path=args.config, model_name=args.model_name,
-                   api_key=args.api_key)
+                   api_key=args.api_key, in_process=args.in_process)
 
 
 INDEX_HELP = ("index directory or served index URL http(s)://HOST:PORT[/NAME] (several URLs joined by commas: "
@@ -327,6 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: the embedded Gemma 3 270M)")
     p.add_argument("--model-name", help="the server's model to use (default: the first of GET /v1/models)")
     p.add_argument("--api-key", help="the model server's API key (default: $OPENAI_API_KEY)")
+    p.add_argument("--in-process", action="store_true",
+                   help="run the embedded model and the tracer in the UI's process (threads) instead of child "
+                   "processes (config: processes = false)")
     p.add_argument("--index", action="append", help=INDEX_HELP)
     p.add_argument("--token", help=TOKEN_HELP)
     p.add_argument("--tokenizer", dest="api_tokenizer", metavar="PATH", help=API_TOKENIZER_HELP)

@@ -29,6 +29,7 @@ from index_tools.opening import IndexSet
 from ..conversation import MODES, Conversation, Message
 from ..export import export_conversation
 from ..model import Backend, ModelError, ModelSettings
+from ..services.child_tracer import ChildTraceService
 from ..services.events import Event, Notice, ReplyChunk, ReplyDone, TraceFailed, TraceReady
 from ..services.generation import GenerationService, ReplyRequest
 from ..services.persistence import Persistence
@@ -71,7 +72,8 @@ class TraceApp(App[None]):
                  intro: str = "", export_dir: Path | None = None, store: ConversationStore | None = None,
                  theme: str | None = None, index_loader: Callable[[], IndexSet] | None = None,
                  trace_params: TraceParams | None = None, mode: str | None = None,
-                 openings: list[str] | None = None, trace_reasoning: bool = False) -> None:
+                 openings: list[str] | None = None, trace_reasoning: bool = False,
+                 trace_process: bool = False) -> None:
         super().__init__()
         self.trace_reasoning = trace_reasoning  # trace every reply's reasoning too (else on Ctrl+G)
         self._main: MainScreen | None = None
@@ -93,8 +95,9 @@ class TraceApp(App[None]):
         self.conversation = Conversation(mode)
         self.last_status = ""
         self._stop = threading.Event()  # the streaming reply's stop signal (replaced per reply)
-        self.tracing = TraceService(self.trace_params, self._emit,
-                                    heat=lambda: self._main is not None and self._main.heat)
+        # the tracer in a child process (trace_process) or in a thread of this one
+        service = ChildTraceService if trace_process else TraceService
+        self.tracing = service(self.trace_params, self._emit, heat=lambda: self._main is not None and self._main.heat)
         self.persistence = Persistence(store, self._emit)
         self._live_pending = False
         self._last_live = 0.0

@@ -48,8 +48,11 @@ def intro_text(model: str, indexes: list[str], default_model: bool, default_inde
 
 
 def run_app(model: str | None, indexes: list[str] | None, config_path: str | None = None,
-            model_name: str | None = None, api_key: str | None = None) -> int:
+            model_name: str | None = None, api_key: str | None = None, in_process: bool = False) -> int:
     config = load_config(config_path)
+    # the model and the tracer run in child processes unless asked otherwise: the UI's
+    # interpreter then only renders and routes (bench_app.py --design compares both)
+    processes = not in_process and bool(config.get("processes", True))
     settings = ModelSettings(**{k: v for k, v in config.get("model", {}).items() if k in ModelSettings.__dataclass_fields__})
     model = model or config.get("model_url") or config.get("model_path")
     model_name = model_name or config.get("model_name")
@@ -69,8 +72,13 @@ def run_app(model: str | None, indexes: list[str] | None, config_path: str | Non
             if not model:
                 print("tracetui: preparing the embedded model…", file=sys.stderr)
                 model = str(default_model_path())
-            # loaded before the UI owns the terminal: llama.cpp writes to fd 2 while loading
-            backend = LlamaBackend(model, settings)
+            if processes:
+                from ..services.child_model import ChildModel
+
+                backend = ChildModel(model, settings)  # its own process, its own stderr
+            else:
+                # loaded before the UI owns the terminal: llama.cpp writes to fd 2 while loading
+                backend = LlamaBackend(model, settings)
     except ModelError as exc:
         error = str(exc)
     from ..store import ConversationStore
@@ -86,6 +94,12 @@ def run_app(model: str | None, indexes: list[str] | None, config_path: str | Non
                    theme=config.get("theme"),
                    trace_params=TraceParams(whole_words=bool(config.get("whole_words", True))),
                    mode=config.get("mode") if config.get("mode") in MODES else None,
-                   openings=load_openings(), trace_reasoning=bool(config.get("trace_reasoning", False)))
-    app.run()
+                   openings=load_openings(), trace_reasoning=bool(config.get("trace_reasoning", False)),
+                   trace_process=processes)
+    try:
+        app.run()
+    finally:
+        close = getattr(backend, "close", None)
+        if close is not None:
+            close()  # the model's child process, if any: none outlives the app
     return 0
