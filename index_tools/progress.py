@@ -166,8 +166,10 @@ def _start_live(p: Progress) -> tuple[RichProgress, TaskID]:
     else:
         columns += [Count(), Rate(), Elapsed()]
     console = Console(file=p.stream, force_terminal=True, highlight=False)
+    # no redirection of sys.stdout/sys.stderr into the display: a command's stdout (JSON, a
+    # report) must stay where the user sent it, not land on the terminal the bar is drawn on
     live = RichProgress(*columns, console=console, refresh_per_second=_REFRESH_PER_SECOND,
-                        get_time=time.perf_counter)
+                        get_time=time.perf_counter, redirect_stdout=False, redirect_stderr=False)
     task = live.add_task(p.phase, total=p.total, also=0.0)
     live.start()
     return live, task
