@@ -34,10 +34,8 @@ exponential backoff, and no request over the server's limits (500 tokens, 1000 c
 from __future__ import annotations
 
 import hashlib
-import http.client
 import json
 import os
-import socket
 import threading
 import time
 from collections import OrderedDict
@@ -54,7 +52,15 @@ from .engine import DocumentIds, Hit, Occurrence, Window, rank_chunks
 from .errors import RemoteIndexError
 from .format import Manifest, ShardInfo, width_for_vocab
 from .ngram import DOC_END, NextTokens
-from .remote import _Location
+from .remote import (
+    _HTTP,
+    MALFORMED,
+    TransportError,
+    _Location,
+    _one_line,
+    check_answers,
+    parse_json,
+)
 from .tokenizer import Tokenizer, load_tokenizer
 from .words import is_word_char
 
@@ -93,17 +99,17 @@ class _Cache:
 
 
 class APIClient:
-    """`POST /` of one infini-gram API server: a kept-alive connection per thread, at most
-    `concurrency` requests at once, retries with backoff, answers cached."""
+    """`POST /` of one infini-gram API server: an httpx pool of `concurrency` connections
+    (`remote._HTTP`), at most `concurrency` requests at once, retries with backoff, answers
+    cached."""
 
     def __init__(self, url: str, concurrency: int = CONCURRENCY, timeout: float = TIMEOUT, retries: int = RETRIES,
                  backoff: float = 0.5) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise RemoteIndexError(f"{url}: not an http(s) URL")
-        self.scheme, self.host = parts.scheme, parts.hostname
         try:
-            self.port = parts.port or (443 if parts.scheme == "https" else 80)
+            parts.port  # noqa: B018 (a bad port raises here)
         except ValueError:
             raise RemoteIndexError(f"{url}: bad port") from None
         segs = [s for s in parts.path.split("/") if s]
@@ -114,65 +120,41 @@ class APIClient:
         self.concurrency = max(1, concurrency)
         self.pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="infinigram-api")
         self._gate = threading.BoundedSemaphore(max(1, concurrency))
-        self._local = threading.local()
+        self._http = _HTTP(f"{parts.scheme}://{parts.netloc}", timeout, self.concurrency)
         self.cache = _Cache(CACHE)
         self.requests = 0  # round trips made
         self._auth: str | None = None  # sent once the server asked for a bearer token
         self.by_type: dict[str, int] = {}  # queries sent (not cached), per query type
         self._count_lock = threading.Lock()
 
-    def _conn(self) -> http.client.HTTPConnection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            cls = http.client.HTTPSConnection if self.scheme == "https" else http.client.HTTPConnection
-            conn = self._local.conn = cls(self.host, self.port, timeout=self.timeout)
-        return conn
-
-    def _drop(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-        self._local.conn = None
-
     def raw(self, method: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
         """(status, parsed JSON or None) of one request, retried on timeouts, lost connections
         and 5xx answers that are not a query's own error."""
-        data = json.dumps(body).encode("utf-8") if body is not None else None
-        headers = {"Content-Type": "application/json"} if data is not None else {}
-        if self._auth is not None:
-            headers["Authorization"] = self._auth
         delay = self.backoff
         attempt = -1
         while attempt < self.retries:
             attempt += 1
+            headers = {"Authorization": self._auth} if self._auth is not None else {}
             with self._gate:
                 with self._count_lock:
                     self.requests += 1
                 try:
-                    conn = self._conn()
-                    conn.request(method, self.root, body=data, headers=headers)
-                    resp = conn.getresponse()
-                    raw = resp.read()
-                    status = resp.status
-                    asks = "bearer" in (resp.getheader("WWW-Authenticate") or "").lower()
-                except (OSError, http.client.HTTPException) as exc:
-                    self._drop()
+                    status, raw, asks = self._http.request(method, self.root, body, headers)
+                except TransportError as exc:
                     if attempt == self.retries:
-                        what = "timed out" if isinstance(exc, (socket.timeout, TimeoutError)) else "unreachable"
-                        raise RemoteIndexError(f"{self.url}: infini-gram API server {what} "
-                                               f"({type(exc).__name__}: {exc})") from None
+                        raise RemoteIndexError(str(exc).replace("index server", "infini-gram API server", 1)) from None
                     time.sleep(delay)
                     delay *= 2
                     continue
             token = os.environ.get("TRACETUI_TOKEN")
             if status == 401 and asks and token and self._auth is None:
                 # the bearer token goes only to a server that asks for one (as RemoteIndex)
-                self._auth = headers["Authorization"] = f"Bearer {token}"
+                self._auth = f"Bearer {token}"
                 attempt -= 1  # not a failure: the same request again, with the token
                 continue
             try:
-                answer = json.loads(raw.decode("utf-8"))
-            except (UnicodeDecodeError, ValueError):
+                answer = parse_json(self.url, raw, status)
+            except RemoteIndexError:
                 answer = None
             own_error = isinstance(answer, dict) and str(answer.get("error", "")).startswith("[Flask] Internal")
             if status >= 500 and not own_error and attempt < self.retries:
@@ -195,7 +177,7 @@ class APIClient:
         if not isinstance(answer, dict):
             raise RemoteIndexError(f"{self.url}: HTTP {status}, not a JSON object (not an infini-gram API server?)")
         if status != 200 or "error" in answer:
-            raise RemoteIndexError(f"{self.url}: {query_type}: HTTP {status}: {answer.get('error')}")
+            raise RemoteIndexError(f"{self.url}: {query_type}: HTTP {status}: {_one_line(Exception(answer.get('error')))}")
         self.cache.put(key, answer)
         return answer
 
@@ -207,7 +189,7 @@ class APIClient:
 
     def close(self) -> None:
         self.pool.shutdown(wait=False)
-        self._drop()
+        self._http.close()
 
 
 def speaks_infinigram(url: str, timeout: float = 10.0) -> list[str] | None:
@@ -328,10 +310,18 @@ class InfiniGramAPIIndex(DocumentIds):
         if not path:
             raise RemoteIndexError(f"{url}: an infini-gram API index needs its tokenizer: --tokenizer PATH "
                                    f"(its tokenizer.json, or 'bytes'; or {TOKENIZER_ENV}=PATH)")
-        tok = load_tokenizer(path)
-        index = cls(url, client, tok, "bytes" if str(path) == "bytes" else Path(path).name)
-        index._check_tokenizer()
-        return index
+        try:
+            tok = load_tokenizer(path)
+            index = cls(url, client, tok, "bytes" if str(path) == "bytes" else Path(path).name)
+            index._check_tokenizer()
+            return index
+        except MALFORMED as exc:
+            client.close()
+            raise RemoteIndexError(f"{url}: a malformed answer from the server ({type(exc).__name__}: "
+                                   f"{_one_line(exc)})") from None
+        except BaseException:
+            client.close()
+            raise
 
     def _check_tokenizer(self) -> None:
         """The server's names of a few ids must be the local tokenizer's: another vocabulary
@@ -753,3 +743,10 @@ class InfiniGramAPIIndex(DocumentIds):
 
 
 __all__ = ["InfiniGramAPIIndex", "APIClient", "speaks_infinigram", "TOKENIZER_ENV"]
+
+
+check_answers(InfiniGramAPIIndex, ("find", "find_ranges", "count", "count_many", "word_counts", "count_words",
+                                   "find_words_many", "find_words", "word_occurrences", "longest_prefixes",
+                                   "longest_prefixes_witnessed", "ntd", "windows", "hit", "window", "metadata",
+                                   "document_tokens", "document_text"), lambda self: self.spec)
+check_answers(UnigramCounts, ("__getitem__",), lambda self: self.index.spec)

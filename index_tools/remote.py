@@ -12,26 +12,31 @@ one). Several URLs joined with commas are *one* index whose shards are spread ov
 every query goes to all servers concurrently, counts are summed and longest matches maximised,
 exactly as the local engine merges its own shards.
 
-Arrays travel in the wire format of `index_tools.wire` (shared with the server). Only the
-standard library is used (`http.client`, one kept-alive connection per server, reopened once when the
-server closed it while idle). A batch bigger than a server takes in one request (its "limits"
-in `GET /indexes`: tokens, sequences, occurrences, tokens of windows, body bytes) is sent as
-several requests and the answers joined: the same results as one local call.
+Arrays travel in the wire format of `index_tools.wire` (shared with the server). The transport
+is `httpx` (`_HTTP`, shared with the infini-gram API client): a thread-safe pool of kept-alive
+connections per server, so concurrent queries (a tracer's threads, the shards of several
+servers) do not queue behind one lock held across a whole request; connect and read timeouts;
+answers read up to MAX_ANSWER bytes; the bearer token as a header. httpx is imported on first
+use, so opening a local index never pays for it. A batch bigger than a server takes in one
+request (its "limits" in `GET /indexes`: tokens, sequences, occurrences, tokens of windows, body
+bytes) is sent as several requests and the answers joined: the same results as one local call.
+Any answer that is not what the server's API sends (missing keys, wrong types, truncated,
+nested too deeply) is one line of `RemoteIndexError`, never a traceback.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import http.client
+import inspect
 import json
 import os
-import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, unquote, urlsplit
 
 import numpy as np
@@ -53,35 +58,113 @@ from .wire import (
 )
 
 TIMEOUT = 120.0  # seconds the client waits for one answer (the server's own limit is lower)
+CONNECT_TIMEOUT = 10.0  # seconds to open a connection
+MAX_ANSWER = 256 << 20  # bytes of one answer read at most (a server's biggest is about 50 MB)
+KEEP_ALIVE = 4.0  # seconds an idle connection is kept: under the server's 5 (no stale reuse)
 # what a server that does not publish its limits (`GET /indexes` "limits") is assumed to take
 DEFAULT_LIMITS = {"max_body": 8 << 20, "max_tokens": 200_000, "max_seqs": 100_000, "max_windows": 10_000,
                   "window_budget": 2_000_000}
 
 
 # -- transport ------------------------------------------------------------------------------------
-class _Server:
-    """One server: a kept-alive connection, used by one request at a time (a lock), reopened once
-    when the server closed it between requests (idle keep-alive) and reported otherwise."""
+class TransportError(RemoteIndexError):
+    """The server could not be reached or did not answer in time (`timed_out`): worth a retry,
+    unlike an answer the server gave."""
 
-    def __init__(self, base: str, timeout: float = TIMEOUT) -> None:
+    def __init__(self, message: str, timed_out: bool = False) -> None:
+        super().__init__(message)
+        self.timed_out = timed_out
+
+
+class _HTTP:
+    """An `httpx.Client` for one server: a thread-safe pool of at most `connections` kept-alive
+    connections, timeouts, and answers read to at most MAX_ANSWER bytes. One retry when a kept-
+    alive connection turns out closed by the server (every request here is read-only)."""
+
+    def __init__(self, url: str, timeout: float, connections: int) -> None:
+        import httpx  # here, not at import: a local index never needs it
+
+        self.url = url
+        self._httpx = httpx
+        self.client = httpx.Client(
+            base_url=url, follow_redirects=False, trust_env=False,
+            timeout=httpx.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT)),
+            limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections,
+                                keepalive_expiry=KEEP_ALIVE))
+
+    def request(self, method: str, path: str, body: dict[str, Any] | None,
+                headers: dict[str, str]) -> tuple[int, bytes, bool]:
+        """(status, body bytes, did the server ask for a bearer token); `TransportError` when the
+        server was not reached, timed out or broke off its answer."""
+        httpx = self._httpx
+        data = json.dumps(body).encode("utf-8") if body is not None else None
+        hdrs = {"Content-Type": "application/json", **headers} if data is not None else dict(headers)
+        for attempt in (0, 1):
+            try:
+                with self.client.stream(method, path, content=data, headers=hdrs) as resp:
+                    size = resp.headers.get("content-length", "")
+                    if size.isdigit() and int(size) > MAX_ANSWER:
+                        raise RemoteIndexError(f"{self.url}{path}: an answer of {int(size):,} bytes, more than "
+                                               f"{MAX_ANSWER:,}")
+                    chunks, total = [], 0
+                    for chunk in resp.iter_bytes():
+                        total += len(chunk)
+                        if total > MAX_ANSWER:
+                            raise RemoteIndexError(f"{self.url}{path}: an answer of more than {MAX_ANSWER:,} bytes")
+                        chunks.append(chunk)
+                    asks = "bearer" in resp.headers.get("www-authenticate", "").lower()
+                    return resp.status_code, b"".join(chunks), asks
+            except httpx.TimeoutException as exc:
+                raise TransportError(f"{self.url}: index server timed out ({type(exc).__name__})", True) from None
+            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+                if attempt == 0:
+                    continue  # a kept-alive connection the server had closed: once more, on a fresh one
+                raise TransportError(f"{self.url}: index server broke off the answer ({type(exc).__name__}: "
+                                     f"{_one_line(exc)})") from None
+            except httpx.HTTPError as exc:
+                raise TransportError(f"{self.url}: index server unreachable ({type(exc).__name__}: "
+                                     f"{_one_line(exc)})") from None
+        raise TransportError(f"{self.url}: index server unreachable")  # not reached: the loop returns or raises
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:300]
+
+
+def parse_json(url: str, raw: bytes, status: int) -> Any:
+    """An answer's JSON; RemoteIndexError for one that is not JSON (a proxy's or the ASGI
+    server's own page, a truncated body) or is nested too deeply to parse."""
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except RecursionError:
+        raise RemoteIndexError(f"{url}: HTTP {status}, an answer nested too deeply") from None
+    except (UnicodeDecodeError, ValueError):
+        if status >= 500:  # a proxy's or the ASGI server's own page, e.g. a 503 of a full server
+            raise RemoteIndexError(f"{url}: server busy or overloaded (HTTP {status})") from None
+        raise RemoteIndexError(f"{url}: HTTP {status}, not a JSON answer (not a tracetui server?)") from None
+
+
+class _Server:
+    """One server: its `_HTTP` pool (no lock across a request: concurrent queries use several
+    connections), the bearer token once the server asked for one."""
+
+    def __init__(self, base: str, timeout: float = TIMEOUT, connections: int = 8) -> None:
         parts = urlsplit(base)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise RemoteIndexError(f"{base}: not an http(s) URL of a served index")
-        self.scheme, self.host = parts.scheme, parts.hostname
         try:
-            self.port = parts.port or (443 if parts.scheme == "https" else 80)
+            parts.port  # noqa: B018 (a bad port raises here)
         except ValueError:
             raise RemoteIndexError(f"{base}: bad port") from None
         self.url = f"{parts.scheme}://{parts.netloc}"
         self.timeout = timeout
         self.requests = 0  # round trips made (the benchmark reports them per trace)
-        self._conn: http.client.HTTPConnection | None = None
-        self._lock = threading.Lock()
+        self._count = threading.Lock()
+        self._http = _HTTP(self.url, timeout, connections)
         self._auth: str | None = None  # sent once this server asked for a bearer token
-
-    def _connect(self) -> http.client.HTTPConnection:
-        cls = http.client.HTTPSConnection if self.scheme == "https" else http.client.HTTPConnection
-        return cls(self.host, self.port, timeout=self.timeout)
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         """The JSON answer of one request; RemoteIndexError (one line) for any failure."""
@@ -98,51 +181,70 @@ class _Server:
         return self._answer(path, raw, status)
 
     def _request(self, method: str, path: str, body: dict[str, Any] | None) -> tuple[bytes, int, bool]:
-        data = json.dumps(body).encode("utf-8") if body is not None else None
-        headers = {"Content-Type": "application/json"} if data is not None else {}
-        if self._auth is not None:
-            headers["Authorization"] = self._auth
-        with self._lock:
+        with self._count:
             self.requests += 1
-            for attempt in (0, 1):
-                fresh = self._conn is None
-                if self._conn is None:
-                    self._conn = self._connect()
-                try:
-                    self._conn.request(method, path, body=data, headers=headers)
-                    resp = self._conn.getresponse()
-                    raw = resp.read()
-                    status = resp.status
-                    asks = "bearer" in (resp.getheader("WWW-Authenticate") or "").lower()
-                    break
-                except (OSError, http.client.HTTPException) as exc:
-                    self._conn.close()
-                    self._conn = None
-                    # a kept-alive connection the server closed while idle fails on first use:
-                    # one retry on a fresh connection; a fresh one failing means the server is gone
-                    if attempt == 0 and not fresh and not isinstance(exc, (socket.timeout, TimeoutError)):
-                        continue
-                    what = "timed out" if isinstance(exc, (socket.timeout, TimeoutError)) else "unreachable"
-                    raise RemoteIndexError(f"{self.url}: index server {what} ({type(exc).__name__}: {exc})") from None
+        headers = {"Authorization": self._auth} if self._auth is not None else {}
+        status, raw, asks = self._http.request(method, path, body, headers)
         return raw, status, asks
 
     def _answer(self, path: str, raw: bytes, status: int) -> Any:
-        try:
-            answer = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
-            if status >= 500:  # a proxy's or the ASGI server's own page, e.g. a 503 of a full server
-                raise RemoteIndexError(f"{self.url}{path}: server busy or overloaded (HTTP {status})") from None
-            raise RemoteIndexError(f"{self.url}{path}: HTTP {status}, not a JSON answer (not a tracetui server?)") from None
+        answer = parse_json(f"{self.url}{path}", raw, status)
         if status != 200 or (isinstance(answer, dict) and "error" in answer):
             err = answer.get("error") if isinstance(answer, dict) else answer
-            raise RemoteIndexError(f"{self.url}{path}: HTTP {status}: {err}")
+            raise RemoteIndexError(f"{self.url}{path}: HTTP {status}: {_one_line(Exception(err))}")
         return answer
 
     def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+        self._http.close()
+
+
+class _BadShard(IndexError):
+    """A shard number out of range given by the caller (not a malformed answer)."""
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+MALFORMED = (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError, RecursionError)
+
+
+def answers_checked(spec_of: Callable[[Any], str]) -> Callable[[F], F]:
+    """A method (or generator method) whose use of the server's answers may meet anything: a
+    missing key, a wrong type, a bad array is one line of `RemoteIndexError` naming the server.
+    `spec_of(self)` names it."""
+
+    def convert(self: Any, exc: BaseException) -> RemoteIndexError:
+        return RemoteIndexError(f"{spec_of(self)}: a malformed answer from the server "
+                                f"({type(exc).__name__}: {_one_line(exc)})")
+
+    def deco(fn: F) -> F:
+        if inspect.isgeneratorfunction(fn):
+            @functools.wraps(fn)
+            def gen(self: Any, *args: Any, **kwargs: Any) -> Any:
+                try:
+                    yield from fn(self, *args, **kwargs)
+                except (RemoteIndexError, _BadShard):
+                    raise
+                except MALFORMED as exc:
+                    raise convert(self, exc) from None
+            return gen  # type: ignore[return-value]
+
+        @functools.wraps(fn)
+        def plain(self: Any, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(self, *args, **kwargs)
+            except (RemoteIndexError, _BadShard):
+                raise
+            except MALFORMED as exc:
+                raise convert(self, exc) from None
+        return plain  # type: ignore[return-value]
+
+    return deco
+
+
+def check_answers(cls: type, names: tuple[str, ...], spec_of: Callable[[Any], str]) -> None:
+    """`answers_checked` on the named methods of `cls`."""
+    deco = answers_checked(spec_of)
+    for name in names:
+        setattr(cls, name, deco(getattr(cls, name)))
 
 
 class _Part:
@@ -163,8 +265,9 @@ class _Part:
 
 
 def _cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "tracetui" / "remote-tokenizers"
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("tracetui")) / "remote-tokenizers"
 
 
 def _local_tokenizer(part: _Part) -> Tokenizer:
@@ -246,10 +349,24 @@ class RemoteIndex(DocumentIds):
         urls = [u.strip() for u in spec.split(",") if u.strip()]
         if not urls:
             raise RemoteIndexError(f"{spec!r}: no URL")
+        servers: list[_Server] = []
+        try:
+            return cls(spec, cls._parts(urls, timeout, servers))
+        except MALFORMED as exc:
+            raise RemoteIndexError(f"{spec}: a malformed answer from the server ({type(exc).__name__}: "
+                                   f"{_one_line(exc)})") from None
+        except BaseException:
+            for server in servers:  # what was opened is closed: no pool left behind
+                server.close()
+            raise
+
+    @staticmethod
+    def _parts(urls: list[str], timeout: float, servers: list[_Server]) -> list[_Part]:
         parts = []
         for url in urls:
             split = urlsplit(url)
             server = _Server(url, timeout)
+            servers.append(server)
             name = unquote(split.path.strip("/"))
             listing = server.call("GET", "/indexes")
             if not isinstance(listing, dict) or listing.get("api") != API_VERSION:
@@ -263,8 +380,11 @@ class RemoteIndex(DocumentIds):
             elif name not in names:
                 raise RemoteIndexError(f"{server.url}: no index named {name!r} (served: {', '.join(names)})")
             limits = listing.get("limits") if isinstance(listing.get("limits"), dict) else None
-            parts.append(_Part(server, name, server.call("GET", "/indexes/" + quote(name, safe="")), limits))
-        return cls(spec, parts)
+            info = server.call("GET", "/indexes/" + quote(name, safe=""))
+            if not isinstance(info, dict) or not isinstance(info.get("fingerprint"), str):
+                raise RemoteIndexError(f"{server.url}: index {name}: no fingerprint in its description")
+            parts.append(_Part(server, name, info, limits))
+        return parts
 
     def __repr__(self) -> str:
         return f"RemoteIndex({self.spec!r})"
@@ -280,7 +400,7 @@ class RemoteIndex(DocumentIds):
 
     def _part_of(self, shard: int) -> tuple[_Part, int]:
         if not 0 <= shard < int(self.shard_base[-1]):
-            raise IndexError(f"shard {shard} out of range (0..{int(self.shard_base[-1]) - 1})")
+            raise _BadShard(f"shard {shard} out of range (0..{int(self.shard_base[-1]) - 1})")
         k = int(np.searchsorted(self.shard_base, shard, side="right")) - 1
         return self.parts[k], shard - int(self.shard_base[k])
 
@@ -577,6 +697,8 @@ class RemoteIndex(DocumentIds):
             base = int(self.shard_base[k])
             for i, o in zip(by_part[k], ans["occurrences"], strict=True):
                 h = o["hit"]
+                if len(h) != 7 or not isinstance(o["metadata"], dict):
+                    raise ValueError("an occurrence is not [7 integers] with its metadata object")
                 hit = Hit(base + int(h[0]), *(int(v) for v in h[1:]))
                 out[i] = Occurrence(hit, self.global_doc_id(hit.shard, hit.doc), o["metadata"],
                                     [window_from_json(w) for w in o["windows"]])
@@ -590,7 +712,10 @@ class RemoteIndex(DocumentIds):
 
     def metadata(self, shard: int, doc: int) -> dict[str, Any]:
         part, n = self._part_of(shard)
-        return part.post("document", {"shard": n, "doc": doc, "tokens": False})["metadata"]
+        meta = part.post("document", {"shard": n, "doc": doc, "tokens": False})["metadata"]
+        if not isinstance(meta, dict):
+            raise TypeError(f"document metadata is a {type(meta).__name__}, not an object")
+        return meta
 
     def document_tokens(self, shard: int, doc: int) -> np.ndarray:
         """The document's tokens, page by page (a server answers at most its windows budget of
@@ -621,3 +746,9 @@ class RemoteIndex(DocumentIds):
 
 
 __all__ = ["RemoteIndex", "pack", "unpack", "pack_seqs", "unpack_seqs"]
+
+
+check_answers(RemoteIndex, ("find", "find_ranges", "count", "count_many", "word_counts", "find_words",
+                            "find_words_many", "word_occurrences", "count_words", "longest_prefixes",
+                            "longest_prefixes_witnessed", "ntd", "unigram_counts", "windows", "hit", "window",
+                            "metadata", "document_tokens", "document_text"), lambda self: self.spec)

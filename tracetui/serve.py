@@ -506,10 +506,12 @@ def create_app(indexes: IndexSet | list[Index], timeout: float = TIMEOUT, max_bo
             raise BadRequest("body: expected a JSON object")
         return body
 
-    def finished(_: Any) -> None:
+    def finished(f: asyncio.Future[Any]) -> None:
         nonlocal pending
         pending -= 1
         stats["running"] -= 1
+        if not f.cancelled():
+            f.exception()  # retrieved: the work of an answered request may end in Deadline
 
     async def watch(request: Request, budget: Budget) -> None:
         """Cancel the budget when the client goes away (its answer would be thrown away)."""
