@@ -45,7 +45,7 @@ SUFFIX_END = -2  # a suffix that runs out at the end of the file: sorts before e
 #: QUERY_END for `np.where` next to an unsigned query buffer (the shard's own keys, as
 #: `compare_suffixes` passes): a Python -1 would be cast to that unsigned type under NumPy 2 and
 #: wrap to the separator's key; a numpy scalar promotes to int64 instead. Searches pass int64
-#: keys and keep the Python int, which `np.where` takes faster (0.5 us a call).
+#: keys and keep the Python int, which `np.where` takes faster (0.5 us a call in the loop).
 _QUERY_END64 = np.int64(QUERY_END)
 _FIRST_CHUNK = 8
 _MAX_CELLS = 1 << 21  # elements per temporary array in _compare (16 MB of int64)
@@ -200,14 +200,17 @@ class Shard:
         check of the table's order uses exactly the order the searches rely on.
         """
         other = np.asarray(other, dtype=np.int64)
-        sign, _ = self._compare(np.asarray(pos, dtype=np.int64), self.keys, other, self.n_tokens - other)
+        sign, _ = self._compare(np.asarray(pos, dtype=np.int64), self.keys, other, self.n_tokens - other,
+                                _QUERY_END64)
         return sign
 
-    def _compare(self, pos: np.ndarray, qbuf: np.ndarray, qstart: np.ndarray, qlen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _compare(self, pos: np.ndarray, qbuf: np.ndarray, qstart: np.ndarray, qlen: np.ndarray,
+                 end: int | np.int64 = QUERY_END) -> tuple[np.ndarray, np.ndarray]:
         """Compare suffixes at token positions `pos` with queries qbuf[qstart : qstart+qlen].
 
         Returns (sign, lcp): sign is -1 if suffix < query, 0 if the query is a prefix of the
-        suffix, +1 otherwise; lcp is the common prefix length in tokens.
+        suffix, +1 otherwise; lcp is the common prefix length in tokens. `end` marks where a
+        query has run out: `_QUERY_END64` when `qbuf` is unsigned (see there).
         """
         m = len(pos)
         sign = np.zeros(m, dtype=np.int8)
@@ -216,7 +219,6 @@ class Shard:
         j0 = 0
         chunk = _FIRST_CHUNK
         n_tok = self.n_tokens
-        end: int | np.int64 = QUERY_END if qbuf.dtype == np.int64 else _QUERY_END64
         while len(active):
             j = np.arange(j0, j0 + chunk)
             sp = pos[active, None] + j[None, :]
