@@ -131,6 +131,7 @@ def _start_live(p: Progress) -> tuple[RichProgress, TaskID]:
     from rich.console import Console
     from rich.progress import (
         BarColumn,
+        Column,
         ProgressColumn,
         Task,
         TaskProgressColumn,
@@ -157,19 +158,26 @@ def _start_live(p: Progress) -> tuple[RichProgress, TaskID]:
 
     class Elapsed(ProgressColumn):
         def render(self, task: Task) -> Text:
-            return Text(f"{task.elapsed or 0.0:6.1f}s", style="progress.elapsed")
+            return Text(f"{task.elapsed or 0.0:5.1f}s", style="progress.elapsed")
 
-    columns: list[Any] = [TextColumn(f"{p.phase:<10}")]
+    # The figures never wrap (a wrapped line redraws as two); the bar takes whatever width is
+    # left, so the line fits any terminal and a wide one gets a long bar.
+    def fixed() -> Column:
+        return Column(no_wrap=True)
+
+    columns: list[Any] = [TextColumn(f"{p.phase:<10}", table_column=fixed())]
     if p.total:
-        columns += [BarColumn(bar_width=24), TaskProgressColumn(), Count(), Rate(), TextColumn("ETA"),
-                    TimeRemainingColumn(), Elapsed()]
+        columns += [BarColumn(bar_width=None), TaskProgressColumn(table_column=fixed()), Count(fixed()),
+                    Rate(fixed()), TextColumn("ETA", table_column=fixed()),
+                    TimeRemainingColumn(compact=True, table_column=fixed()), Elapsed(fixed())]
     else:
-        columns += [Count(), Rate(), Elapsed()]
+        columns += [Count(fixed()), Rate(fixed()), Elapsed(fixed())]
     console = Console(file=p.stream, force_terminal=True, highlight=False)
     # no redirection of sys.stdout/sys.stderr into the display: a command's stdout (JSON, a
     # report) must stay where the user sent it, not land on the terminal the bar is drawn on
     live = RichProgress(*columns, console=console, refresh_per_second=_REFRESH_PER_SECOND,
-                        get_time=time.perf_counter, redirect_stdout=False, redirect_stderr=False)
+                        get_time=time.perf_counter, redirect_stdout=False, redirect_stderr=False,
+                        expand=bool(p.total))
     task = live.add_task(p.phase, total=p.total, also=0.0)
     live.start()
     return live, task
