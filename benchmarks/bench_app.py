@@ -70,7 +70,9 @@ from tracetui.app.screens.main import MainScreen
 from tracetui.app.widgets.documents import DocumentPanel
 from tracetui.app.widgets.message import MessageView
 from tracetui.defaults import default_index_dir, default_model_path
-from tracetui.model import LlamaBackend, ModelSettings
+from tracetui.model import Backend, LlamaBackend, ModelSettings
+from tracetui.model_server import ServerBackend
+from tracetui.services.child_model import ChildModel
 from tracetui.tracing.pipeline import Tracer
 
 PROMPT = "Write a Python function that reads a file and returns its lines"
@@ -483,27 +485,25 @@ class RunResult:
 
 
 class Counter:
-    """Tokens sampled by llama.cpp and the time spent in the backend's stream (generation thread)."""
+    """Pieces streamed by the backend (one per sampled token: llama.cpp and llama-cpp-python's
+    server stream a token per piece) and the time the generation thread spends in its stream.
+    The same measure whatever generates: llama.cpp in this process, in a child, or a server."""
 
-    def __init__(self, backend: LlamaBackend) -> None:
+    def __init__(self, backend: Backend) -> None:
         self.sampled = 0
         self.seconds = 0.0
-        sample = backend.llm.sample
         stream = backend.stream
 
-        def counted_sample(*args: Any, **kwargs: Any) -> Any:
-            self.sampled += 1
-            return sample(*args, **kwargs)
-
         def timed_stream(*args: Any, **kwargs: Any) -> Iterator[str]:
-            THREAD_ROLES[threading.get_native_id()] = "generation thread (runs llama.cpp too)"
+            THREAD_ROLES[threading.get_native_id()] = "generation thread"
             start = time.perf_counter()
             try:
-                yield from stream(*args, **kwargs)
+                for piece in stream(*args, **kwargs):
+                    self.sampled += 1
+                    yield piece
             finally:
                 self.seconds = time.perf_counter() - start
 
-        backend.llm.sample = counted_sample  # type: ignore[method-assign]
         backend.stream = timed_stream  # type: ignore[method-assign]
 
     def reset(self) -> None:
@@ -518,9 +518,9 @@ async def wait_until(cond: Callable[[], bool], timeout: float, what: str) -> Non
         await asyncio.sleep(0.02)
 
 
-async def one_run(backend: LlamaBackend, counter: Counter, indexes: IndexSet | None, settings: ModelSettings,
+async def one_run(backend: Backend, counter: Counter, indexes: IndexSet | None, settings: ModelSettings,
                   rng: random.Random, profiler: LoopProfiler | None = None,
-                  profile: Profile | None = None, heat: bool = False) -> RunResult:
+                  profile: Profile | None = None, heat: bool = False, trace_process: bool = False) -> RunResult:
     # Every run starts from the same state: Textual's thread workers leave the last app referenced
     # from their executor threads' contexts, so a fresh executor per run lets the old apps go, and
     # their garbage is collected now rather than during the measurement.
@@ -529,7 +529,7 @@ async def one_run(backend: LlamaBackend, counter: Counter, indexes: IndexSet | N
     loop.set_default_executor(executor)
     gc.collect()
     counter.reset()
-    app = TraceApp(indexes, backend, settings=settings, intro="bench", mode="chat")
+    app = TraceApp(indexes, backend, settings=settings, intro="bench", mode="chat", trace_process=trace_process)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         app.main.heat = heat  # the heat view: the lens follows the streaming reply too
@@ -593,49 +593,65 @@ def latency_cells(presses: list[Press]) -> str:
     return f"{statistics.median(done):8.1f}{p95(done):8.1f}{max(done):8.1f}{len(done):9d}"
 
 
-async def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--tokens", type=int, default=160, help="tokens per reply (default 160)")
-    ap.add_argument("--runs", type=int, default=2, help="runs per setting (default 2)")
-    ap.add_argument("--profile", action="store_true", help="print the top event-loop blockers while streaming")
-    ap.add_argument("--seed", type=int, default=1, help="seed of the key-press timing")
-    ap.add_argument("--heat", action="store_true",
-                    help="heat view on: live traces also refresh the memorization lens (every 2 s)")
-    C.add_json_out(ap)
-    args = ap.parse_args()
-    out = C.JsonOut("app", args.json_out)
-    # no stop strings: every run generates exactly --tokens tokens, so the speeds compare
-    settings = ModelSettings(max_tokens=args.tokens, temperature=0.0, seed=42, n_ctx=2048, stop=[])
-    backend = LlamaBackend(default_model_path(), settings)
-    counter = Counter(backend)
-    indexes = IndexSet.open([default_index_dir(progress=False)])
-    rng = random.Random(args.seed)
-    print(f"model {backend.name} (chat mode), index {indexes.indexes[0].name} "
-          f"({indexes.indexes[0].manifest.tokens:,} tokens), {args.tokens} tokens per reply, "
-          f"{settings.threads} threads, {args.runs} runs per setting")
-    profiler = LoopProfiler() if args.profile else None
-    if profiler is not None:
-        profiler.install()
-    settings_order = [("tracing off", None), ("tracing on", indexes)]
-    results: dict[str, list[RunResult]] = {name: [] for name, _ in settings_order}
-    profiles = {name: Profile() for name, _ in settings_order}
-    try:
-        await one_run(backend, counter, indexes, settings, rng)  # warm-up: model and index pages, caches
-        other_load = OtherLoad()
-        for run in range(args.runs):
-            for name, ix in settings_order if run % 2 == 0 else settings_order[::-1]:
-                results[name].append(await one_run(backend, counter, ix, settings, rng, profiler, profiles[name],
-                                                          heat=args.heat))
-    except TimeoutError as exc:
-        print(f"FAILED: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        if profiler is not None:
-            profiler.uninstall()
-    others = other_load.cores()
+class LlamaServer:
+    """llama-cpp-python's OpenAI-compatible server on the embedded model, on a free local port."""
 
-    failures: list[str] = []
-    print(f"{'':16}{'tokens/s':>9}   key press -> frame, ms:{'median':>8}{'p95':>8}{'max':>8}{'presses':>9}")
+    def __init__(self, settings: ModelSettings) -> None:
+        import socket
+        import subprocess
+        import tempfile
+
+        import httpx
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}/v1"
+        self.log = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "llama_cpp.server", "--model", str(default_model_path()), "--host", "127.0.0.1",
+             "--port", str(port), "--n_ctx", str(settings.n_ctx), "--n_threads", str(settings.threads),
+             "--n_threads_batch", str(settings.threads), "--verbose", "False", "--chat_format", "gemma"],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        end = time.monotonic() + 180
+        while time.monotonic() < end:
+            if self.proc.poll() is not None:
+                raise RuntimeError("llama_cpp.server exited (pip install -e '.[test]' installs its dependencies)")
+            try:
+                httpx.get(self.url + "/models", timeout=1)
+                return
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError("llama_cpp.server did not start in 180 s")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except Exception:
+            self.proc.kill()
+
+
+def make_backend(kind: str, design: str, settings: ModelSettings) -> tuple[Backend, Callable[[], None]]:
+    """The model for a configuration and how to release it: the embedded GGUF in this process
+    (threads) or in a child process (processes), or a local server (either design: the design
+    then only moves the tracer)."""
+    if kind == "server":
+        server = LlamaServer(settings)
+        backend = ServerBackend(server.url)
+        backend.select_model(backend.list_models()[0])  # the server's one model, as the app picks it
+        return backend, server.stop
+    if design == "processes":
+        child = ChildModel(default_model_path(), settings)
+        return child, child.close
+    return LlamaBackend(default_model_path(), settings), lambda: None
+
+
+def summarize(label: str, results: dict[str, list[RunResult]], tokens: int, failures: list[str]) -> dict[str, Any]:
+    """Print one configuration's table (speed and key latency, tracing off and on); returns its
+    figures for the side-by-side table and the JSON."""
+    print(f"{label:16}{'tokens/s':>9}   key press -> frame, ms:{'median':>8}{'p95':>8}{'max':>8}{'presses':>9}")
     speed: dict[str, float] = {}
     for name, rs in results.items():
         speed[name] = statistics.median(r.tokens_per_s for r in rs)
@@ -645,54 +661,121 @@ async def main() -> int:
             print(f"  {kind:14}{'':9}   {'':23}{latency_cells([p for p in presses if p.kind == kind])}")
         lost = sum(p.t_frame is None for p in presses)
         if lost:
-            failures.append(f"{name}: {lost} of {len(presses)} key presses showed no frame within "
+            failures.append(f"{label} {name}: {lost} of {len(presses)} key presses showed no frame within "
                             f"{PRESS_TIMEOUT:.0f} s")
         if not any(p.t_frame is not None for p in presses):
-            failures.append(f"{name}: no key press was measured")
-        short = [r.tokens for r in rs if r.tokens != args.tokens]
+            failures.append(f"{label} {name}: no key press was measured")
+        short = [r.tokens for r in rs if r.tokens != tokens]
         if short:
-            print(f"  warning: {name}: runs generated {short} tokens, not {args.tokens} (end of text?)")
+            print(f"  warning: {name}: runs generated {short} tokens, not {tokens} (end of text?)")
         if any(r.tokens == 0 for r in rs):
-            failures.append(f"{name}: a run generated no token")
+            failures.append(f"{label} {name}: a run generated no token")
     # the cost per pair of runs (one run of each setting, next to each other), median over the pairs
     costs = [100 * (off.tokens_per_s - on.tokens_per_s) / off.tokens_per_s
              for off, on in zip(results["tracing off"], results["tracing on"], strict=True) if off.tokens_per_s > 0]
     cost = statistics.median(costs) if costs else math.nan
-    print(f"tracing cost: {cost:.1f}% of generation speed (target < {TARGET_COST_PCT:.0f}%: "
-          f"{'ok' if cost < TARGET_COST_PCT else 'MISSED'})")
     lat = [p.latency_ms for r in results["tracing on"] for p in r.presses if p.latency_ms is not None]
-    if lat:
-        med, hi = statistics.median(lat), p95(lat)
-        print(f"key press to frame while streaming, tracing on: median {med:.1f} ms (target < "
-              f"{TARGET_MEDIAN_MS:.0f}: {'ok' if med < TARGET_MEDIAN_MS else 'MISSED'}), p95 {hi:.1f} ms "
-              f"(target < {TARGET_P95_MS:.0f}: {'ok' if hi < TARGET_P95_MS else 'MISSED'}), {len(lat)} presses"
-              + (" (few: raise --runs or --tokens)" if len(lat) < 40 else ""))
-    print(f"last trace status: {results['tracing on'][-1].status}")
-    if others is not None:
-        busy = others > 0.1
-        print(f"other processes used {others:.2f} CPU cores on average during the runs"
-              + (": the machine was busy, the figures are unreliable (rerun when it is idle)" if busy else ""))
-    if profiler is not None:
-        for name, _ in settings_order:
-            report_profile(name, profiles[name], full=name == "tracing on")
-    for f in failures:
-        print(f"FAILED: {f}", file=sys.stderr)
 
     def lat_stats(presses: list[Press]) -> dict[str, Any]:
         done = [p.latency_ms for p in presses if p.latency_ms is not None]
         return {"presses": len(presses), "timed": len(done), "median_ms": statistics.median(done) if done else None,
                 "p95_ms": p95(done) if done else None, "max_ms": max(done) if done else None}
 
+    print(f"{label}: tracing cost {cost:.1f}% of generation speed; key press to frame while streaming with "
+          f"tracing on: median {statistics.median(lat) if lat else math.nan:.1f} ms, "
+          f"p95 {p95(lat) if lat else math.nan:.1f} ms ({len(lat)} presses)"
+          + (" (few: raise --runs or --tokens)" if len(lat) < 40 else ""))
+    print(f"last trace status: {results['tracing on'][-1].status}\n")
+    return {"settings": {name: {"tokens_per_s": speed[name], "runs_tokens_per_s": [r.tokens_per_s for r in rs],
+                                "runs_tokens": [r.tokens for r in rs],
+                                "keys": lat_stats([p for r in rs for p in r.presses]),
+                                "keys_by_kind": {k: lat_stats([p for r in rs for p in r.presses if p.kind == k])
+                                                 for k in KINDS}}
+                         for name, rs in results.items()},
+            "cost_pct": cost, "cost_pct_runs": costs,
+            "keys_on_median_ms": statistics.median(lat) if lat else None, "keys_on_p95_ms": p95(lat) if lat else None,
+            "last_status": results["tracing on"][-1].status}
+
+
+async def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--tokens", type=int, default=160, help="tokens per reply (default 160)")
+    ap.add_argument("--runs", type=int, default=2, help="runs per setting (default 2)")
+    ap.add_argument("--profile", action="store_true", help="print the top event-loop blockers while streaming")
+    ap.add_argument("--seed", type=int, default=1, help="seed of the key-press timing")
+    ap.add_argument("--heat", action="store_true",
+                    help="heat view on: live traces also refresh the memorization lens (every 2 s)")
+    ap.add_argument("--design", default="threads,processes",
+                    help="comma-separated: threads (model and tracer in the UI's process, the design before "
+                    "issue 20) and/or processes (each in a child process, the app's default)")
+    ap.add_argument("--backend", default="embedded,server",
+                    help="comma-separated: embedded (the GGUF through llama.cpp) and/or server "
+                    "(llama-cpp-python's OpenAI-compatible server on the same GGUF, started here)")
+    C.add_json_out(ap)
+    args = ap.parse_args()
+    out = C.JsonOut("app", args.json_out)
+    # no stop strings: every run generates exactly --tokens tokens, so the speeds compare
+    settings = ModelSettings(max_tokens=args.tokens, temperature=0.0, seed=42, n_ctx=2048, stop=[])
+    indexes = IndexSet.open([default_index_dir(progress=False)])
+    rng = random.Random(args.seed)
+    configs = [(b, d) for b in args.backend.split(",") for d in args.design.split(",")]
+    print(f"index {indexes.indexes[0].name} ({indexes.indexes[0].manifest.tokens:,} tokens), {args.tokens} tokens "
+          f"per reply, {settings.threads} threads, {args.runs} runs per setting, configurations: "
+          + ", ".join(f"{b}/{d}" for b, d in configs) + "\n")
+    profiler = LoopProfiler() if args.profile else None
+    if profiler is not None:
+        profiler.install()
+    settings_order = [("tracing off", None), ("tracing on", indexes)]
+    failures: list[str] = []
+    figures: dict[str, dict[str, Any]] = {}
+    other_load = OtherLoad()
+    try:
+        for kind, design in configs:
+            label = f"{kind}/{design}"
+            backend, release = make_backend(kind, design, settings)
+            counter = Counter(backend)
+            procs = design == "processes"
+            results: dict[str, list[RunResult]] = {name: [] for name, _ in settings_order}
+            profiles = {name: Profile() for name, _ in settings_order}
+            try:
+                await one_run(backend, counter, indexes, settings, rng, trace_process=procs)  # warm-up
+                for run in range(args.runs):
+                    for name, ix in settings_order if run % 2 == 0 else settings_order[::-1]:
+                        results[name].append(await one_run(backend, counter, ix, settings, rng, profiler,
+                                                           profiles[name], heat=args.heat, trace_process=procs))
+            finally:
+                release()
+            figures[label] = summarize(label, results, args.tokens, failures)
+            if profiler is not None:
+                for name, _ in settings_order:
+                    report_profile(f"{label} {name}", profiles[name], full=name == "tracing on")
+    except TimeoutError as exc:
+        print(f"FAILED: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if profiler is not None:
+            profiler.uninstall()
+    others = other_load.cores()
+
+    print("side by side (tracing on, while a reply streams):")
+    print(f"{'configuration':22}{'tokens/s off':>13}{'tokens/s on':>12}{'tracing cost':>13}{'keys median':>12}"
+          f"{'keys p95':>10}")
+    for label, f in figures.items():
+        st = f["settings"]
+        print(f"{label:22}{st['tracing off']['tokens_per_s']:13.1f}{st['tracing on']['tokens_per_s']:12.1f}"
+              f"{f['cost_pct']:12.1f}%{f['keys_on_median_ms'] or math.nan:12.1f}{f['keys_on_p95_ms'] or math.nan:10.1f}")
+    print(f"goals (processes): tracing cost < 5%, key press to frame p95 < 50 ms; "
+          f"before issue 20 (threads): cost < {TARGET_COST_PCT:.0f}%, p95 < {TARGET_P95_MS:.0f} ms")
+    if others is not None:
+        busy = others > 0.1
+        print(f"other processes used {others:.2f} CPU cores on average during the runs"
+              + (": the machine was busy, the figures are unreliable (rerun when it is idle)" if busy else ""))
+    for f in failures:
+        print(f"FAILED: {f}", file=sys.stderr)
     out.write(args, {
-        "model": backend.name, "index": indexes.indexes[0].name, "index_tokens": indexes.indexes[0].manifest.tokens,
+        "index": indexes.indexes[0].name, "index_tokens": indexes.indexes[0].manifest.tokens,
         "threads": settings.threads, "tokens": args.tokens, "runs": args.runs,
-        "settings": {name: {"tokens_per_s": speed[name], "runs_tokens_per_s": [r.tokens_per_s for r in rs],
-                            "runs_tokens": [r.tokens for r in rs],
-                            "keys": lat_stats([p for r in rs for p in r.presses]),
-                            "keys_by_kind": {k: lat_stats([p for r in rs for p in r.presses if p.kind == k]) for k in KINDS}}
-                     for name, rs in results.items()},
-        "cost_pct": cost, "cost_pct_runs": costs, "other_cores": others, "failures": failures,
-        "last_status": results["tracing on"][-1].status,
+        "configurations": figures, "other_cores": others, "failures": failures,
     })
     return 1 if failures else 0
 

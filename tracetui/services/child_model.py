@@ -51,6 +51,18 @@ def die_with_parent(interval: float = 0.5) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
+def start_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker now, from a normal process state. Spawning
+    starts it on first use and hands it stderr's descriptor; inside a running Textual app
+    stderr is Textual's capture, without a real descriptor, and the spawn fails."""
+    from multiprocessing import resource_tracker
+
+    try:
+        resource_tracker.ensure_running()
+    except (OSError, ValueError):
+        pass  # the spawn that follows reports what is wrong
+
+
 def quiet_stderr() -> None:
     """llama.cpp logs to fd 2, which is the terminal the UI draws on: the child's goes nowhere."""
     try:
@@ -106,6 +118,7 @@ class ChildModel(Backend):
                 raise ModelError(f"{path}: not a GGUF model file")
         self.path, self.settings, self.start_timeout = path, settings, start_timeout
         self._ctx = mp.get_context("spawn")  # fork would copy the UI's threads' locks
+        start_resource_tracker()
         self._stop: MpEvent = self._ctx.Event()
         self._proc: BaseProcess | None = None
         self._conn: Connection | None = None

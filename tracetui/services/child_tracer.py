@@ -27,8 +27,8 @@ from typing import Any
 from index_tools.opening import IndexSet
 
 from ..tracing.pipeline import TraceParams
-from .child_model import die_with_parent
-from .events import Emit, Event, TraceFailed, TraceReady
+from .child_model import die_with_parent, start_resource_tracker
+from .events import Emit, Event, Notice, TraceFailed, TraceReady
 from .trace_queue import TraceRequest
 from .tracing import LENS_INTERVAL, TraceService
 
@@ -81,13 +81,19 @@ class ChildTraceService(TraceService):
         self._ctx = mp.get_context("spawn")
         self._proc: BaseProcess | None = None
         self._conn: Connection | None = None
+        self._in_process = False  # no child could be started: traced here, as the threaded service does
+        start_resource_tracker()
 
     @property
     def pid(self) -> int | None:
         return None if self._proc is None else self._proc.pid
 
     def start(self) -> None:
-        self._spawn()  # the child imports and opens while the UI starts
+        try:
+            self._spawn()  # the child imports and opens while the UI starts
+        except (OSError, ValueError) as exc:
+            self._in_process = True
+            self.emit(Notice(f"the tracer runs in the UI's process: no child process could be started ({exc})"))
         super().start()
 
     def _spawn(self) -> None:
@@ -100,11 +106,15 @@ class ChildTraceService(TraceService):
 
     def serve(self, req: TraceRequest) -> TraceReady | TraceFailed:
         specs = req.indexes.specs
-        if specs is None:
+        if specs is None or self._in_process:
             return super().serve(req)  # indexes without paths: traced here
         if self._proc is None or not self._proc.is_alive() or self._conn is None:
             self._stop_child()
-            self._spawn()
+            try:
+                self._spawn()
+            except (OSError, ValueError) as exc:
+                return TraceFailed(req.conversation, req.gen, f"cannot start the tracer process: {exc}", req.live,
+                                   req.part)
         assert self._conn is not None and self._proc is not None
         fields = {k: getattr(req, k) for k in ("conversation", "gen", "text", "prompt", "live", "part")}
         try:
