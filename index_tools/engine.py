@@ -16,11 +16,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
-from .errors import IndexFormatError, TokenizerError
+from .errors import IndexFormatError, IndexToolsError, TokenizerError
 from .format import (
     MANIFEST_NAME,
     TOKEN_DTYPES,
@@ -500,6 +500,26 @@ class DocumentIds:
         return shard, global_id - int(self._doc_base[shard])
 
 
+class _ClosedShards:
+    """What a closed index has instead of shards: any query that reaches them is one clear
+    error, never an empty answer that reads as "not in the corpus"."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def _closed(self) -> IndexToolsError:
+        return IndexToolsError(f"index {self.name} is closed")
+
+    def __iter__(self) -> Iterator[Shard]:
+        raise self._closed()
+
+    def __len__(self) -> int:
+        raise self._closed()
+
+    def __getitem__(self, k: object) -> Shard:
+        raise self._closed()
+
+
 class Index(DocumentIds):
     """An index directory: manifest, tokenizer and shards. Open with `Index.open`."""
 
@@ -546,7 +566,7 @@ class Index(DocumentIds):
         """Release the shards' maps (see `Shard.close`); the index answers nothing after."""
         for shard in self.shards:
             shard.close()
-        self.shards = []
+        self.shards = cast("list[Shard]", _ClosedShards(self.name))
         self._runs = None
         self._unigram = None
 

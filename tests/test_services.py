@@ -17,7 +17,7 @@ from index_tools.errors import IndexToolsError
 from index_tools.opening import IndexSet
 from tracetui.conversation import Conversation
 from tracetui.model import ModelSettings, ScriptedBackend, Turn
-from tracetui.services.events import Event, Notice, ReplyChunk, ReplyDone, TraceReady
+from tracetui.services.events import Event, Notice, ReplyChunk, ReplyDone, TraceFailed, TraceReady
 from tracetui.services.generation import GenerationService, ReplyRequest
 from tracetui.services.persistence import Persistence
 from tracetui.services.trace_queue import TraceRequest
@@ -133,7 +133,7 @@ def test_tracing_lens_follows_a_live_reply_only_in_the_heat_view(text_index: Pat
     indexes.close()
 
 
-def test_tracing_reports_a_vanished_index_once(text_index: Path, tmp_path: Path) -> None:
+def test_tracing_reports_a_vanished_index_once_and_a_closed_one(text_index: Path, tmp_path: Path) -> None:
     import shutil
 
     copy = tmp_path / "idx"
@@ -148,7 +148,9 @@ def test_tracing_reports_a_vanished_index_once(text_index: Path, tmp_path: Path)
     assert len(notices) == 1 and "idx" in notices[0].text and "disappeared" in notices[0].text
     svc.serve(TraceRequest(1, 2, "The quick brown fox", "", False, indexes))
     assert len([e for e in sink.events if isinstance(e, Notice)]) == 1  # said once
-    indexes.close()
+    indexes.close()  # closed under it: the next trace fails with one message, never empty spans
+    failed = svc.serve(TraceRequest(1, 3, "The quick brown fox", "", False, indexes))
+    assert isinstance(failed, TraceFailed) and failed.error == "index idx is closed"
 
 
 def test_persistence_saves_and_a_failing_store_is_a_notice(tmp_path: Path) -> None:
