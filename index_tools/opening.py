@@ -9,14 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 from .contract import IndexLike
 from .engine import Index
 from .errors import RemoteIndexError
 from .format import MANIFEST_NAME
-from .infinigram_api import InfiniGramAPIIndex, speaks_infinigram
-from .remote import RemoteIndex
+
+if TYPE_CHECKING:  # imported where a URL is opened: a local query never loads the HTTP side
+    from .infinigram_api import InfiniGramAPIIndex
+    from .remote import RemoteIndex
 
 
 class IndexSet:
@@ -87,6 +90,9 @@ def open_index(spec: str | Path) -> IndexLike:
     server does instead, `index_tools.infinigram_api.InfiniGramAPIIndex`: everything that takes
     an index directory takes a URL too."""
     if is_index_url(spec):
+        from .infinigram_api import InfiniGramAPIIndex, speaks_infinigram
+        from .remote import RemoteIndex
+
         try:
             return RemoteIndex.open(str(spec))
         except RemoteIndexError:
@@ -115,6 +121,4 @@ def _infinigram_api(index: InfiniGramAPIIndex) -> IndexLike:
     return index
 
 
-KINDS = (Index, RemoteIndex, InfiniGramAPIIndex)
-
-__all__ = ["IndexSet", "KINDS", "is_index_url", "open_index"]
+__all__ = ["IndexSet", "is_index_url", "open_index"]
