@@ -10,8 +10,8 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -35,6 +35,9 @@ from .ranking import (
     relevance,
 )
 from .spans import RawSpan, find_spans, lowest_logprob, still_valid, word_starts
+
+if TYPE_CHECKING:  # near.py builds on this module's sampling helpers: imported where it is used
+    from .near import NearParams, NearSpan
 
 
 @dataclass(frozen=True)
@@ -125,12 +128,15 @@ class TraceResult:
     #: the memorization lens of the text against the first index (`Tracer.trace(lens=True)`):
     #: index, covered_share, mean_effective_n, min_tokens, tokens as [start, end, effective n, prob]
     memorization: dict[str, Any] | None = None
+    #: near-verbatim spans (`Tracer.trace(near=...)`, `tracing.near`): None when not asked for
+    near: list[NearSpan] | None = None
+    near_params: NearParams | None = None
 
     def documents_for_span(self, span: int) -> list[Document]:
         return [d for d in self.documents if span in d.spans]
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "schema": "tracetui.trace/1",
             "text": self.text,
             "prompt": self.prompt,
@@ -155,6 +161,12 @@ class TraceResult:
             "indexes": self.indexes,
             "memorization": self.memorization,
         }
+        if self.near is not None:  # a key of its own, only when asked for: the rest is unchanged
+            from .near import near_to_json
+
+            out["near"] = {"params": asdict(self.near_params) if self.near_params else None,
+                           "spans": near_to_json(self.near)}
+        return out
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TraceResult:
@@ -172,8 +184,15 @@ class TraceResult:
                                tuple(h["window_match"])) for h in d["hits"]]
             docs.append(doc)
         highlights = [Highlight(int(h["start"]), int(h["end"]), list(h["spans"])) for h in data["highlights"]]
-        return cls(data["text"], data["prompt"], spans, docs, highlights, dict(data["timings_ms"]), params,
-                   dict(data.get("indexes", {})), data.get("memorization"))
+        result = cls(data["text"], data["prompt"], spans, docs, highlights, dict(data["timings_ms"]), params,
+                     dict(data.get("indexes", {})), data.get("memorization"))
+        if isinstance(data.get("near"), dict):
+            from .near import NearParams, near_from_json
+
+            near = data["near"]
+            result.near = near_from_json(near["spans"])
+            result.near_params = NearParams(**near["params"]) if near.get("params") else None
+        return result
 
 
 def _spans_in(window: str, spans: list[Span]) -> list[dict[str, int]]:
@@ -239,9 +258,13 @@ class Tracer:
         st.ids, st.lengths, st.witnessed = ids, lengths, witnessed
         return np.maximum(lengths, 0), witnessed
 
-    def trace(self, text: str, prompt: str = "", lens: bool = False) -> TraceResult:
-        """Trace `text`; with `lens`, also its memorization lens against the first index."""
+    def trace(self, text: str, prompt: str = "", lens: bool = False,
+              near: bool | NearParams = False) -> TraceResult:
+        """Trace `text`; with `lens`, also its memorization lens against the first index; with
+        `near` (True, or the `NearParams` to use), also its near-verbatim spans (`tracing.near`),
+        built on the exact spans found here, which stay exactly as they are."""
         p = self.params
+        encoded: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         t0 = time.perf_counter()
         timings = {"tokenize": 0.0, "spans": 0.0, "documents": 0.0, "rank": 0.0}
         spans: list[Span] = []
@@ -249,6 +272,7 @@ class Tracer:
         for index in self.indexes:
             a = time.perf_counter()
             ids, offsets = index.tokenizer.encode_with_offsets(text)
+            encoded[index.name] = (ids, offsets)
             b = time.perf_counter()
             timings["tokenize"] += (b - a) * 1000
             st = self._state[index.name]
@@ -279,7 +303,27 @@ class Tracer:
                                    "mean_effective_n": m.mean_effective_n, "min_tokens": m.min_tokens,
                                    "tokens": [[t.start, t.end, t.effective_n, t.prob] for t in m.tokens]}
             result.timings_ms["lens"] = round((time.perf_counter() - a) * 1000, 3)
+        if near is not False:
+            a = time.perf_counter()
+            self._near(result, encoded, near)
+            result.timings_ms["near"] = round((time.perf_counter() - a) * 1000, 3)
         return result
+
+    def _near(self, result: TraceResult, encoded: dict[str, tuple[np.ndarray, np.ndarray]],
+              near: bool | NearParams) -> None:
+        """The near-verbatim spans of a trace, per index from that index's exact spans."""
+        from .near import NearParams, near_spans
+
+        params = replace(near if isinstance(near, NearParams) else NearParams(), whole_words=self.params.whole_words)
+        result.near, result.near_params = [], params
+        for index in self.indexes:
+            mine = [k for k, s in enumerate(result.spans) if s.index == index.name]
+            if len(mine) < 2:
+                continue
+            ids, offsets = encoded[index.name]
+            spans = [(result.spans[k].token_start, result.spans[k].token_end) for k in mine]
+            counts = [result.spans[k].count for k in mine]
+            result.near += near_spans(index, result.text, ids, offsets, spans, counts, params, numbers=mine)
 
     def _fetch(self, index: IndexLike, span_ids: np.ndarray) -> _Fetched:
         """Sample up to docs_per_span occurrences of one span and cut their windows."""
