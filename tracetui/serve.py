@@ -81,7 +81,8 @@ MAX_DOCS = 100  # documents of one `search_docs`
 WINDOW_BUDGET = 2_000_000  # tokens of windows one `windows` request may ask for (all together)
 NTD_MAX_SUPPORT = 1000  # infini-gram's default: `ntd` samples a prompt with more occurrences
 TIMEOUT = 60.0  # seconds of work per request
-WORKERS = 4  # requests computed at once
+WORKERS = 4  # requests computed at once (the light lane; costly ones one at a time: `serve_work`)
+THREADS = 32  # worker threads: computing, or waiting for a lane
 MAX_PENDING = 256  # requests computing or waiting for a worker; beyond, a JSON 503
 KEEP_ALIVE = 5  # seconds an idle kept-alive connection stays open
 MAX_RUNS = 1_000_000  # (shard, start, end) runs in one `find_words_many` answer
@@ -269,6 +270,7 @@ def op_longest_prefixes(index: Index, body: dict[str, Any], lim: Limits = DEFAUL
             raise BadRequest("stops: one per position")
     witnessed = bool(body.get("word_ends"))
     pos = np.arange(len(ids), dtype=np.int64) if positions is None else positions
+    work.costs(work.SEARCH_READS * len(pos) * len(index.shards))
     lengths = np.zeros(len(pos), dtype=np.int64)
     ends = np.zeros(len(pos), dtype=bool)
     for sl in work.batches(len(pos)):  # each position's answer is its own: batches, checked between
@@ -466,7 +468,8 @@ def create_app(indexes: IndexSet | list[Index], timeout: float = TIMEOUT, max_bo
     stats = {"running": 0, "stopped": 0}
     # local indexes only (`open_served` opens directories): an IndexSet holds them as IndexLike
     by_name: dict[str, Index] = {ix.name: cast(Index, ix) for ix in indexes}
-    pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="tracetui-serve")
+    pool = ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="tracetui-serve")
+    lanes = work.Lanes(light=WORKERS)
 
     def info(ix: Index) -> dict[str, Any]:
         tok = "" if ix.manifest.tokenizer == "bytes" else hashlib.sha256(
@@ -533,7 +536,7 @@ def create_app(indexes: IndexSet | list[Index], timeout: float = TIMEOUT, max_bo
         budget = Budget(timeout)
         pending += 1
         stats["running"] += 1
-        fut = loop.run_in_executor(pool, work.within, budget, fn)
+        fut = loop.run_in_executor(pool, work.within, budget, fn, lanes)
         fut.add_done_callback(finished)
         watcher = asyncio.ensure_future(watch(request, budget))
         try:
@@ -549,6 +552,8 @@ def create_app(indexes: IndexSet | list[Index], timeout: float = TIMEOUT, max_bo
             return error(504, f"{exc} (its work is stopped)")
         except TooCostly as exc:
             return error(413, str(exc))
+        except work.Busy as exc:
+            return error(503, str(exc))
         except BadRequest as exc:
             return error(exc.status, str(exc))
         except (IndexToolsError, ValueError, IndexError, OverflowError, RecursionError) as exc:

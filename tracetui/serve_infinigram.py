@@ -261,6 +261,8 @@ class Engine:
         clauses = [self._find_disj(c, max_clause_freq, rng) for c in cnf]
         if any(c[0] == 0 for c in clauses):
             return 0, False, []
+        # every occurrence kept after subsampling is read (its pointer), then searched
+        work.costs(work.SEARCH_READS * sum(b - a for c in clauses for segs in c[2] for a, b in segs))
         reach = max_diff_tokens * self.width
         total, approx, ptrs_by_shard = 0, False, []
         for s in range(len(self.index.shards)):
@@ -352,7 +354,7 @@ class Engine:
             unit = sample_unit(count, max(1, work.MAX_WORK // 8))
         if unit == 1:
             return work.exact_ntd(self.index, prompt, ranges)
-        work.check()
+        work.costs(work.ntd_reads(self.index, ranges, unit))
         return ntd_with_unit(self.index, prompt, unit, ranges)
 
     def _ntd(self, prompt: list[int], max_support: int) -> dict[str, Any]:
@@ -779,7 +781,7 @@ def answer(processors: dict[str, Processor], data: Any, api_only: bool = False) 
         return 400, {"error": f"[Flask] Invalid query_type: {query_type}"}
     try:
         return 200, proc.process(query_type, query, query_ids, **data)
-    except (work.Deadline, work.TooCostly):
+    except (work.Deadline, work.TooCostly, work.Busy):
         raise  # the server's own answers (504, 413), not a fault of the query
     except Exception as exc:  # what the server answers for any fault inside a query
         return 500, {"error": f"[Flask] Internal server error: {exc}"}

@@ -14,6 +14,13 @@ over a range is the sum of the answers over any partition of it (a capped count:
 of capped counts). Where the sum of the pieces would differ (infini-gram's sampled `ntd`, whose
 segments depend on the whole range) the work is bounded by `max_support` instead.
 
+Predicted costs also schedule: a request starts in the light lane (LIGHT workers computing at
+once) and one whose predicted reads pass HEAVY moves to the heavy lane (one at a time, at most
+HEAVY_WAITING waiting: beyond, a 503) before its expensive part, so a few costly queries cannot
+hold every worker while cheap ones (a trace's requests) wait behind them; and while light
+requests are computing, the heavy one pauses after each piece for twice as long as the piece
+took (it gets about a third of a core: on a machine of two, the light lane keeps the rest).
+
 What a prediction refuses (`TooCostly`, a 413 on tracetui's own endpoints) is an exact answer
 that would read more than `max_work` suffixes; infini-gram's API gets a sampled answer flagged
 `approx` instead, as infini-gram's own server does past its limits.
@@ -39,6 +46,10 @@ CHUNK = 1 << 19  # suffixes one engine call of a costly query may read (about 0.
 QUERY_BATCH = 4096  # sequences or positions per engine call of a batched request
 MAX_WORK = 1 << 24  # suffixes an exact answer may read in one request (about 10 s)
 SAMPLES = 8192  # occurrences looked at by a sampled whole-word count
+HEAVY = 1 << 18  # predicted reads past which a request computes in the heavy lane
+LIGHT = 4  # requests computing at once in the light lane
+HEAVY_WAITING = 8  # requests waiting for the heavy lane; beyond, Busy (a 503)
+SEARCH_READS = 32  # reads a binary search is counted as (a sequence's, a position's)
 
 T = TypeVar("T")
 
@@ -49,6 +60,56 @@ class Deadline(Exception):
 
 class TooCostly(Exception):
     """An exact answer that would read more than the request's work budget."""
+
+
+class Busy(Exception):
+    """Too many costly requests already waiting for the heavy lane."""
+
+
+class Lanes:
+    """The light and heavy lanes of one server: a slot is held while computing."""
+
+    def __init__(self, light: int = LIGHT, heavy: int = 1, heavy_waiting: int = HEAVY_WAITING) -> None:
+        self.light = threading.Semaphore(light)
+        self.heavy = threading.Semaphore(heavy)
+        self.heavy_waiting = heavy_waiting
+        self.waiting = 0
+        self.light_active = 0  # light slots held (read without the lock: a hint for `yield_to_light`)
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _acquire(sem: threading.Semaphore, budget: Budget) -> None:
+        while not sem.acquire(timeout=0.05):  # waiting, but stopped with its budget
+            budget.check()
+
+    def enter(self, budget: Budget) -> None:
+        self._acquire(self.light, budget)
+        with self._lock:
+            self.light_active += 1
+
+    def leave_light(self) -> None:
+        """Give the light slot back to wait for the heavy one (Busy, keeping it, when too many
+        wait already)."""
+        with self._lock:
+            if self.waiting >= self.heavy_waiting:
+                raise Busy(f"server busy with costly queries ({self.waiting} waiting), try again")
+            self.waiting += 1
+            self.light_active -= 1
+        self.light.release()
+
+    def wait_heavy(self, budget: Budget) -> None:
+        """After `leave_light`: the heavy slot, or Deadline."""
+        try:
+            self._acquire(self.heavy, budget)
+        finally:
+            with self._lock:
+                self.waiting -= 1
+
+    def leave(self, slot: str) -> None:
+        if slot == "light":
+            with self._lock:
+                self.light_active -= 1
+        (self.heavy if slot == "heavy" else self.light).release()
 
 
 class Budget:
@@ -73,22 +134,52 @@ class Budget:
 _local = threading.local()
 
 
-def within(budget: Budget, fn: Callable[[], T]) -> T:
-    """Run fn in this (worker) thread under `budget`: a request that waited in the queue past its
-    deadline does not start at all."""
-    _local.budget = budget
+def within(budget: Budget, fn: Callable[[], T], lanes: Lanes | None = None) -> T:
+    """Run fn in this (worker) thread under `budget`, holding a slot of `lanes` (the light one
+    first: `costs` moves it): a request that waited past its deadline does not start at all."""
+    _local.budget, _local.lanes, _local.slot = budget, lanes, None
     try:
         budget.check()
+        if lanes is not None:
+            lanes.enter(budget)
+            _local.slot = "light"
         return fn()
     finally:
-        _local.budget = None
+        if lanes is not None and _local.slot is not None:
+            lanes.leave(_local.slot)
+        _local.budget, _local.lanes, _local.slot = None, None, None
+
+
+def costs(reads: int) -> None:
+    """The current request is predicted to read `reads` suffixes: past HEAVY it continues in the
+    heavy lane. Also a deadline check."""
+    check()
+    lanes: Lanes | None = getattr(_local, "lanes", None)
+    if lanes is None or reads <= HEAVY or getattr(_local, "slot", None) != "light":
+        return
+    budget: Budget = _local.budget
+    lanes.leave_light()
+    _local.slot = None  # given back: nothing to release if the wait ends in Deadline
+    lanes.wait_heavy(budget)
+    _local.slot = "heavy"
+    _local.since = time.monotonic()
 
 
 def check() -> None:
-    """Raise `Deadline` if the current request's budget is spent (no budget: never)."""
+    """Raise `Deadline` if the current request's budget is spent (no budget: never). In the heavy
+    lane, first pause while light requests compute (twice the time since the last check)."""
     budget: Budget | None = getattr(_local, "budget", None)
-    if budget is not None:
-        budget.check()
+    if budget is None:
+        return
+    budget.check()
+    lanes: Lanes | None = getattr(_local, "lanes", None)
+    if lanes is not None and getattr(_local, "slot", None) == "heavy":
+        now = time.monotonic()
+        ran = now - getattr(_local, "since", now)
+        if lanes.light_active > 0 and ran > 0:
+            time.sleep(min(0.5, 2 * ran, max(0.0, budget.deadline - now)))
+            budget.check()
+        _local.since = time.monotonic()
 
 
 def batches(n: int, size: int = QUERY_BATCH) -> list[slice]:
@@ -98,6 +189,7 @@ def batches(n: int, size: int = QUERY_BATCH) -> list[slice]:
 
 def find_ranges(index: Index, seqs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """`Index.find_ranges` in batches of QUERY_BATCH sequences (each a binary search per shard)."""
+    costs(SEARCH_READS * len(seqs) * len(index.shards))
     if len(seqs) <= QUERY_BATCH:
         check()
         return index.find_ranges(seqs)
@@ -135,7 +227,9 @@ def left_open(index: Index, lo: np.ndarray, hi: np.ndarray, m: np.ndarray) -> np
 def costly_reads(index: Index, lo: np.ndarray, hi: np.ndarray, m: np.ndarray) -> int:
     """Suffixes a whole-word answer for these ranges may read at most (the left-open queries')."""
     open_ = left_open(index, lo, hi, m)
-    return int((hi - lo)[:, open_].sum()) if open_.any() else 0
+    reads = int((hi - lo)[:, open_].sum()) if open_.any() else 0
+    costs(reads)
+    return reads
 
 
 def _pieces(lo: np.ndarray, hi: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -184,6 +278,7 @@ def word_counts(index: Index, lo: np.ndarray, hi: np.ndarray, m: np.ndarray, cap
     if max_work is not None and cap is None and reads > max_work:
         raise TooCostly(f"an exact whole-word count here reads {reads:,} occurrences one by one, more than "
                         f"{max_work:,} per request (count with a cap, or the substring count)")
+    costs(reads)
     cheap = np.flatnonzero(~open_)
     for sl in batches(len(cheap)):
         sel = cheap[sl]
@@ -217,7 +312,7 @@ def sampled_word_count(index: Index, ids: np.ndarray, seed: int = 19) -> tuple[i
     ids = np.asarray(ids, dtype=np.int64)
     lo, hi = find_ranges(index, [ids])
     m = np.array([len(ids)], dtype=np.int64)
-    if costly_reads(index, lo, hi, m) <= MAX_WORK:
+    if costly_reads(index, lo, hi, m) <= MAX_WORK:  # (costly_reads moves it to the heavy lane)
         return int(word_counts(index, lo, hi, m)[0]), True
     sizes = (hi - lo)[:, 0]
     total = int(sizes.sum())
@@ -247,8 +342,8 @@ def exact_ntd(index: Index, prompt: np.ndarray, ranges: list[tuple[int, int]]) -
     (exact next-token counts are additive over a partition of the range), with a `check`
     between pieces."""
     prompt = np.asarray(prompt, dtype=np.int64)
+    costs(sum(b - a for a, b in ranges))
     if sum(b - a for a, b in ranges) <= CHUNK:
-        check()
         return ntd_with_unit(index, prompt, 1, ranges)
     ids_all, cnt_all = [], []
     empty = [(0, 0)] * len(index.shards)
@@ -277,10 +372,11 @@ def ntd(index: Index, prompt: np.ndarray, unit: int, max_work: int = MAX_WORK) -
         what = "an exact ntd" if unit <= 1 else f"an ntd sampled every {unit} occurrences"
         raise TooCostly(f"{what} of a prompt with {sum(b - a for a, b in ranges):,} occurrences reads {reads:,} "
                         f"of them, more than {max_work:,} per request (ask with max_support: sampled)")
+    costs(reads)
     if unit <= 1:
         return exact_ntd(index, prompt, ranges)
     return ntd_with_unit(index, prompt, unit, ranges)
 
 
-__all__ = ["Budget", "Deadline", "TooCostly", "within", "check", "batches", "find_ranges", "word_counts",
+__all__ = ["Budget", "Busy", "Lanes", "Deadline", "TooCostly", "within", "check", "costs", "batches", "find_ranges", "word_counts",
            "sampled_word_count", "costly_reads", "left_open", "exact_ntd", "ntd", "ntd_reads", "CHUNK", "MAX_WORK"]
