@@ -312,7 +312,8 @@ def test_cli_options(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixt
     monkeypatch.setattr("tracetui.app.main.run_app", fake_run_app)
     assert cli_main(["--model", "http://127.0.0.1:1/v1", "--model-name", "m", "--api-key", "k"]) == 0
     assert seen == {"model": "http://127.0.0.1:1/v1", "indexes": None, "config_path": None, "model_name": "m",
-                    "api_key": "k"}
+                    "api_key": "k", "in_process": False}
+    assert cli_main(["--in-process"]) == 0 and seen["in_process"] is True
     assert cli_main(["--model-name", "m", "count", "x", "--index", "nowhere"]) == 1
     assert "--model-name applies to the app only" in capsys.readouterr().err
 

@@ -37,12 +37,13 @@ from ..services.trace_queue import TraceRequest
 from ..services.tracing import TraceService
 from ..store import ConversationStore, restore_traces
 from ..tracing.pipeline import TraceParams
+from . import gc_policy
 from .events import Posted
 from .screens.conversations import ConversationsScreen
 from .screens.help import HelpScreen
 from .screens.indexing import IndexingScreen
 from .screens.main import MainScreen
-from .screens.models import ModelPickerScreen
+from .screens.models import models_listed
 from .screens.trace_text import TraceTextScreen
 from .widgets.message import MessageView, index_hues
 
@@ -154,34 +155,17 @@ class TraceApp(App[None]):
         return self.main
 
     def on_mount(self) -> None:
-        self._show_mode()
-        self.call_after_refresh(self._show_mode)  # again once the main screen has its prompt
-        self.call_after_refresh(self._freeze_heap)
+        self.show_mode()
+        self.call_after_refresh(self.show_mode)  # again once the main screen has its prompt
+        self.call_after_refresh(gc_policy.freeze_heap)
         self.tracing.start()
         if self.index_loader is not None:
-            self.push_screen(IndexingScreen())
-            self.load_indexes()
+            self.push_screen(IndexingScreen(self.index_loader), self._indexes_loaded)
         if self.backend_error:
             self.notify(self.backend_error, title="Model not loaded", severity="error", timeout=10, markup=False)
             self.set_status(f"model: {self.backend_error} — tracing pasted text (Ctrl+T) still works")
         elif self.backend is not None and self.backend.can_pick_model:
             self.list_models(at_start=True)
-
-    # A full collection scans ~100k objects (mostly Textual's render caches) and blocked the
-    # event loop for 70-200 ms while replies streamed (bench_app.py --profile). Objects alive
-    # after startup are frozen out of every later scan, and while a reply streams only young
-    # generations are collected; one full collection runs when it ends.
-    def _freeze_heap(self) -> None:
-        gc.collect()
-        gc.freeze()
-
-    @staticmethod
-    def _streaming_gc(on: bool) -> None:
-        gc.set_threshold(700, 10, 1_000_000 if on else 10)
-
-    def _reply_ended_gc(self) -> None:
-        self._streaming_gc(False)
-        self.set_timer(0.5, gc.collect)
 
     def on_unmount(self) -> None:
         self._stop_services()
@@ -191,8 +175,8 @@ class TraceApp(App[None]):
         if self.generation is not None:
             self.generation.close()
         self.tracing.close()
-        self._streaming_gc(False)
-        gc.unfreeze()  # what the app froze becomes collectable again once it is gone
+        gc_policy.streaming(False)
+        gc_policy.unfreeze()
 
     async def action_quit(self) -> None:
         self._stop_services()
@@ -203,7 +187,7 @@ class TraceApp(App[None]):
         if self._main_mounted():
             self.main.set_status(text)
 
-    def _show_mode(self) -> None:
+    def show_mode(self) -> None:
         self.sub_title = f"mode: {self.conversation.mode}"
         if self.backend is not None and self.backend.can_pick_model and self.backend.model:
             self.sub_title += f" · model: {self.backend.model}"
@@ -212,32 +196,16 @@ class TraceApp(App[None]):
                            if self.conversation.mode == "continue" else "Ask the model… (Enter to send, F1 for help)")
             self.main.query_one("#prompt", Input).placeholder = placeholder
 
-    @work(thread=True, exclusive=True, group="indexes")
-    def load_indexes(self) -> None:
-        """Check or build the default index off the event loop, behind the indexing screen."""
-        assert self.index_loader is not None
-        start = time.perf_counter()
-        try:
-            indexes = self.index_loader()
-        except Exception as exc:  # a broken cache or a full disk: say so, the model still chats
-            self.call_from_thread(self._indexes_failed, str(exc))
+    def _indexes_loaded(self, loaded: tuple[IndexSet | None, str, float] | None) -> None:
+        indexes, error, seconds = loaded or (None, "not loaded", 0.0)
+        if indexes is None:
+            self.notify(f"default index unavailable: {error}", severity="error", markup=False)
+            self.set_status("no index: replies are not traced")
             return
-        self.call_from_thread(self._indexes_ready, indexes, time.perf_counter() - start)
-
-    def _indexes_ready(self, indexes: IndexSet, seconds: float) -> None:
         self.indexes = indexes
         self.index_hue = index_hues([ix.name for ix in indexes])
-        if isinstance(self.screen, IndexingScreen):
-            self.pop_screen()
-        tokens = sum(ix.manifest.tokens for ix in indexes)
-        self.set_status(f"index ready: {tokens:,} tokens ({seconds:.1f} s)")
-        self.call_after_refresh(self._freeze_heap)
-
-    def _indexes_failed(self, message: str) -> None:
-        if isinstance(self.screen, IndexingScreen):
-            self.pop_screen()
-        self.notify(f"default index unavailable: {message}", severity="error", markup=False)
-        self.set_status("no index: replies are not traced")
+        self.set_status(f"index ready: {sum(ix.manifest.tokens for ix in indexes):,} tokens ({seconds:.1f} s)")
+        self.call_after_refresh(gc_policy.freeze_heap)
 
     # -- sending ----------------------------------------------------------------------------------
     @on(Input.Submitted, "#prompt")
@@ -264,7 +232,7 @@ class TraceApp(App[None]):
         self.main.add(reply, self.index_hue)
         self.main.focused_view = None
         self._live_pending = False
-        self._streaming_gc(True)
+        gc_policy.streaming(True)
         self.set_status("generating…")
         self._stop = self.generation.start(ReplyRequest(conv.key, reply.gen, conv.mode, turns, text, self.settings))
 
@@ -323,7 +291,8 @@ class TraceApp(App[None]):
         msg.text = msg.text[: msg.prompt_chars] + event.text
         self._set_reasoning(msg, event.reasoning)
         msg.done = True
-        self._reply_ended_gc()
+        gc_policy.streaming(False)
+        self.set_timer(0.5, gc.collect)
         view = self.main.view_of(msg)
         if view is not None:
             self.main.text_changed(view)
@@ -405,7 +374,7 @@ class TraceApp(App[None]):
     def action_toggle_mode(self) -> None:
         conv = self.conversation
         conv.mode = MODES[(MODES.index(conv.mode) + 1) % len(MODES)]
-        self._show_mode()
+        self.show_mode()
         self.notify(f"{conv.mode} mode" + (": type the opening of a text, the model continues it"
                                             if conv.mode == "continue" else ": the model answers your prompts"))
 
@@ -427,8 +396,7 @@ class TraceApp(App[None]):
 
     @work(thread=True, exclusive=True, group="models")
     def list_models(self, at_start: bool) -> None:
-        """The server's models: at start to pick the default and check the chosen one, on F8 to
-        pick another (a server that is down is one status line; the next prompt tries again)."""
+        """The server's models, asked off the UI thread (see `models.models_listed`)."""
         backend = self.backend
         assert backend is not None
         try:
@@ -437,33 +405,7 @@ class TraceApp(App[None]):
             using = f" — asking for {backend.model!r} anyway; the next prompt tries again" if at_start and backend.model else ""
             self.call_from_thread(self.set_status, f"{exc}{using}")
             return
-        self.call_from_thread(self._models_listed, backend, models, at_start)
-
-    def _models_listed(self, backend: Backend, models: list[str], at_start: bool) -> None:
-        if self.backend is not backend:
-            return
-        if not models:
-            self.set_status("the model server lists no model")
-            return
-        if at_start:
-            if backend.model is None:
-                backend.select_model(models[0])
-            elif backend.model not in models:
-                self.set_status(f"the server does not list the model {backend.model!r} (F8 picks one of {len(models)})")
-                return
-            self._show_mode()
-            self.set_status(f"model server: {len(models)} model(s), using {backend.model}"
-                            + (" · F8 picks another" if len(models) > 1 else ""))
-            return
-
-        def chosen(model: str | None) -> None:
-            if model is not None and self.backend is backend:
-                backend.select_model(model)
-                self._show_mode()
-                self.set_status(f"model: {model} (from the next prompt on)")
-
-        if self.screen is self._main:
-            self.push_screen(ModelPickerScreen(getattr(backend, "url", backend.name), models, backend.model), chosen)
+        self.call_from_thread(models_listed, self, backend, models, at_start)
 
     def action_help(self) -> None:
         """Every key that applies now, from the live bindings of the screen and the app."""
@@ -488,10 +430,11 @@ class TraceApp(App[None]):
         show `conv`, reusing its saved traces while the indexes and parameters match."""
         self._stop.set()
         self._live_pending = False
-        self._reply_ended_gc()
+        gc_policy.streaming(False)
+        self.set_timer(0.5, gc.collect)
         self.conversation = conv
         self.main.clear()
-        self._show_mode()
+        self.show_mode()
         self.refresh_bindings()
         if not conv.messages:
             self.set_status(status)

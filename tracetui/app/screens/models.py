@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -10,7 +12,11 @@ from textual.screen import ModalScreen
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
+from ...model import Backend
 from ...sanitize import inert
+
+if TYPE_CHECKING:
+    from ..app import TraceApp
 
 
 class ModelPickerScreen(ModalScreen[str | None]):
@@ -36,3 +42,32 @@ class ModelPickerScreen(ModalScreen[str | None]):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+def models_listed(app: TraceApp, backend: Backend, models: list[str], at_start: bool) -> None:
+    """What to do with a server's list of models: at start, pick the default (the first) or check
+    the configured one; on F8, let the user pick (from the next prompt on)."""
+    if app.backend is not backend:
+        return
+    if not models:
+        app.set_status("the model server lists no model")
+        return
+    if at_start:
+        if backend.model is None:
+            backend.select_model(models[0])
+        elif backend.model not in models:
+            app.set_status(f"the server does not list the model {backend.model!r} (F8 picks one of {len(models)})")
+            return
+        app.show_mode()
+        app.set_status(f"model server: {len(models)} model(s), using {backend.model}"
+                       + (" · F8 picks another" if len(models) > 1 else ""))
+        return
+
+    def chosen(model: str | None) -> None:
+        if model is not None and app.backend is backend:
+            backend.select_model(model)
+            app.show_mode()
+            app.set_status(f"model: {model} (from the next prompt on)")
+
+    if app.screen is app.main:
+        app.push_screen(ModelPickerScreen(getattr(backend, "url", backend.name), models, backend.model), chosen)
