@@ -407,3 +407,78 @@ def test_near_params_from_numpy_free_json(corpus_index: Index) -> None:
     back = TraceResult.from_json(json.loads(text))
     assert back.near == result.near and back.near_params == result.near_params
     assert np.all([isinstance(h.doc, int) for n in back.near or [] for h in n.hits])
+
+
+# -- overlap and the CLI -------------------------------------------------------------------------
+PASSAGES = ["Return a new set with elements from the set and all others, in the order they were given.",
+            "The returned object is a new reference to the same buffer, which must not be freed twice.",
+            "Raise a value error when the argument is negative or larger than the length of the list."]
+
+
+def _overlap_index(tmp: Path) -> Index:
+    return _build(tmp, PASSAGES + ["Unrelated filler about gardens, weather and the price of bread."], "bytes")
+
+
+def test_overlap_near_verbatim_coverage(tmp_path: Path) -> None:
+    """An item with a word changed every few words has little exact coverage (no 13-token match
+    through the changes) and full near-verbatim coverage; an unchanged item and a novel one have
+    near-verbatim coverage equal to their coverage; the exact figures do not move."""
+    from tracetui.overlap.measure import measure
+
+    index = _overlap_index(tmp_path)
+    changed = "Return a old set with items from the box and all others, at the order they are given."
+    items = [changed, PASSAGES[1], "Nothing here matches the corpus in any way at all, friend."]
+    with_near = measure(index, items, n=13, min_span=13, docs=0)
+    without = measure(index, items, n=13, min_span=13, docs=0, near=None)
+    for a, b in zip(with_near, without, strict=True):
+        assert (a.ngrams_found, a.covered, a.covered_chars) == (b.ngrams_found, b.covered, b.covered_chars)
+        assert b.near_covered == b.covered and b.near_covered_chars == b.covered_chars and not b.near_regions
+        assert a.near_covered_chars >= a.covered_chars
+    nonspace = sum(not ch.isspace() for ch in changed)
+    got = with_near[0]
+    assert got.covered_chars < nonspace // 2
+    assert got.near_covered_chars == nonspace and got.near_covered == [(0, len(changed))]
+    assert with_near[1].near_covered_chars == with_near[1].covered_chars == sum(not c.isspace() for c in PASSAGES[1])
+    assert with_near[2].near_covered_chars == with_near[2].covered_chars == 0
+
+
+def test_overlap_command_column_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tracetui.cli import main
+
+    index = _overlap_index(tmp_path)
+    items = tmp_path / "items.jsonl"
+    changed = "Return a old set with items from the box and all others, at the order they are given."
+    items.write_text(json.dumps({"text": changed}) + "\n" + json.dumps({"text": "nothing like it, friend"}) + "\n",
+                     encoding="utf-8")
+    assert main(["overlap", str(items), "--index", str(index.directory), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    first = doc["items"][0]
+    assert first["near_coverage"] == 1.0 > first["coverage"] and first["near_covered"] == [[0, len(changed)]]
+    assert doc["items"][1]["near_coverage"] == 0.0
+    assert doc["benchmarks"][0]["mean_near_coverage"] == 0.5
+    assert doc["params"]["near"] is True
+    md = tmp_path / "r.md"
+    assert main(["overlap", str(items), "--index", str(index.directory), "--markdown", str(md)]) == 0
+    out = capsys.readouterr().out
+    assert "near-verbatim" in out and "50.0%" in out
+    assert "mean near-verbatim coverage" in md.read_text(encoding="utf-8")
+
+
+def test_trace_cli_near(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tracetui.cli import main
+
+    index = _build(tmp_path, CORPUS, "bytes")
+    reply = tmp_path / "r.txt"
+    reply.write_text(CORPUS[0].replace("jumps", "leaps"), encoding="utf-8")
+    assert main(["trace", "--index", str(index.directory), "--json", str(reply)]) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert main(["trace", "--index", str(index.directory), "--json", "--near", str(reply)]) == 0
+    near = json.loads(capsys.readouterr().out)
+    assert set(near) - set(plain) == {"near"}
+    assert {k: v for k, v in near.items() if k not in ("near", "timings_ms")} == \
+        {k: v for k, v in plain.items() if k != "timings_ms"}
+    (span,) = near["near"]["spans"]
+    assert span["diff_text"] == "leaps" and span["hits"][0]["diff_text"] == "jumps"
+    assert main(["trace", "--index", str(index.directory), "--near", str(reply)]) == 0
+    out = capsys.readouterr().out
+    assert "1 near-verbatim span" in out and "'leaps' -> 'jumps' (substitution)" in out

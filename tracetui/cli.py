@@ -175,11 +175,15 @@ def cmd_trace(args: argparse.Namespace) -> int:
             raise CliError(f"{args.file}: cannot read as UTF-8 text ({exc})") from None
     indexes = _open_indexes(args.index)
     tracer = Tracer(indexes, TraceParams(whole_words=not args.substring))
-    result = tracer.trace(text, prompt=args.prompt or "")
+    result = tracer.trace(text, prompt=args.prompt or "", near=args.near)
     if args.json:
         _print_json(result.to_json())
     else:
         sys.stdout.write(render_trace_text(result, color=sys.stdout.isatty()))
+        if result.near is not None:
+            from .tracing.near import summary_lines
+
+            sys.stdout.write("".join(inert(line) + "\n" for line in summary_lines(result.near, text)))
     return 0
 
 
@@ -442,6 +446,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--json", action="store_true")
     t.add_argument("--substring", action="store_true",
                    help="also count occurrences inside longer words (the published OLMoTrace behaviour)")
+    t.add_argument("--near", action="store_true",
+                   help="also near-verbatim spans: two exact spans one changed, added or dropped word apart in a "
+                        "document (JSON: the \"near\" key)")
     t.set_defaults(func=cmd_trace)
     return p
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from index_tools.contract import IndexLike
+from index_tools.progress import Progress
 
 from ..sanitize import inert
 from .items import Item, benchmark_names, read_items
@@ -46,37 +47,31 @@ def _items(files: list[str], fields: list[str] | None, normalize: bool) -> Itera
         yield from read_items(f, fields, normalize, benchmark=name)
 
 
-def _progress(out: TextIO, done: int, start: float, final: bool = False) -> None:
-    rate = done / max(1e-9, time.perf_counter() - start)
-    spin = "#" * min(24, done // 50 % 25)
-    out.write(f"\roverlap  [{spin:<24}] {done:,} items  {rate:,.0f} items/s" + ("\n" if final else ""))
-    out.flush()
-
-
 def run(indexes: list[IndexLike], files: list[str], fields: list[str] | None, params: OverlapParams,
         json_out: TextIO | None = None, progress: TextIO | None = None) -> OverlapOutcome:
     """Stream every item through the report; with `json_out`, write the JSON document as it goes
-    (valid JSON even when interrupted)."""
+    (valid JSON even when interrupted); with `progress`, the running count of items and their
+    rate on that stream (`index_tools.progress`, the display every long command shares; the
+    number of items is not known before the files are read)."""
     outcome = OverlapOutcome()
     start = time.perf_counter()
+    bar = Progress("overlap", None, "items", progress is not None, stream=progress)
     first = True
     if json_out is not None:
         head = {"schema": SCHEMA, "indexes": [ix.name for ix in indexes], "params": vars(params)}
         json_out.write(json.dumps(head, ensure_ascii=True)[:-1] + ', "items": [\n')
     try:
-        for k, r in enumerate(run_overlap(indexes, _items(files, fields, params.normalize_space), params)):
+        for r in run_overlap(indexes, _items(files, fields, params.normalize_space), params):
             outcome.summaries.setdefault(r.benchmark, BenchmarkSummary(r.benchmark)).add(r)
             outcome.top.add(r)
             if json_out is not None:
                 json_out.write(("" if first else ",\n") + json.dumps(r.to_json(), ensure_ascii=True))
                 first = False
-            if progress is not None and k % 25 == 0:
-                _progress(progress, k + 1, start)
+            bar.update(1)
     except KeyboardInterrupt:
         outcome.interrupted = True
     outcome.seconds = time.perf_counter() - start
-    if progress is not None:
-        _progress(progress, outcome.items, start, final=True)
+    bar.close()
     if json_out is not None:
         tail = {"benchmarks": [s.to_json() for s in outcome.summaries.values()],
                 "interrupted": outcome.interrupted, "seconds": round(outcome.seconds, 3)}
@@ -91,12 +86,15 @@ def print_table(outcome: OverlapOutcome, out: TextIO, top: int = 10) -> None:
         out.write("no items: the files hold no non-empty item\n")
         return
     w = max([9] + [len(inert(b)) for b in outcome.summaries])
-    out.write(f"{'benchmark':<{w}}  {'items':>7}  " + "  ".join(f"{v:>14}" for v in VERDICTS) + "  coverage histogram\n")
+    out.write(f"{'benchmark':<{w}}  {'items':>7}  " + "  ".join(f"{v:>14}" for v in VERDICTS)
+              + f"  {'coverage':>8}  {'near-verbatim':>13}  coverage histogram\n")
     for s in outcome.summaries.values():
         hist = "".join(" ▁▂▃▄▅▆▇█"[min(8, round(8 * c / max(1, max(s.coverage_histogram))))]
                        for c in s.coverage_histogram)
+        j = s.to_json()
         out.write(f"{inert(s.benchmark):<{w}}  {s.items:>7,}  "
-                  + "  ".join(f"{s.verdicts[v]:>6,} ({s.share(v):>5.1%})" for v in VERDICTS) + f"  [{hist}]\n")
+                  + "  ".join(f"{s.verdicts[v]:>6,} ({s.share(v):>5.1%})" for v in VERDICTS)
+                  + f"  {j['mean_coverage']:>8.1%}  {j['mean_near_coverage']:>13.1%}  [{hist}]\n")
     items = [r for r in outcome.top.sorted() if r.verdict != "clean"][:top]
     if items:
         out.write("\nhighest scores:\n")
@@ -105,7 +103,7 @@ def print_table(outcome: OverlapOutcome, out: TextIO, top: int = 10) -> None:
             text = text if len(text) <= 60 else text[:59] + "…"
             where = ", ".join(f"{w.index}:{w.doc}" for w in r.where)
             out.write(f"  {r.verdict:<12} {r.score:>6.1%}  {inert(r.benchmark)}:{r.line} ({inert(r.id)})  "
-                      f"n-grams {r.ngrams_found}/{r.ngrams}  longest {r.longest_tokens} tok {inert(repr(text))}"
+                      f"n-grams {r.ngrams_found}/{r.ngrams}  near-verbatim {r.near_coverage:.0%}  longest {r.longest_tokens} tok {inert(repr(text))}"
                       f"  in {inert(where)}\n")
     if outcome.interrupted:
         out.write(f"interrupted after {outcome.items:,} items: the figures above cover those\n")

@@ -13,7 +13,12 @@ the corpus continues with a word start, the document ends, or the corpus ends. F
   item of fewer than n words is one n-gram: all its words);
 - `coverage`: the share of the item's non-space characters inside whole-word matches of at least
   `min_span` tokens;
-- `longest`: the longest whole-word match (tokens, characters, text) and where it occurs.
+- `longest`: the longest whole-word match (tokens, characters, text) and where it occurs;
+- `near_coverage`: coverage where a match may also be two maximal whole-word matches one word
+  apart that a document holds together with that word changed, added or dropped (near-verbatim,
+  `tracing.near`), the two of at least `min_span` tokens together: the share of non-space
+  characters inside exact matches of `coverage` or inside such regions. A passage copied with
+  one word changed every dozen tokens has no exact match of 13 tokens, and is covered here.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import numpy as np
 
 from index_tools.contract import IndexLike
 from index_tools.words import is_word_char
+from tracetui.tracing.near import NearParams, Pair, candidate_pairs, find_near
 from tracetui.tracing.pipeline import occurrence_runs, sample_runs
 from tracetui.tracing.spans import whole_word_matches, word_starts
 
@@ -56,11 +62,19 @@ class IndexOverlap:
     longest_span: tuple[int, int] = (0, 0)  # characters of the item
     longest_count: int = 0  # whole-word occurrences (capped at `count_cap` + 1)
     where: list[Where] = field(default_factory=list)
+    #: exact coverage united with the near-verbatim regions (`near_coverage` above): ranges and
+    #: their non-space characters; the regions alone, each (start, end) of the item
+    near_covered: list[tuple[int, int]] = field(default_factory=list)
+    near_covered_chars: int = 0
+    near_regions: list[tuple[int, int]] = field(default_factory=list)
 
     @property
     def ngram_share(self) -> float:
         return self.ngrams_found / self.ngrams if self.ngrams else 0.0
 
+
+#: near-verbatim spans as overlap looks for them (the tracer's constants)
+NEAR = NearParams()
 
 _SPACES = np.array([9, 10, 11, 12, 13, 32, 0x85, 0xA0, 0x2028, 0x2029, 0x3000])
 
@@ -87,8 +101,10 @@ def _source(meta: dict) -> str:
 
 
 def measure(index: IndexLike, texts: list[str], n: int = 13, min_span: int = 13, docs: int = 3,
-            seed: int = 0, count_cap: int = 1000) -> list[IndexOverlap]:
-    """Overlap of every text with `index`, in one batched search for all of them."""
+            seed: int = 0, count_cap: int = 1000, near: NearParams | None = NEAR) -> list[IndexOverlap]:
+    """Overlap of every text with `index`, in one batched search for all of them (and, with
+    `near`, one batched lookup of the near-verbatim pairs of all of them; None: none looked for,
+    the near-verbatim figures are the exact ones)."""
     tok = index.tokenizer
     encoded = [tok.encode_with_offsets(t) for t in texts]
     sizes = np.array([len(ids) for ids, _ in encoded], dtype=np.int64)
@@ -124,6 +140,7 @@ def measure(index: IndexLike, texts: list[str], n: int = 13, min_span: int = 13,
     flat = [(shard, rank, 0) for sample in samples for shard, rank in sample]
     looked = iter(index.windows(flat, ()) if flat else [])
     found = iter(zip(counts.tolist(), samples, strict=True))
+    regions = _near_regions(index, texts, encoded, starts, positions, l, r, min_span, near)
     for k, text in enumerate(texts):
         t0, t1 = int(starts[k]), int(starts[k + 1])
         offs = np.asarray(encoded[k][1], dtype=np.int64).reshape(-1, 2)
@@ -163,6 +180,10 @@ def measure(index: IndexLike, texts: list[str], n: int = 13, min_span: int = 13,
         inside = np.cumsum(diff)[: len(text)] > 0
         covered_chars = int(np.count_nonzero(inside & (np.diff(nonspace) > 0)))
         res = IndexOverlap(index.name, t1 - t0, n_words, grams, hits, merge_ranges(spans), covered_chars, nonspace)
+        res.near_regions = regions[k]
+        res.near_covered = merge_ranges(spans + regions[k])
+        res.near_covered_chars = covered_chars if not regions[k] else sum(
+            int(nonspace[b] - nonspace[a]) for a, b in res.near_covered)
         if (pair := best[k]) is not None:
             x, y = pair
             c0, c1 = int(offs[x - t0, 0]), int(offs[y - 1 - t0, 1])
@@ -174,6 +195,34 @@ def measure(index: IndexLike, texts: list[str], n: int = 13, min_span: int = 13,
                 occ = next(looked)
                 res.where.append(Where(index.name, occ.doc_id, _source(occ.metadata)))
         out.append(res)
+    return out
+
+
+def _near_regions(index: IndexLike, texts: list[str], encoded: list[tuple[np.ndarray, np.ndarray]],
+                  starts: np.ndarray, positions: np.ndarray, l: np.ndarray, r: np.ndarray, min_span: int,
+                  near: NearParams | None) -> list[list[tuple[int, int]]]:
+    """Per item, the character ranges of its near-verbatim regions: pairs of its maximal
+    whole-word matches (of at least `min_span` tokens together) one word apart, looked up for all
+    items at once (`tracing.near.find_near`: one count, one search, one `windows` call)."""
+    out: list[list[tuple[int, int]]] = [[] for _ in texts]
+    if near is None:
+        return out
+    pairs: list[tuple[int, Pair]] = []
+    for k, text in enumerate(texts):
+        t0, t1 = int(starts[k]), int(starts[k + 1])
+        a, b = np.searchsorted(positions, [t0, t1])
+        rl, rr = l[a:b] - t0, r[a:b] - t0
+        prev = np.maximum.accumulate(np.concatenate([[-1], rr[:-1]])) if len(rr) else rr
+        keep = (rr > rl) & (rr > prev)
+        if np.count_nonzero(keep) < 2:
+            continue
+        spans = list(zip(rl[keep].tolist(), rr[keep].tolist(), strict=True))
+        ids, offs = encoded[k]
+        pairs += [(k, p) for p in candidate_pairs(text, np.asarray(ids), np.asarray(offs), spans, near,
+                                                  min_total=max(1, min_span))]
+    for (k, p), f in zip(pairs, find_near(index, [p for _, p in pairs], near), strict=True):
+        if f.hits:
+            out[k].append((p.start, p.end))
     return out
 
 

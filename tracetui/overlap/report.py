@@ -4,7 +4,8 @@ Verdicts (defaults quoted in the README): an item's *score* is the larger of its
 its coverage (`measure`), over all the indexes given (n-gram share: the best index; coverage: the
 union of covered characters). `contaminated` when the score reaches `contaminated` (0.5),
 `suspicious` when it is above `suspicious` (0: any whole-word n-gram, or any match of at least
-`min_span` tokens), `clean` otherwise.
+`min_span` tokens), `clean` otherwise. Near-verbatim coverage (`measure`) is reported next to
+coverage, in its own column; it does not enter the verdict, which stays the reports' measure.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 from index_tools.contract import IndexLike
 
+from ..tracing.near import NearParams
 from .items import Item
 from .measure import IndexOverlap, Where, measure, merge_ranges
 
@@ -32,6 +34,8 @@ class OverlapParams:
     docs: int = 3  # documents reported per item (where its longest match occurs)
     batch: int = 256  # items per batched search
     normalize_space: bool = False
+    near: bool = True  # near-verbatim coverage (its own column)
+    near_cap: int = 32  # occurrences of a pair's rarer side looked at
 
     def verdict(self, score: float) -> str:
         if score >= self.contaminated:
@@ -58,6 +62,8 @@ class ItemReport:
     longest_count: int
     where: list[Where]
     verdict: str
+    near_coverage: float = 0.0  # coverage by exact matches or near-verbatim regions (measure.py)
+    near_covered: list[tuple[int, int]] = field(default_factory=list)
 
     @property
     def score(self) -> float:
@@ -66,6 +72,7 @@ class ItemReport:
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["covered"] = [list(c) for c in self.covered]
+        d["near_covered"] = [list(c) for c in self.near_covered]
         d["score"] = self.score
         return d
 
@@ -78,6 +85,7 @@ class BenchmarkSummary:
     coverage_histogram: list[int] = field(default_factory=lambda: [0] * BINS)
     ngram_share_sum: float = 0.0
     coverage_sum: float = 0.0
+    near_coverage_sum: float = 0.0
 
     def add(self, r: ItemReport) -> None:
         self.items += 1
@@ -85,6 +93,7 @@ class BenchmarkSummary:
         self.coverage_histogram[min(BINS - 1, int(r.coverage * BINS))] += 1
         self.ngram_share_sum += r.ngram_share
         self.coverage_sum += r.coverage
+        self.near_coverage_sum += r.near_coverage
 
     def share(self, verdict: str) -> float:
         return self.verdicts[verdict] / self.items if self.items else 0.0
@@ -94,6 +103,7 @@ class BenchmarkSummary:
                 "shares": {v: self.share(v) for v in VERDICTS},
                 "mean_ngram_share": self.ngram_share_sum / self.items if self.items else 0.0,
                 "mean_coverage": self.coverage_sum / self.items if self.items else 0.0,
+                "mean_near_coverage": self.near_coverage_sum / self.items if self.items else 0.0,
                 "coverage_histogram": self.coverage_histogram}
 
 
@@ -106,6 +116,9 @@ def _combine(item: Item, per_index: list[IndexOverlap], p: OverlapParams) -> Ite
     else:  # ranges of different indexes may overlap: count the union's non-space characters
         inside = sum(int(prefix[b] - prefix[a]) for a, b in merged)
     coverage = inside / max(1, int(prefix[-1]))
+    near = merge_ranges(sorted(c for o in per_index for c in o.near_covered))
+    near_inside = per_index[0].near_covered_chars if len(per_index) == 1 else sum(
+        int(prefix[b] - prefix[a]) for a, b in near)
     best_ngram = max(per_index, key=lambda o: (o.ngram_share, o.ngrams))
     longest = max(per_index, key=lambda o: o.longest_span[1] - o.longest_span[0])
     a, b = longest.longest_span
@@ -113,7 +126,7 @@ def _combine(item: Item, per_index: list[IndexOverlap], p: OverlapParams) -> Ite
     return ItemReport(item.benchmark, item.line, item.id, text, best_ngram.words, best_ngram.ngrams,
                       best_ngram.ngrams_found, share, coverage, merged, longest.longest_tokens, b - a, text[a:b],
                       longest.index if b > a else "", longest.longest_count, longest.where,
-                      p.verdict(max(share, coverage)))
+                      p.verdict(max(share, coverage)), near_inside / max(1, int(prefix[-1])), near)
 
 
 def run_overlap(indexes: list[IndexLike], items: Iterable[Item], params: OverlapParams) -> Iterator[ItemReport]:
@@ -122,7 +135,9 @@ def run_overlap(indexes: list[IndexLike], items: Iterable[Item], params: Overlap
     batch: list[Item] = []
 
     def flush() -> Iterator[ItemReport]:
-        per = [measure(ix, [it.text for it in batch], params.n, params.min_span, params.docs) for ix in indexes]
+        near = NearParams(cap=params.near_cap) if params.near else None
+        per = [measure(ix, [it.text for it in batch], params.n, params.min_span, params.docs, near=near)
+               for ix in indexes]
         for k, it in enumerate(batch):
             yield _combine(it, [m[k] for m in per], params)
 
@@ -165,25 +180,27 @@ def markdown(summaries: list[BenchmarkSummary], top: list[ItemReport], params: O
                  f"coverage): contaminated at >= {params.contaminated:.0%}, suspicious above {params.suspicious:.0%}.")
     if interrupted:
         lines += ["", "**Interrupted**: the figures cover the items processed before the stop."]
-    lines += ["", "| benchmark | items | clean | suspicious | contaminated | mean n-gram share | mean coverage |",
-              "|---|---:|---:|---:|---:|---:|---:|"]
+    lines += ["", "| benchmark | items | clean | suspicious | contaminated | mean n-gram share | mean coverage "
+              "| mean near-verbatim coverage |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for s in summaries:
         j = s.to_json()
         lines.append(f"| {_md(s.benchmark)} | {s.items} | " + " | ".join(
             f"{s.verdicts[v]} ({s.share(v):.1%})" for v in VERDICTS)
-                     + f" | {j['mean_ngram_share']:.1%} | {j['mean_coverage']:.1%} |")
+                     + f" | {j['mean_ngram_share']:.1%} | {j['mean_coverage']:.1%} | {j['mean_near_coverage']:.1%} |")
     for s in summaries:
         lines += ["", f"## {_md(s.benchmark)}: coverage histogram", "", "| coverage | items |", "|---|---:|"]
         for k, c in enumerate(s.coverage_histogram):
             lines.append(f"| {10 * k}-{10 * (k + 1)}% | {c} |")
     if top:
         lines += ["", "## Items of highest score", "",
-                  "| benchmark | item | verdict | n-gram share | coverage | longest match (tokens) | where |",
-                  "|---|---|---|---:|---:|---|---|"]
+                  "| benchmark | item | verdict | n-gram share | coverage | near-verbatim coverage "
+                  "| longest match (tokens) | where |",
+                  "|---|---|---|---:|---:|---:|---|---|"]
         for r in top:
             where = ", ".join(f"{_md(w.index)}:{w.doc}" for w in r.where)
             lines.append(f"| {_md(r.benchmark)} | {_md(r.id)} (line {r.line}) | {r.verdict} | {r.ngram_share:.1%} | "
-                         f"{r.coverage:.1%} | {_md(_clip(r.longest_text, 80))} ({r.longest_tokens}) | {where} |")
+                         f"{r.coverage:.1%} | {r.near_coverage:.1%} | {_md(_clip(r.longest_text, 80))} ({r.longest_tokens}) | {where} |")
     return "\n".join(lines) + "\n"
 
 

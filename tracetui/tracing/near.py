@@ -366,6 +366,20 @@ def near_spans(index: IndexLike, text: str, ids: np.ndarray, offsets: np.ndarray
     return out
 
 
+def summary_lines(spans: list[NearSpan], text: str, limit: int = 60) -> list[str]:
+    """One line per near-verbatim span for a plain terminal: the region, the reply's word and the
+    first document's (the caller makes them inert: both come from untrusted text)."""
+    lines = [f"\n{len(spans)} near-verbatim span{'s' if len(spans) != 1 else ''}"]
+    for n in spans:
+        h = n.hits[0]
+        region = " ".join(text[n.start:n.end].split())
+        region = region if len(region) <= limit else region[: limit - 1] + "…"
+        lines.append(f"- {region!r}: {n.diff_text or '(nothing)'!r} -> {h.diff_text or '(nothing)'!r} "
+                     f"({h.kind}) in {h.doc_id}" + (f" and {len(n.hits) - 1} more" if len(n.hits) > 1 else "")
+                     + (f" ({n.checked} of more occurrences checked)" if n.capped else ""))
+    return lines
+
+
 def near_to_json(spans: list[NearSpan]) -> list[dict[str, Any]]:
     out = []
     for s in spans:
@@ -397,4 +411,4 @@ def _pair(v: Any) -> tuple[int, int]:
 
 
 __all__ = ["NearParams", "NearSpan", "NearHit", "Pair", "Found", "candidate_pairs", "find_near", "near_spans",
-           "near_to_json", "near_from_json", "word_runs", "KINDS"]
+           "near_to_json", "near_from_json", "summary_lines", "word_runs", "KINDS"]
