@@ -131,7 +131,11 @@ class _HTTP:
 
 
 def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:300]
+    """A message from elsewhere (a server's error, an exception about its answer) as one short
+    line that is safe to print: whitespace runs as one space, other control characters escaped
+    (a server could send terminal escape sequences)."""
+    text = " ".join(str(exc).split())[:300]
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def parse_json(url: str, raw: bytes, status: int) -> Any:
