@@ -61,7 +61,6 @@ from textual._compositor import Compositor, CompositorUpdate
 from textual.message_pump import MessagePump
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Input
 
 import tracetui.app.widgets.message as message_module
 from index_tools.opening import IndexSet
@@ -69,6 +68,7 @@ from tracetui.app.app import TraceApp
 from tracetui.app.screens.main import MainScreen
 from tracetui.app.widgets.documents import DocumentPanel
 from tracetui.app.widgets.message import MessageView
+from tracetui.app.widgets.prompt import PromptArea
 from tracetui.defaults import default_index_dir, default_model_path
 from tracetui.model import Backend, LlamaBackend, ModelSettings
 from tracetui.model_server import ServerBackend
@@ -118,7 +118,7 @@ class KeyProbe:
     def __init__(self, app: TraceApp, rng: random.Random, on_frame: Callable[[float], None] | None = None):
         self.app = app
         self.rng = rng
-        self.prompt = app.main.query_one("#prompt", Input)
+        self.prompt = app.main.query_one("#prompt", PromptArea)
         self.docs = app.main.query_one(DocumentPanel)
         self.presses: list[Press] = []
         self._pending: Press | None = None
@@ -537,7 +537,7 @@ async def one_run(backend: Backend, counter: Counter, indexes: IndexSet | None, 
         if profiler is not None:
             on_frame = functools.partial(profiler.record, "frame write (render_segments)")
         probe = KeyProbe(app, rng, on_frame)
-        prompt = app.main.query_one("#prompt", Input)
+        prompt = app.main.query_one("#prompt", PromptArea)
         prompt.value = PROMPT
         prompt.focus()
         await pilot.pause()

@@ -59,6 +59,16 @@ def test_main_screen_with_highlights(snap_compare, snap_index: Path) -> None:
     assert snap_compare(make(snap_index), terminal_size=(120, 32), run_before=run_before)
 
 
+def test_main_screen_at_80_columns(snap_compare, snap_index: Path) -> None:
+    """The narrow layout (documents under the chat) and a footer of whole keys at 80 columns."""
+    async def run_before(pilot) -> None:  # type: ignore[no-untyped-def]
+        await _chat(pilot)
+        await pilot.press("tab")
+        pilot.app.set_status("fixed status for the snapshot")
+
+    assert snap_compare(make(snap_index), terminal_size=(80, 32), run_before=run_before)
+
+
 def test_document_screen(snap_compare, snap_index: Path) -> None:
     async def run_before(pilot) -> None:  # type: ignore[no-untyped-def]
         await _chat(pilot)

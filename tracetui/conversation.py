@@ -67,6 +67,7 @@ class Conversation:
         self.mode = mode
         self.stored_id = stored_id
         self.messages: list[Message] = []
+        self.system: str | None = None  # this conversation's system prompt (None: the settings' one)
 
     # -- building --------------------------------------------------------------------------------
     def add_user(self, text: str) -> Message:
@@ -93,6 +94,13 @@ class Conversation:
         self.messages.append(msg)
         return msg
 
+    def drop_last_reply(self) -> Message | None:
+        """Remove the last finished reply (to generate it again); returns it, or None when the
+        conversation does not end with one."""
+        if self.messages and self.messages[-1].role == "assistant" and self.messages[-1].done:
+            return self.messages.pop()
+        return None
+
     # -- lookups ---------------------------------------------------------------------------------
     def by_gen(self, gen: int) -> Message | None:
         """The reply with this generation id, or None if it is not (or no longer) ours."""
@@ -114,4 +122,7 @@ class Conversation:
         return [Turn(m.role, m.text) for m in self.messages if m.role in ("user", "assistant") and m.done]
 
     def to_json(self) -> dict[str, Any]:
-        return {"mode": self.mode, "turns": [m.to_json() for m in self.messages]}
+        out: dict[str, Any] = {"mode": self.mode, "turns": [m.to_json() for m in self.messages]}
+        if self.system is not None:
+            out["system"] = self.system
+        return out

@@ -164,12 +164,14 @@ class ScriptedBackend(Backend):
         self.fail_after = fail_after
         self.calls = 0
         self.seen: list[list[Turn] | str] = []  # what each call was given (turns, or an opening)
+        self.seen_settings: list[ModelSettings] = []
 
     def stream(self, turns: list[Turn], settings: ModelSettings, stop_event: threading.Event) -> Iterator[str]:
         text = self.replies[self.calls % len(self.replies)]
         self.calls += 1
         if len(self.seen) < self.calls:
             self.seen.append(list(turns))
+        self.seen_settings.append(settings)
         pieces = text if isinstance(text, list) else [text[i : i + self.piece] for i in range(0, len(text), self.piece)]
         at = 0
         for piece in pieces:

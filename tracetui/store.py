@@ -60,6 +60,8 @@ class ConversationStore:
             for name, decl in EXTRA_COLUMNS.items():
                 if name not in have:
                     self.db.execute(f"ALTER TABLE messages ADD COLUMN {name} {decl}")
+            if "system" not in {row[1] for row in self.db.execute("PRAGMA table_info(conversations)")}:
+                self.db.execute("ALTER TABLE conversations ADD COLUMN system TEXT")  # the conversation's own
 
     def create(self, title: str) -> int:
         now = time.time()
@@ -81,7 +83,8 @@ class ConversationStore:
             self.db.executemany(
                 "INSERT INTO messages (conversation, position, role, text, trace, mode, prompt_chars, reasoning, "
                 "reasoning_trace) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-            self.db.execute("UPDATE conversations SET updated = ? WHERE id = ?", (time.time(), cid))
+            self.db.execute("UPDATE conversations SET updated = ?, system = ? WHERE id = ?",
+                            (time.time(), conversation.system, cid))
 
     def list(self) -> list[ConversationInfo]:
         rows = self.db.execute(
@@ -98,6 +101,8 @@ class ConversationStore:
             "WHERE conversation = ? ORDER BY position", (conversation,)).fetchall()
         modes = [row[3] for row in rows]
         conv = Conversation(mode=modes[-1] if modes else "chat", stored_id=conversation)
+        row = self.db.execute("SELECT system FROM conversations WHERE id = ?", (conversation,)).fetchone()
+        conv.system = row[0] if row else None
         for role, text, trace, mode, prompt_chars, reasoning, reasoning_trace in rows:
             msg = conv.add_loaded(role, text, mode=mode, prompt_chars=int(prompt_chars), reasoning=reasoning or "")
             for key, saved in (("trace", trace), ("reasoning_trace", reasoning_trace)):

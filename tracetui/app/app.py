@@ -15,13 +15,13 @@ import gc
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 from textual import on, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import Input
 from textual.worker import Worker, WorkerState
 
 from index_tools.opening import IndexSet
@@ -44,8 +44,10 @@ from .screens.help import HelpScreen
 from .screens.indexing import IndexingScreen
 from .screens.main import MainScreen
 from .screens.models import models_listed
+from .screens.system_prompt import SystemPromptScreen
 from .screens.trace_text import TraceTextScreen
 from .widgets.message import MessageView, index_hues
+from .widgets.prompt import PromptArea
 
 TRACE_INTERVAL = 0.5  # seconds between live traces while a reply streams (CPU shared with llama.cpp)
 
@@ -60,7 +62,7 @@ class TraceApp(App[None]):
         Binding("f1", "help", "Help", id="help"),
         Binding("question_mark", "help", "Help", show=False, id="help.question"),
         Binding("f3", "toggle_mode", "Chat/continue", id="mode.toggle"),
-        Binding("f7", "overlap", "Overlap", id="overlap.open"),
+        Binding("f7", "overlap", "Overlap", priority=True, id="overlap.open"),  # the prompt: F7 selects all
         Binding("f8", "pick_model", "Model", id="model.pick"),  # shown with a model server only
         Binding("ctrl+t", "trace_text", "Trace text", id="trace.text"),
         Binding("ctrl+n", "new_chat", "New chat", id="chat.new"),
@@ -188,13 +190,20 @@ class TraceApp(App[None]):
             self.main.set_status(text)
 
     def show_mode(self) -> None:
-        self.sub_title = f"mode: {self.conversation.mode}"
+        """The header's second line: the mode, the model and the generation settings in use."""
+        st, conv = self.settings, self.conversation
+        parts = [f"mode: {conv.mode}"]
         if self.backend is not None and self.backend.can_pick_model and self.backend.model:
-            self.sub_title += f" · model: {self.backend.model}"
+            parts.append(f"model: {self.backend.model}")
+        parts.append(f"T {st.temperature:g} · top-p {st.top_p:g} · max {st.max_tokens} · seed {st.seed}")
+        if conv.system is not None:
+            parts.append("system prompt: this chat's")
+        self.sub_title = " · ".join(parts)
         if self._main_mounted():
             placeholder = ("Type the opening of a text; the model continues it (F3: chat mode)"
-                           if self.conversation.mode == "continue" else "Ask the model… (Enter to send, F1 for help)")
-            self.main.query_one("#prompt", Input).placeholder = placeholder
+                           if conv.mode == "continue" else
+                           "Ask the model… (Enter sends, Ctrl+J new line, Up: earlier prompts, F1: help)")
+            self.main.query_one("#prompt", PromptArea).placeholder = placeholder
 
     def _indexes_loaded(self, loaded: tuple[IndexSet | None, str, float] | None) -> None:
         indexes, error, seconds = loaded or (None, "not loaded", 0.0)
@@ -208,33 +217,73 @@ class TraceApp(App[None]):
         self.call_after_refresh(gc_policy.freeze_heap)
 
     # -- sending ----------------------------------------------------------------------------------
-    @on(Input.Submitted, "#prompt")
-    def send(self, event: Input.Submitted) -> None:
+    @on(PromptArea.Submitted, "#prompt")
+    def send(self, event: PromptArea.Submitted) -> None:
         text = event.value if self.conversation.mode == "continue" else event.value.strip()
-        if not text.strip():
+        if not text.strip() or not self._can_generate():
             return
-        if self.generating:
-            self.notify("a reply is still streaming (Esc stops it)", severity="warning")
-            return
-        if self.generation is None:
-            self.notify(self.backend_error or "no model loaded", severity="error", markup=False)
-            return
-        event.input.value = ""
+        event.prompt.remember(event.value)
+        event.prompt.value = ""
         conv = self.conversation
         self.persistence.begin(conv, text.strip())
         if conv.mode == "chat":
             self.main.add(conv.add_user(text), self.index_hue)
-            turns = conv.model_turns()
-            reply = conv.start_reply()
+        self._generate(text)
+
+    def _can_generate(self) -> bool:
+        if self.generating:
+            self.notify("a reply is still streaming (Esc stops it)", severity="warning")
+            return False
+        if self.generation is None:
+            self.notify(self.backend_error or "no model loaded", severity="error", markup=False)
+            return False
+        return True
+
+    def _generate(self, opening: str) -> None:
+        """Stream a reply to the conversation as it stands (chat: its turns; continue: `opening`)."""
+        assert self.generation is not None
+        conv = self.conversation
+        if conv.mode == "chat":
+            turns, reply = conv.model_turns(), conv.start_reply()
         else:
-            turns = []
-            reply = conv.start_reply(opening=text)
+            turns, reply = [], conv.start_reply(opening=opening)
         self.main.add(reply, self.index_hue)
         self.main.focused_view = None
         self._live_pending = False
         gc_policy.streaming(True)
         self.set_status("generating…")
-        self._stop = self.generation.start(ReplyRequest(conv.key, reply.gen, conv.mode, turns, text, self.settings))
+        settings = self.settings if conv.system is None else replace(self.settings, system_prompt=conv.system)
+        self._stop = self.generation.start(ReplyRequest(conv.key, reply.gen, conv.mode, turns, opening, settings))
+
+    def action_regenerate(self) -> None:
+        """The last reply again: dropped, and generated anew from the same prompt (or opening)."""
+        if self.screen is not self._main or not self._can_generate():
+            return
+        conv = self.conversation
+        old = conv.drop_last_reply()
+        if old is None:
+            self.notify("no finished reply to regenerate", severity="information")
+            return
+        view = self.main.view_of(old)
+        if view is not None:
+            self.main.drop_view(view)
+        self._generate(old.text[: old.prompt_chars] if old.mode == "continue" else "")
+
+    def action_system_prompt(self) -> None:
+        """This conversation's system prompt (kept with it); empty restores the default."""
+        if self.screen is not self._main:
+            return
+        conv = self.conversation
+
+        def chosen(text: str | None) -> None:
+            if text is None or conv is not self.conversation:
+                return
+            conv.system = text or None
+            self.persistence.save(conv)
+            self.show_mode()
+            self.set_status("system prompt: " + ("this chat's own, from the next reply on" if text else "the default"))
+
+        self.push_screen(SystemPromptScreen(conv.system or "", self.settings.system_prompt), chosen)
 
     def stop_reply(self) -> None:
         self._stop.set()

@@ -16,7 +16,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
 from textual.screen import Screen
-from textual.widgets import Header, Input, OptionList, Static
+from textual.widgets import Header, OptionList, Static
 
 from ...conversation import Message
 from ...sanitize import inert
@@ -25,6 +25,7 @@ from ..span_walk import highlight_status, step_highlight
 from ..widgets.documents import DocumentPanel
 from ..widgets.footer import StableFooter
 from ..widgets.message import MessageView
+from ..widgets.prompt import PromptArea
 from .document import open_document
 from .next_tokens import NextTokensScreen
 
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 
 
 class MainScreen(Screen[None]):
-    # in the footer after the app's own keys, in order of use
+    # priority where the prompt (a TextArea) binds the same key: F6 select line, Ctrl+Y redo
     BINDINGS = [
         Binding("tab", "walk(1)", "Next span", priority=True, id="span.next"),
         Binding("shift+tab", "walk(-1)", "Prev span", priority=True, id="span.prev"),
@@ -41,12 +42,14 @@ class MainScreen(Screen[None]):
         Binding("ctrl+o", "focus_docs", "Documents", id="docs.focus"),
         Binding("f4", "demo_opening", "Demo opening", id="demo.opening"),
         Binding("f5", "toggle_heat", "Heat view", id="heat.toggle"),
-        Binding("f6", "next_in_corpus", "Next in corpus", id="next.open"),
+        Binding("f6", "next_in_corpus", "Next in corpus", priority=True, id="next.open"),
         # shown only when they apply (`check_action`): replies with reasoning
         Binding("f9", "toggle_reasoning", "Reasoning", id="reasoning.toggle"),
         Binding("ctrl+g", "trace_reasoning", "Trace reasoning", id="reasoning.trace"),
-        Binding("ctrl+y", "copy_span", "Copy span", id="copy.span"),
-        # priority: the prompt's Input would take Ctrl+E as "end of line"
+        Binding("ctrl+y", "copy_span", "Copy span", priority=True, id="copy.span"),
+        Binding("ctrl+b", "app.regenerate", "Regenerate", priority=True, id="prompt.regenerate"),
+        Binding("ctrl+s", "app.system_prompt", "System prompt", priority=True, id="prompt.system"),
+        # priority: the prompt would take Ctrl+E as "end of line"
         Binding("ctrl+e", "app.export", "Export", priority=True, id="export"),
         Binding("ctrl+l", "focus_prompt", "Prompt", show=False, id="prompt.focus"),
     ]
@@ -64,13 +67,14 @@ class MainScreen(Screen[None]):
         with Horizontal(id="main"):
             with Vertical(id="chat-col"):
                 yield VerticalScroll(Static(self.intro, id="intro"), id="chat")
-                yield Input(placeholder="Ask the model… (Enter to send, F1 for help)", id="prompt")
+                yield PromptArea(placeholder="Ask the model… (Enter sends, Ctrl+J new line, Up: earlier prompts)",
+                                 id="prompt")
             yield DocumentPanel(id="docs")
         yield Static("ready", id="status")
         yield StableFooter()
 
     def on_mount(self) -> None:
-        self.query_one("#prompt", Input).focus()
+        self.query_one("#prompt", PromptArea).focus()
 
     # -- messages ---------------------------------------------------------------------------------
     def add(self, message: Message, index_hue: dict[str, str]) -> MessageView:
@@ -85,6 +89,17 @@ class MainScreen(Screen[None]):
 
     def view_of(self, message: Message) -> MessageView | None:
         return next((v for v in self.views if v.message is message), None)
+
+    def drop_view(self, view: MessageView) -> None:
+        """One message gone (a reply regenerated): its view, and its documents if shown."""
+        if view in self.views:
+            self.views.remove(view)
+            view.remove()
+        if self.focused_view is view:
+            self.focused_view = None
+        panel = self.query_one(DocumentPanel)
+        if view.trace is not None and panel.trace is view.trace:
+            panel.show(None)
 
     def clear(self) -> None:
         for v in self.views:
@@ -171,7 +186,7 @@ class MainScreen(Screen[None]):
         self.query_one(DocumentPanel).focus()
 
     def action_focus_prompt(self) -> None:
-        self.query_one("#prompt", Input).focus()
+        self.query_one("#prompt", PromptArea).focus()
 
     @on(OptionList.OptionSelected, "#docs")
     def _open_document(self, event: OptionList.OptionSelected) -> None:
@@ -191,7 +206,7 @@ class MainScreen(Screen[None]):
         text = self.tapp.next_opening()
         if text is None:
             return
-        prompt = self.query_one("#prompt", Input)
+        prompt = self.query_one("#prompt", PromptArea)
         prompt.value = text
         prompt.focus()
 
