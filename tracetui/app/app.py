@@ -76,9 +76,10 @@ class TraceApp(App[None]):
                  theme: str | None = None, index_loader: Callable[[], IndexSet] | None = None,
                  trace_params: TraceParams | None = None, mode: str | None = None,
                  openings: list[str] | None = None, trace_reasoning: bool = False,
-                 trace_process: bool = False) -> None:
+                 trace_process: bool = False, near_verbatim: bool = False) -> None:
         super().__init__()
         self.trace_reasoning = trace_reasoning  # trace every reply's reasoning too (else on Ctrl+G)
+        self.near_verbatim = near_verbatim  # near-verbatim spans from the start (else on F10)
         self._main: MainScreen | None = None
         self.trace_params = trace_params or TraceParams()
         self.index_loader = index_loader
@@ -157,6 +158,7 @@ class TraceApp(App[None]):
         return self.main
 
     def on_mount(self) -> None:
+        self.main.show_near = self.near_verbatim
         self.show_mode()
         self.call_after_refresh(self.show_mode)  # again once the main screen has its prompt
         self.call_after_refresh(gc_policy.freeze_heap)
@@ -374,7 +376,8 @@ class TraceApp(App[None]):
         prompt = "" if msg.prompt_chars else self.conversation.prompt_for(msg)
         if live:
             self._live_pending = True
-        self.tracing.put(TraceRequest(self.conversation.key, msg.gen, text, prompt, live, self.indexes, part))
+        near = self._main is not None and self._main.show_near
+        self.tracing.put(TraceRequest(self.conversation.key, msg.gen, text, prompt, live, self.indexes, part, near))
 
     def _trace_failed(self, event: TraceFailed) -> None:
         if event.live:

@@ -95,7 +95,7 @@ def run_app(model: str | None, indexes: list[str] | None, config_path: str | Non
                    trace_params=TraceParams(whole_words=bool(config.get("whole_words", True))),
                    mode=config.get("mode") if config.get("mode") in MODES else None,
                    openings=load_openings(), trace_reasoning=bool(config.get("trace_reasoning", False)),
-                   trace_process=processes)
+                   trace_process=processes, near_verbatim=bool(config.get("near_verbatim", False)))
     try:
         app.run()
     finally:

@@ -116,7 +116,7 @@ class ChildTraceService(TraceService):
                 return TraceFailed(req.conversation, req.gen, f"cannot start the tracer process: {exc}", req.live,
                                    req.part)
         assert self._conn is not None and self._proc is not None
-        fields = {k: getattr(req, k) for k in ("conversation", "gen", "text", "prompt", "live", "part")}
+        fields = {k: getattr(req, k) for k in ("conversation", "gen", "text", "prompt", "live", "part", "near")}
         try:
             self._conn.send(("trace", fields, specs, id(req.indexes), bool(self.heat())))
             while True:

@@ -23,6 +23,7 @@ class TraceRequest:
     live: bool
     indexes: IndexSet
     part: str = "answer"  # or "reasoning": a reply's reasoning, traced as a piece of its own
+    near: bool = False  # near-verbatim spans too (`tracing.near`)
 
 
 class TraceQueue:

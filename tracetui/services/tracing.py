@@ -89,7 +89,7 @@ class TraceService:
         fresh_lens = req.part == "answer" and (not req.live or (self.heat() and (
             self._lens_for != (key, req.gen) or now - self._lens_at >= self.lens_interval)))
         try:
-            result = self._tracer.trace(req.text, prompt=req.prompt, lens=fresh_lens)
+            result = self._tracer.trace(req.text, prompt=req.prompt, lens=fresh_lens, near=req.near)
         except Exception as exc:  # an index that vanished or broke: say so, keep running
             return TraceFailed(req.conversation, req.gen, str(exc), req.live, req.part)
         if fresh_lens:

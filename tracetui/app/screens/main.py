@@ -46,6 +46,7 @@ class MainScreen(Screen[None]):
         # shown only when they apply (`check_action`): replies with reasoning
         Binding("f9", "toggle_reasoning", "Reasoning", id="reasoning.toggle"),
         Binding("ctrl+g", "trace_reasoning", "Trace reasoning", id="reasoning.trace"),
+        Binding("f10", "toggle_near", "Near-verbatim", id="near.toggle"),
         Binding("ctrl+y", "copy_span", "Copy span", priority=True, id="copy.span"),
         Binding("ctrl+b", "app.regenerate", "Regenerate", priority=True, id="prompt.regenerate"),
         Binding("ctrl+s", "app.system_prompt", "System prompt", priority=True, id="prompt.system"),
@@ -61,6 +62,7 @@ class MainScreen(Screen[None]):
         self.focused_view: MessageView | None = None  # the reply last clicked
         self.heat = False  # tokens shaded by effective n instead of span highlights
         self.show_reasoning = False  # reasoning under the replies shown (else one line each)
+        self.show_near = False  # near-verbatim spans traced and marked (F10)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -81,6 +83,7 @@ class MainScreen(Screen[None]):
         view = MessageView(message, number=len(self.views), index_hue=index_hue, classes="message")
         view.heat = self.heat
         view.show_reasoning = self.show_reasoning
+        view.show_near = self.show_near
         self.views.append(view)
         chat = self.query_one("#chat", VerticalScroll)
         chat.mount(view)
@@ -126,7 +129,12 @@ class MainScreen(Screen[None]):
         for v in self.views:
             v.heat = self.heat
             v.show_reasoning = self.show_reasoning
+            v.show_near = self.show_near
             v.refresh_content()
+        panel = self.query_one(DocumentPanel)
+        if panel.show_near != self.show_near:
+            panel.show_near = self.show_near
+            panel.show(panel.trace, panel.span_filter)
 
     # -- spans ------------------------------------------------------------------------------------
     def focused_reply(self) -> MessageView | None:
@@ -216,6 +224,18 @@ class MainScreen(Screen[None]):
         self.restyle()
         self.set_status("heat view: tokens shaded by effective n (darker: longer context found in the corpus)"
                         if self.heat else "span view")
+
+    def action_toggle_near(self) -> None:
+        """Near-verbatim spans (two exact spans one word apart, together in a document) marked in
+        the replies and listed in the panel; replies traced without them are traced again."""
+        self.show_near = not self.show_near
+        self.restyle()
+        if self.show_near:
+            for v in self.views:
+                if v.message.done and v.message.traced and v.trace is not None and v.trace.near is None:
+                    self.tapp.request_trace(v.message, live=False)
+        self.set_status("near-verbatim spans shown (underlined; the differing word marked)" if self.show_near
+                        else "near-verbatim spans hidden (F10 shows them)")
 
     def action_next_in_corpus(self) -> None:
         """What the corpus says comes next at the end of the selected span (else at the end of

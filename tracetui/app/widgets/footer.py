@@ -15,7 +15,7 @@ from textual.widget import Widget
 
 # binding ids by how often they are used; keys not listed follow in their binding order
 ORDER = ["help", "span.next", "span.prev", "docs.focus", "escape", "mode.toggle", "demo.opening", "heat.toggle",
-         "next.open", "overlap.open", "model.pick", "reasoning.toggle", "reasoning.trace", "prompt.regenerate",
+         "next.open", "overlap.open", "near.toggle", "model.pick", "reasoning.toggle", "reasoning.trace", "prompt.regenerate",
          "prompt.edit", "prompt.system", "trace.text", "chat.new", "chat.list", "copy.span", "export"]
 GAP = 2  # columns between two keys
 

@@ -18,6 +18,7 @@ from ...conversation import Message
 from ...sanitize import inert
 from ...tracing.pipeline import TraceResult
 from ...tracing.ranking import highest_level
+from .documents import NEAR_COLOR
 from .markdown_style import markdown_styles
 
 # three strengths of one hue per index (reference: 50% / 25% / 10% background)
@@ -65,6 +66,7 @@ class MessageView(Static):
         self.selected: int | None = None  # index into trace.highlights
         self.heat = False  # shade tokens by ∞-gram effective n (the memorization lens)
         self.show_reasoning = False  # the reasoning under the reply: collapsed to one line, or shown
+        self.show_near = False  # near-verbatim spans (one word apart from the corpus) marked too
         self.index_hue = index_hue or {}
         self.add_class(f"-{message.role}")
 
@@ -128,6 +130,13 @@ class MessageView(Static):
             return Content.assemble((f"{label}\n", "bold"), content, *self._reasoning_content())
         if trace is not None and trace.text == msg.text[: len(trace.text)]:
             base = self._background()
+            if self.show_near and trace.near:
+                # under the exact highlights (applied after, so an exact span is never hidden): the
+                # region underlined, the reply's differing word marked
+                for n in trace.near:
+                    content = content.stylize(f"underline {NEAR_COLOR}", n.start, n.end)
+                    if n.diff[1] > n.diff[0]:
+                        content = content.stylize(f"bold reverse {NEAR_COLOR}", *n.diff)
             for i, h in enumerate(trace.highlights):
                 spans = [trace.spans[k] for k in h.spans]
                 level = highest_level([s.level for s in spans])
