@@ -183,3 +183,29 @@ def test_indexset_open_closes_what_it_opened_when_a_later_one_fails(text_index: 
         with pytest.raises(IndexToolsError):
             IndexSet.open([text_index, text_index, tmp_path / "missing"])
     assert fds() == before
+
+
+def test_document_marks_come_from_the_hits_offsets() -> None:
+    """A span whose text occurs twice in a document is marked where the trace found it (the
+    hit's offsets), not at every occurrence; whole-document marks are the same places."""
+    from tracetui.app.screens.document import WINDOW_SEP, DocumentScreen
+    from tracetui.tracing.pipeline import DocHit, Document, Span, TraceResult
+
+    whole = "alpha beta gamma. Then alpha beta gamma again, and the end of the text."
+    second = whole.index("alpha beta gamma", 1)
+    window = whole[10:]
+    match = (second - 10, second - 10 + len("alpha beta gamma"))
+    span = Span("ix", 0, 16, "alpha beta gamma", 0, 3, 2, -5.0)
+    hit = DocHit(0, window[match[0]: match[1]], (0, 16), window, match)
+    doc = Document("ix:0", "ix", 0, 0, {}, hits=[hit])
+    trace = TraceResult("alpha beta gamma", "", [span], [doc], [], {}, TraceParams())
+    screen = DocumentScreen(trace, doc, whole)
+    text, marks = screen._text_and_marks()
+    assert text == window and marks == [(match[0], match[1], 0)]
+    screen.show_whole = True
+    text, marks = screen._text_and_marks()
+    assert text == whole and marks == [(second, second + 16, 0)]  # not also at 0
+    two = Document("ix:0", "ix", 0, 0, {}, hits=[hit, hit])
+    text, marks = DocumentScreen(trace, two, None)._text_and_marks()
+    off = len(window) + len(WINDOW_SEP)
+    assert text == window + WINDOW_SEP + window and marks == [(match[0], match[1], 0), (off + match[0], off + match[1], 0)]

@@ -20,6 +20,8 @@ from index_tools.normalize import normalize, normalize_with_map, original_range
 from ...sanitize import inert
 from ...tracing.pipeline import Document, TraceResult
 
+WINDOW_SEP = "\n[…]\n"  # between two windows of a document shown without its whole text
+
 
 class DocumentScreen(Screen[int | None]):
     """Dismisses with the span to locate in the reply (or None)."""
@@ -68,13 +70,42 @@ class DocumentScreen(Screen[int | None]):
         self.render_body()
 
     def _text_and_marks(self) -> tuple[str, list[tuple[int, int, int]]]:
+        """The text shown and its marks (start, end, span), from the hits' own match offsets:
+        each hit knows where its span sits in its window, and a window is found once in the
+        whole document. A span text searched for would also mark its other occurrences, which
+        are not what the trace found; the search is only the fallback for a hit whose window is
+        not in the text as shown (a normalized index shows the original text)."""
+        hits = self.document.hits
+        marks: list[tuple[int, int, int]] = []
+        unplaced = []
         if self.show_whole and self.whole_text is not None:
             text = self.whole_text
+            for h in hits:
+                at = text.find(h.window) if h.window else -1
+                if at >= 0 and h.window_match[1] > h.window_match[0]:
+                    marks.append((at + h.window_match[0], at + h.window_match[1], h.span))
+                else:
+                    unplaced.append(h.span)
         else:
-            text = "\n[…]\n".join(h.window for h in self.document.hits)
+            text = WINDOW_SEP.join(h.window for h in hits)
+            at = 0
+            for h in hits:
+                a, b = h.window_match
+                if b > a and h.window[a:b].strip():
+                    marks.append((at + a, at + b, h.span))
+                else:
+                    unplaced.append(h.span)
+                at += len(h.window) + len(WINDOW_SEP)
+        if unplaced:
+            marks += self._searched(text, sorted(set(unplaced)))
+        return text, sorted(set(marks))
+
+    def _searched(self, text: str, spans: list[int]) -> list[tuple[int, int, int]]:
+        """Marks found by searching the spans' text (verbatim, else as normalized words)."""
         marks = []
         folded: tuple[str, Any] | None = None
-        for i, s in enumerate(self.trace.spans):
+        for i in spans:
+            s = self.trace.spans[i]
             if not s.text.strip():
                 continue
             start = text.find(s.text)
@@ -92,7 +123,7 @@ class DocumentScreen(Screen[int | None]):
                     a, b = original_range(text, where, start, start + len(piece))
                     marks.append((a, b, i))
                     start = norm.find(piece, start + 1)
-        return text, sorted(marks)
+        return marks
 
     def render_body(self) -> None:
         text, self.marks = self._text_and_marks()
