@@ -22,6 +22,16 @@ from .format import Manifest
 from .tokenizer import Tokenizer
 
 
+class TokenCounts(Protocol):
+    """Counts per token id: a numpy array for a local or served index; for the infini-gram API
+    an array-like that asks for the counts its indexing needs (the whole table would take one
+    request per vocabulary entry)."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, ids: Any) -> Any: ...
+
+
 @runtime_checkable
 class IndexLike(Protocol):
     """An index, local or remote: counts, ranges, longest matches, documents (see the module)."""
@@ -74,7 +84,7 @@ class IndexLike(Protocol):
                                    stops: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]: ...
 
     # -- unigrams and documents --------------------------------------------------------------------
-    def unigram_counts(self) -> Any:
+    def unigram_counts(self) -> TokenCounts:
         """Counts per token id (an array, or an array-like of the vocabulary's size)."""
         ...
 

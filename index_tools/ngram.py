@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import MutableMapping
 from dataclasses import dataclass
-from typing import Protocol, cast
+from typing import Protocol, cast, runtime_checkable
 
 import numpy as np
 
@@ -20,8 +20,10 @@ from .engine import Index, Shard
 from .format import separator_id
 
 
-class _ServesNtd(Protocol):
-    """A served index answers `ntd` itself (its servers walk their own shards)."""
+@runtime_checkable
+class ServesNtd(Protocol):
+    """An index that answers `ntd` itself: a served one (its servers walk their own shards) or
+    the infini-gram API. `ntd` below asks the index for this capability, not for its class."""
 
     def ntd(self, prompt: np.ndarray, max_support: int | None = None) -> NextTokens: ...
 
@@ -158,10 +160,11 @@ def ntd(index: IndexLike, prompt: np.ndarray, max_support: int | None = None) ->
         whole = unigram_ntd(index)  # every position: the unigram table, not a pass over the corpus
         if whole is not None:
             return whole
-    if not isinstance(index, Index):  # a served index: its servers run `ntd_with_unit` on their shards
-        return cast(_ServesNtd, index).ntd(prompt, max_support)
-    ranges = _prompt_ranges(index, prompt)
-    return ntd_with_unit(index, prompt, sample_unit(sum(b - a for a, b in ranges), max_support), ranges)
+    if isinstance(index, ServesNtd):  # its servers run `ntd_with_unit` on their shards
+        return index.ntd(prompt, max_support)
+    local = cast(Index, index)  # the one kind that does not: its shards are here
+    ranges = _prompt_ranges(local, prompt)
+    return ntd_with_unit(local, prompt, sample_unit(sum(b - a for a, b in ranges), max_support), ranges)
 
 
 def unigram_ntd(index: IndexLike) -> NextTokens | None:
