@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from textual.widgets import TextArea
+
 from index_tools.opening import IndexSet
 from tracetui.app.app import TraceApp
 from tracetui.app.main import intro_text
@@ -59,6 +61,26 @@ async def main() -> None:
         await pilot.press("ctrl+o", "enter")
         await pilot.pause(0.5)
         app.save_screenshot("document.svg", str(HERE))
+        await pilot.press("escape")
+        await pilot.pause(0.2)
+        # near-verbatim: a passage of the pydoc topics (in the default index) with one word
+        # changed, pasted into Ctrl+T, with F10 on
+        from pydoc_data.topics import topics
+
+        raw = topics["for"]
+        start = raw.index('A "break" statement')
+        passage = raw[start : raw.index(".", start) + 1].replace(" first ", " initial ")
+        await pilot.press("ctrl+n", "f10", "ctrl+t")
+        await pilot.pause(0.3)
+        app.screen.query_one("#trace-area", TextArea).text = passage
+        await pilot.press("ctrl+s")
+        await wait_quiet(app, pilot)
+        await pilot.pause(0.3)
+        traced = app.messages[-1].trace
+        assert traced is not None and traced.near, "the changed passage has no near-verbatim span"
+        app.set_status(f"near-verbatim: {traced.near[0].diff_text!r} where the corpus has "
+                       f"{traced.near[0].hits[0].diff_text!r} · {len(traced.spans)} exact spans")
+        app.save_screenshot("near-verbatim.svg", str(HERE))
     print("wrote", ", ".join(sorted(p.name for p in HERE.glob("*.svg"))))
 
 
