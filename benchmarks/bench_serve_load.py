@@ -307,7 +307,10 @@ def server_state(pid: int) -> dict[str, Any]:
     import psutil
 
     p = psutil.Process(pid)
-    return {"rss": p.memory_info().rss, "fds": p.num_fds(), "threads": p.num_threads(),
+    mem = p.memory_info()
+    # RSS counts the index's memory-mapped pages the queries touched (bounded by the index's
+    # size, shared with the page cache); `anon` is the rest: the server's own heap
+    return {"rss": mem.rss, "anon": mem.rss - mem.shared, "fds": p.num_fds(), "threads": p.num_threads(),
             "cpu": sum(p.cpu_times()[:2])}
 
 
@@ -351,10 +354,10 @@ def phase(url: str, port: int, pid: int, work: Workload, traces: list[list[Reque
             peak_rss = max(peak_rss, server_state(pid)["rss"])
         except Exception:  # the server died: reported by its absence below
             break
-    for t in threads:
-        t.join(60)
+    for t in threads:  # every client's last request answered (at most the server's time limit)
+        t.join()
     wall = time.perf_counter() - t0
-    idle = seconds_to_idle(pid)
+    idle = seconds_to_idle(pid)  # after the last answer: work left running past its answer shows here
     after = server_state(pid)
     ops = {op: {"n": len(xs), "p50": pct(xs, 50), "p99": pct(xs, 99), "status": dict(stats.by_op[op])}
            for op, xs in sorted(stats.lat.items())}
@@ -400,10 +403,11 @@ def report(base: dict[str, Any], phases: list[dict[str, Any]]) -> None:
         fives = {s: n for s, n in p["status"].items() if s.startswith("5") and s not in ("503", "504")}
         rows.append([f"{p['clients']} clients{label(p)}", f"{p['throughput']:.1f}/s", json.dumps(p["status"], sort_keys=True),
                      str(sum(fives.values())), f"{b['rss'] / 2**20:.0f} -> {a['rss'] / 2**20:.0f} MB "
-                     f"(peak {p['server_peak_rss'] / 2**20:.0f})", f"{b['fds']} -> {a['fds']}",
+                     f"(peak {p['server_peak_rss'] / 2**20:.0f})",
+                     f"{b['anon'] / 2**20:.0f} -> {a['anon'] / 2**20:.0f} MB", f"{b['fds']} -> {a['fds']}",
                      f"{p['busy_after_stop']:.1f} s"])
-    C.print_table("Load", ["phase", "throughput", "answers by status", "other 5xx", "server RSS", "open fds",
-                           "CPU busy after stop"], rows)
+    C.print_table("Load", ["phase", "throughput", "answers by status", "other 5xx", "server RSS", "of it heap",
+                           "open fds", "CPU busy after last answer"], rows)
     for p in phases:
         print(f"[{p['clients']} clients{label(p)}] adversaries: {json.dumps(p['adversaries'], sort_keys=True)}")
 
@@ -458,11 +462,13 @@ def main() -> int:
                   for ph in phases if "trace" in ph["ops"] and "trace" in base}
         results["goals"] = {"other_5xx": other5, "no_answer": no_answer, "trace_p99_over_unloaded_p50": ratios,
                             "rss_start_end_mb": [start["rss"] / 2**20, end["rss"] / 2**20],
+                            "heap_start_end_mb": [start["anon"] / 2**20, end["anon"] / 2**20],
                             "fds_start_end": [start["fds"], end["fds"]]}
         shown = ", ".join(f"{k} clients {v:.1f}x" for k, v in ratios.items())
         print(f"goals: other 5xx {other5} (goal 0); requests without an answer {no_answer}; trace p99 / unloaded "
               f"median: {shown} (goal < 10 at 32 clients); RSS {start['rss'] / 2**20:.0f} -> "
-              f"{end['rss'] / 2**20:.0f} MB; fds {start['fds']} -> {end['fds']}")
+              f"{end['rss'] / 2**20:.0f} MB (heap {start['anon'] / 2**20:.0f} -> {end['anon'] / 2**20:.0f}); "
+              f"fds {start['fds']} -> {end['fds']}")
         out.write(args, results)
     finally:
         proc.terminate()

@@ -38,6 +38,8 @@ BENCHES: dict[str, tuple[str, list[str], list[str]]] = {
     "word_rule": ("bench_word_rule.py", ["--size", "100M"],
                   ["--size", "1M", "--rounds", "1", "--replies", "4", "--queries", "20", "--frequent", "10"]),
     "serve": ("bench_serve.py", ["--sizes", "100M"], ["--sizes", "1M", "--responses", "2"]),
+    "serve_load": ("bench_serve_load.py", ["--tokens", "100M"],
+                   ["--tokens", "1M", "--seconds", "5", "--clients", "8", "--replies", "2"]),
     "ray": ("bench_ray.py", ["--size", "100M"], ["--size", "1M"]),
     "scale": ("bench_scale.py", ["--sizes", "10M,100M"], ["--sizes", "1M", "--counts", "50", "--seqs", "2", "--traces", "1"]),
     "app": ("bench_app.py", ["--runs", "2"], ["--runs", "1", "--tokens", "48"]),
@@ -107,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             script, full, quick = BENCHES[name]
             out = Path(tmp) / f"{name}.json"
             cmd = [sys.executable, str(bench_dir / script), *(quick if args.quick else full), *extra.get(name, [])]
-            if name in ("index", "trace", "ngram", "overlap", "word_rule", "serve", "ray"):
+            if name in ("index", "trace", "ngram", "overlap", "word_rule", "serve", "serve_load", "ray"):
                 cmd += ["--workdir", str(workdir)]
             if name == "word_rule":  # its own extracted trees, not the default /tmp ones other work may use
                 cmd += ["--old-tree", str(workdir / "wr-old-src"), "--new-tree", str(workdir / "wr-new-src")]

@@ -278,7 +278,7 @@ def test_predicted_costs_over_the_server(letters: Path, index: Index, monkeypatc
         st, r = _post(f"{server.url}/indexes/letters/ntd", {"ids": pack([]), "unit": 1})
         assert st == 413 and "max_support" in r["error"]
         st, r = _post(f"{server.url}/indexes/letters/find_words_many", pack_seqs([e]))
-        assert st == 413 and "word_occurrences" in r["error"]
+        assert st == 413 and "one by one" in r["error"]
         he = index.encode("he")
         lo, hi = index.find_ranges([he])
         st, r = _post(f"{server.url}/indexes/letters/word_counts",

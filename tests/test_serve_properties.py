@@ -49,7 +49,8 @@ packed = ints.map(lambda xs: pack(np.array(xs, dtype=np.int64)))
 small_ints = st.lists(st.integers(-3, 400), max_size=30)
 value = st.one_of(json_any, packed, small_ints, st.integers(-5, 10**6),
                   st.lists(st.lists(st.integers(-3, 10**6), max_size=4), max_size=4))
-query_ids = st.one_of(small_ints, st.lists(st.lists(small_ints, max_size=5), max_size=5), json_any)
+query_ids = st.one_of(small_ints, st.lists(st.lists(st.lists(st.integers(-3, 400), max_size=4), max_size=4), max_size=4),
+                      st.lists(st.lists(small_ints, max_size=5), max_size=5), json_any)  # simple, CNF, anything
 
 
 @pytest.fixture(scope="module")
@@ -173,3 +174,12 @@ def test_random_bytes_at_every_endpoint(servers: dict[str, AppServer], mode: str
                                         ctype: str) -> None:
     status, answer = client(servers[mode]).send(method, path, raw if method != "GET" else None, ctype)
     check(status, answer, allow_designed_500=False)
+
+
+def test_an_empty_cnf_term_does_not_hang(servers: dict[str, AppServer]) -> None:
+    """Found by review: a document's `spans` with an empty term to mark looped forever (one worker
+    lost per request). Now nothing is marked, at once."""
+    body = {"index": "index", "query_type": "get_doc_by_ptr", "query_ids": [[[]]], "s": 0, "ptr": 0}
+    status, raw = client(servers["api"]).send("POST", "/", json.dumps(body).encode())
+    answer = check(status, raw, allow_designed_500=True)
+    assert status == 200 and [t for t, label in answer["spans"] if label is not None] == []

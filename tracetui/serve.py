@@ -14,13 +14,14 @@ down:
   arrays as base64 of little-endian int64.
 
 The server only parses, checks and calls `Index` methods: no engine logic lives here. Each
-request runs in a small thread pool under a time limit: a 504 at the deadline, and its work
-stopped within one bounded engine call (`tracetui.serve_work`: a thread cannot be killed, so
-costly work is cut into pieces with a deadline check between them; a client that goes away
-stops its work the same way). The cost of an exact answer is predicted from counts before it is
-computed, and one that would read more than `max_work` suffixes is a 413. Bodies are bounded
-(413), and every
-size a request can ask for is bounded too, the whole answer included (`windows`: at most
+request runs on a worker thread under a time limit: a 504 at the deadline, and its work stopped
+within one bounded engine call (`tracetui.serve_work`: a thread cannot be killed, so costly work
+is cut into pieces with a deadline check between them; a client that goes away stops its work
+the same way). The cost of a request is predicted from counts before its expensive part: an
+exact answer that would read more than `max_work` suffixes is a 413, and a costly one computes
+in the heavy lane (one at a time, yielding to cheap requests; too many waiting: a 503) while
+WORKERS cheap ones compute in the light lane. Bodies are bounded (413), and every size a
+request can ask for is bounded too, the whole answer included (`windows`: at most
 WINDOW_BUDGET tokens of windows per request). The limits are published in `GET /indexes`
 ("limits"): `RemoteIndex` splits a bigger batch into requests under them. More than MAX_PENDING
 requests at once get a JSON 503; idle connections cost nothing (no uvicorn `limit_concurrency`)
@@ -210,9 +211,10 @@ def op_find_words_many(index: Index, body: dict[str, Any], lim: Limits = DEFAULT
     seqs = _seqs(index, body, lim)
     lo, hi = work.find_ranges(index, seqs)
     reads = work.costly_reads(index, lo, hi, np.array([len(s) for s in seqs], dtype=np.int64))
-    if reads > lim.max_work:
-        raise BadRequest(f"find_words_many: {reads:,} occurrences to check one by one, at most {lim.max_work:,} "
-                         "per request (page them with word_occurrences)", 413)
+    most = min(lim.max_work, work.FIND_WORK)
+    if reads > most:
+        raise BadRequest(f"find_words_many: {reads:,} occurrences to check one by one, at most {most:,} "
+                         "per request", 413)
     cols_all: list[np.ndarray] = []
     total = 0
     for sl in work.batches(len(seqs)):
@@ -237,9 +239,10 @@ def op_word_occurrences(index: Index, body: dict[str, Any], lim: Limits = DEFAUL
     if len(ids):
         lo, hi = work.find_ranges(index, [ids])
         reads = work.costly_reads(index, lo, hi, np.array([len(ids)], dtype=np.int64))
-        if reads > lim.max_work:
+        most = min(lim.max_work, work.FIND_WORK)
+        if reads > most:
             raise BadRequest(f"word_occurrences: {reads:,} occurrences to check one by one, at most "
-                             f"{lim.max_work:,} per request", 413)
+                             f"{most:,} per request", 413)
     runs = index.find_words(ids) if len(ids) else []
     found = rank_chunk(runs, chunk, skip)
     if found is None:

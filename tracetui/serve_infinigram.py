@@ -490,19 +490,25 @@ class Engine:
 
 def _replace(haystack: list[int], needle: list[Any], label: str) -> list[tuple[list[int], str | None]]:
     """`haystack` cut into pieces, every (leftmost, non-overlapping) occurrence of `needle`
-    labelled: the marking of infini-gram's document `spans`."""
-    out: list[tuple[list[int], str | None]] = []
+    labelled: the marking of infini-gram's document `spans`. The matches are found at once (a
+    sliding window over the document's tokens); an empty needle marks nothing (infini-gram's
+    loop would never end on one)."""
     n = len(needle)
-    while True:
-        pos = next((p for p in range(len(haystack) - n + 1) if haystack[p : p + n] == needle), -1)
-        if pos == -1:
-            break
-        if pos > 0:
-            out.append((haystack[:pos], None))
-        out.append((haystack[pos : pos + n], label))
-        haystack = haystack[pos + n :]
-    if haystack:
-        out.append((haystack, None))
+    if n == 0 or n > len(haystack):
+        return [(haystack, None)] if haystack else []
+    win = np.lib.stride_tricks.sliding_window_view(np.asarray(haystack, dtype=np.int64), n)
+    hits = np.flatnonzero((win == np.asarray(needle, dtype=np.int64)).all(axis=1))
+    out: list[tuple[list[int], str | None]] = []
+    pos = 0
+    for p in hits.tolist():  # the matches only, leftmost first
+        if p < pos:
+            continue
+        if p > pos:
+            out.append((haystack[pos:p], None))
+        out.append((haystack[p : p + n], label))
+        pos = p + n
+    if pos < len(haystack):
+        out.append((haystack[pos:], None))
     return out
 
 

@@ -45,6 +45,10 @@ from index_tools.ngram import NextTokens, ntd_with_unit
 CHUNK = 1 << 19  # suffixes one engine call of a costly query may read (about 0.3 s at worst)
 QUERY_BATCH = 4096  # sequences or positions per engine call of a batched request
 MAX_WORK = 1 << 24  # suffixes an exact answer may read in one request (about 10 s)
+# occurrences a whole-word *runs* answer (`find_words_many`, `word_occurrences`) may check: the
+# engine computes those in one call, about 4 us an occurrence for a left-open sequence (a Python
+# step per run of LeftBits ranks), so it is kept to about 2 s; the pieces above cannot be used
+FIND_WORK = 1 << 19
 SAMPLES = 8192  # occurrences looked at by a sampled whole-word count
 HEAVY = 1 << 18  # predicted reads past which a request computes in the heavy lane
 LIGHT = 4  # requests computing at once in the light lane
@@ -225,7 +229,8 @@ def left_open(index: Index, lo: np.ndarray, hi: np.ndarray, m: np.ndarray) -> np
 
 
 def costly_reads(index: Index, lo: np.ndarray, hi: np.ndarray, m: np.ndarray) -> int:
-    """Suffixes a whole-word answer for these ranges may read at most (the left-open queries')."""
+    """Suffixes a whole-word answer for these ranges may read at most (the left-open queries');
+    charged to the request (`costs`)."""
     open_ = left_open(index, lo, hi, m)
     reads = int((hi - lo)[:, open_].sum()) if open_.any() else 0
     costs(reads)
@@ -278,7 +283,8 @@ def word_counts(index: Index, lo: np.ndarray, hi: np.ndarray, m: np.ndarray, cap
     if max_work is not None and cap is None and reads > max_work:
         raise TooCostly(f"an exact whole-word count here reads {reads:,} occurrences one by one, more than "
                         f"{max_work:,} per request (count with a cap, or the substring count)")
-    costs(reads)
+    if cap is None:
+        costs(reads)  # a capped count is charged as it reads (it usually stops within a piece)
     cheap = np.flatnonzero(~open_)
     for sl in batches(len(cheap)):
         sel = cheap[sl]
@@ -289,6 +295,7 @@ def word_counts(index: Index, lo: np.ndarray, hi: np.ndarray, m: np.ndarray, cap
     if len(costly):
         pq, ps, pa, pb = _pieces(lo, hi, costly)
         k = lo.shape[0]
+        done = 0
         for sl in _piece_batches(pb - pa):
             q, s, a, b = pq[sl], ps[sl], pa[sl], pb[sl]
             if cap is not None:
@@ -296,7 +303,8 @@ def word_counts(index: Index, lo: np.ndarray, hi: np.ndarray, m: np.ndarray, cap
                 q, s, a, b = q[live], s[live], a[live], b[live]
                 if not len(q):
                     continue
-            check()
+            done += int((b - a).sum())
+            costs(done)  # past HEAVY read so far: on in the heavy lane
             plo = np.zeros((k, len(q)), dtype=np.int64)
             phi = np.zeros((k, len(q)), dtype=np.int64)
             cols = np.arange(len(q))
@@ -379,4 +387,4 @@ def ntd(index: Index, prompt: np.ndarray, unit: int, max_work: int = MAX_WORK) -
 
 
 __all__ = ["Budget", "Busy", "Lanes", "Deadline", "TooCostly", "within", "check", "costs", "batches", "find_ranges", "word_counts",
-           "sampled_word_count", "costly_reads", "left_open", "exact_ntd", "ntd", "ntd_reads", "CHUNK", "MAX_WORK"]
+           "sampled_word_count", "costly_reads", "left_open", "exact_ntd", "ntd", "ntd_reads", "CHUNK", "MAX_WORK", "FIND_WORK"]
