@@ -71,6 +71,14 @@ class IndexSet:
     def __len__(self) -> int:
         return len(self.indexes)
 
+    def requests(self) -> int | None:
+        """Round trips made so far to the served indexes of the set (tracetui's server or an
+        infini-gram API), for progress while a trace runs; None when every index is local."""
+        served = [ix for ix in self.indexes if not isinstance(ix, Index)]
+        if not served:
+            return None
+        return sum(int(getattr(ix, "requests", 0)) for ix in served)
+
     def vanished(self) -> list[tuple[str, bool]]:
         """(name, gone) for every local index: gone when its directory no longer holds its
         manifest (deleted or moved while open; the maps still read the old files). Served

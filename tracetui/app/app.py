@@ -30,7 +30,15 @@ from ..conversation import MODES, Conversation, Message
 from ..export import export_conversation
 from ..model import Backend, ModelError, ModelSettings
 from ..services.child_tracer import ChildTraceService
-from ..services.events import Event, Notice, ReplyChunk, ReplyDone, TraceFailed, TraceReady
+from ..services.events import (
+    Event,
+    Notice,
+    ReplyChunk,
+    ReplyDone,
+    TraceFailed,
+    TraceProgress,
+    TraceReady,
+)
 from ..services.generation import GenerationService, ReplyRequest
 from ..services.persistence import Persistence
 from ..services.trace_queue import TraceRequest
@@ -312,6 +320,10 @@ class TraceApp(App[None]):
             self._trace_ready(event)
         elif isinstance(event, TraceFailed):
             self._trace_failed(event)
+        elif isinstance(event, TraceProgress):
+            if not event.live and self._current(event.conversation, event.gen) is not None:
+                self.set_status(f"tracing against the served indexes… {event.requests:,} requests in "
+                                f"{event.seconds:.1f} s")
         elif isinstance(event, Notice):
             self.notify(event.text, severity=event.severity, markup=False)  # type: ignore[arg-type]
 

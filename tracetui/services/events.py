@@ -59,6 +59,18 @@ class TraceFailed:
 
 
 @dataclass(frozen=True)
+class TraceProgress:
+    """A trace against served indexes still running: the requests made so far (sent about
+    twice a second; a remote trace of a 500-token reply takes hundreds of requests)."""
+
+    conversation: int
+    gen: int
+    requests: int
+    seconds: float
+    live: bool
+
+
+@dataclass(frozen=True)
 class Notice:
     """Something the user should read that belongs to no reply (an index that vanished, a
     conversation that could not be saved)."""
@@ -67,5 +79,5 @@ class Notice:
     severity: str = "warning"
 
 
-Event = ReplyChunk | ReplyDone | TraceReady | TraceFailed | Notice
+Event = ReplyChunk | ReplyDone | TraceReady | TraceFailed | TraceProgress | Notice
 Emit = Callable[[Event], None]

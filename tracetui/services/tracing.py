@@ -16,10 +16,11 @@ from collections.abc import Callable
 from typing import Any
 
 from ..tracing.pipeline import TraceParams, Tracer
-from .events import Emit, Notice, TraceFailed, TraceReady
+from .events import Emit, Notice, TraceFailed, TraceProgress, TraceReady
 from .trace_queue import TraceQueue, TraceRequest
 
 LENS_INTERVAL = 2.0  # heat view on: seconds between lens updates of a streaming reply
+PROGRESS = 0.5  # seconds between two progress reports of a trace against served indexes
 
 
 def lower_thread_priority() -> None:
@@ -73,6 +74,13 @@ class TraceService:
             finally:
                 self.queue.done()
 
+    def _progress(self, req: TraceRequest, done: threading.Event) -> None:
+        """While a trace against served indexes runs: its requests so far, every `PROGRESS` s."""
+        start, base = time.monotonic(), req.indexes.requests() or 0
+        while not done.wait(PROGRESS):
+            made = (req.indexes.requests() or 0) - base
+            self.emit(TraceProgress(req.conversation, req.gen, made, time.monotonic() - start, req.live))
+
     def serve(self, req: TraceRequest) -> TraceReady | TraceFailed:
         """Trace one request with the tracer of its indexes and conversation (fresh caches for
         new indexes or a new chat)."""
@@ -88,10 +96,15 @@ class TraceService:
         now = time.monotonic()
         fresh_lens = req.part == "answer" and (not req.live or (self.heat() and (
             self._lens_for != (key, req.gen) or now - self._lens_at >= self.lens_interval)))
+        done = threading.Event()
+        if req.indexes.requests() is not None:
+            threading.Thread(target=self._progress, args=(req, done), name="trace-progress", daemon=True).start()
         try:
             result = self._tracer.trace(req.text, prompt=req.prompt, lens=fresh_lens, near=req.near)
         except Exception as exc:  # an index that vanished or broke: say so, keep running
             return TraceFailed(req.conversation, req.gen, str(exc), req.live, req.part)
+        finally:
+            done.set()
         if fresh_lens:
             self._lens_for, self._lens_at, self._last_lens = (key, req.gen), now, result.memorization
         elif self._lens_for == (key, req.gen) and req.part == "answer":
