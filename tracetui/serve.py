@@ -457,12 +457,14 @@ def create_app(indexes: IndexSet | list[Index], timeout: float = TIMEOUT, max_bo
     from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
 
-    class JSON(JSONResponse):
+    def render(content: Any) -> bytes:
         """ASCII-only JSON that also carries what corpus metadata may hold: NaN (Python's json
         writes it) and lone surrogates (escaped), either of which would make a 500 otherwise."""
+        return json.dumps(content, ensure_ascii=True, allow_nan=True, separators=(",", ":")).encode("ascii")
 
+    class JSON(JSONResponse):
         def render(self, content: Any) -> bytes:
-            return json.dumps(content, ensure_ascii=True, allow_nan=True, separators=(",", ":")).encode("ascii")
+            return render(content)
 
     lim = limits if limits is not None else replace(DEFAULT_LIMITS, max_body=max_body)
     max_body = lim.max_body
@@ -539,17 +541,29 @@ def create_app(indexes: IndexSet | list[Index], timeout: float = TIMEOUT, max_bo
         budget = Budget(timeout)
         pending += 1
         stats["running"] += 1
-        fut = loop.run_in_executor(pool, work.within, budget, fn, lanes)
+        def rendered() -> tuple[int, bytes]:
+            """The answer computed and written as JSON on the worker: a large answer's encoding
+            would otherwise hold the event loop, and every other client with it."""
+            out = work.within(budget, fn, lanes)
+            status = 200
+            if isinstance(out, tuple):  # (status, answer): infini-gram's API sets both
+                status, out = out
+            if stamp:
+                out["latency"] = round((time.perf_counter() - t0) * 1000, 3)
+            return status, render(out)
+
+        fut = loop.run_in_executor(pool, rendered)
         fut.add_done_callback(finished)
         watcher = asyncio.ensure_future(watch(request, budget))
         try:
-            await asyncio.wait({fut, watcher}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            both: set[asyncio.Future[Any]] = {fut, watcher}
+            await asyncio.wait(both, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
             if not fut.done():
                 budget.cancel(f"the query took longer than {timeout:g} s")
                 stats["stopped"] += 1
                 return error(504 if budget.reason and "client" not in budget.reason else 499,
                              f"{budget.reason} (its work is stopped)")
-            out = fut.result()
+            status, body = fut.result()
         except Deadline as exc:
             stats["stopped"] += 1
             return error(504, f"{exc} (its work is stopped)")
@@ -563,12 +577,7 @@ def create_app(indexes: IndexSet | list[Index], timeout: float = TIMEOUT, max_bo
             return error(400, f"{type(exc).__name__}: {exc}")  # an input the checks let through
         finally:
             watcher.cancel()
-        status = 200
-        if isinstance(out, tuple):  # (status, answer): infini-gram's API sets both
-            status, out = out
-        if stamp:
-            out["latency"] = round((time.perf_counter() - t0) * 1000, 3)
-        return JSON(out, status_code=status)
+        return Response(body, status_code=status, media_type="application/json")
 
     from .serve_infinigram import Processor, answer
 
