@@ -19,10 +19,8 @@ kernel signals it when the parent dies (PR_SET_PDEATHSIG), so no model process o
 from __future__ import annotations
 
 import multiprocessing as mp
-import os
 import signal
 import threading
-import time
 from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -31,46 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from ..model import Backend, LlamaBackend, ModelError, ModelSettings, Turn
+from .children import die_with_parent, quiet_stderr, start_resource_tracker, stop_child
 
 START_TIMEOUT = 300.0  # seconds for the child to load the model (a large GGUF from a cold disk)
 POLL = 0.05  # seconds between checks of the stop signal and the child's life while waiting
-
-
-def die_with_parent(interval: float = 0.5) -> None:
-    """End this child when its parent process is gone, however it went (even SIGKILL): a daemon
-    thread watches the parent's pid (an orphan is re-parented). Not PR_SET_PDEATHSIG: that one
-    fires when the parent *thread* that started the child ends, and children are started from
-    short-lived worker threads."""
-    parent = os.getppid()
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(interval)
-        os._exit(0)
-
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
-
-
-def start_resource_tracker() -> None:
-    """Start multiprocessing's resource tracker now, from a normal process state. Spawning
-    starts it on first use and hands it stderr's descriptor; inside a running Textual app
-    stderr is Textual's capture, without a real descriptor, and the spawn fails."""
-    from multiprocessing import resource_tracker
-
-    try:
-        resource_tracker.ensure_running()
-    except (OSError, ValueError):
-        pass  # the spawn that follows reports what is wrong
-
-
-def quiet_stderr() -> None:
-    """llama.cpp logs to fd 2, which is the terminal the UI draws on: the child's goes nowhere."""
-    try:
-        fd = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(fd, 2)
-        os.close(fd)
-    except OSError:
-        pass
 
 
 def serve_model(conn: Connection, path: str, settings: ModelSettings, stop: MpEvent) -> None:
@@ -204,20 +166,5 @@ class ChildModel(Backend):
     def close(self) -> None:
         """Stop the child (the app is closing): asked first, then terminated, then killed."""
         self._stop.set()
-        proc, conn = self._proc, self._conn
-        if conn is not None:
-            try:
-                conn.send(("quit",))
-            except (OSError, ValueError):
-                pass
-        if proc is not None:
-            proc.join(1.0)
-            if proc.is_alive():
-                proc.terminate()
-                proc.join(1.0)
-            if proc.is_alive():
-                proc.kill()
-                proc.join(1.0)
-        if conn is not None:
-            conn.close()
+        stop_child(self._proc, self._conn)
         self._proc, self._conn = None, None

@@ -27,7 +27,7 @@ from typing import Any
 from index_tools.opening import IndexSet
 
 from ..tracing.pipeline import TraceParams
-from .child_model import die_with_parent, start_resource_tracker
+from .children import die_with_parent, start_resource_tracker, stop_child
 from .events import Emit, Event, Notice, TraceFailed, TraceReady
 from .trace_queue import TraceRequest
 from .tracing import LENS_INTERVAL, TraceService
@@ -137,21 +137,7 @@ class ChildTraceService(TraceService):
     def _stop_child(self) -> None:
         proc, conn = self._proc, self._conn
         self._proc, self._conn = None, None
-        if conn is not None:
-            try:
-                conn.send(("quit",))
-            except (OSError, ValueError):
-                pass
-        if proc is not None:
-            proc.join(1.0)
-            if proc.is_alive():
-                proc.terminate()
-                proc.join(1.0)
-            if proc.is_alive():
-                proc.kill()
-                proc.join(1.0)
-        if conn is not None:
-            conn.close()
+        stop_child(proc, conn)
 
     def close(self) -> None:
         super().close()
