@@ -1,5 +1,8 @@
 """Tracing against a served index: a 500-token reply traced against a 100M-token index served by
-`tracetui serve` on localhost (a separate process, as in use) vs the same index opened locally.
+`tracetui serve` on localhost (a separate process, as in use) vs the same index opened locally,
+and vs the same index behind `tracetui serve --infinigram-api-only` (infini-gram's API, traced
+with `InfiniGramAPIIndex`: what tracing against infini-gram's public indexes costs, without the
+network).
 
 Prints, per size: the median time of a trace with a fresh Tracer (cold caches) and of the same
 text again (warm caches), both ways, their ratio (goal: served under 2x local), the HTTP requests
@@ -40,11 +43,30 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(directory: Path) -> tuple[subprocess.Popen, str]:  # type: ignore[type-arg]
+def start_server(directory: Path, api_only: bool = False) -> tuple[subprocess.Popen, str]:  # type: ignore[type-arg]
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "tracetui.cli", "serve", "--index", str(directory),
-                             "--port", str(port)], cwd=C.ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             "--port", str(port)] + (["--infinigram-api-only"] if api_only else []),
+                            cwd=C.ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return proc, f"http://127.0.0.1:{port}"
+
+
+def open_api(proc: subprocess.Popen, url: str, name: str, tokenizer: Path) -> Any:  # type: ignore[type-arg]
+    """The index behind an infini-gram API server, with the index's tokenizer (as a user of the
+    public indexes gives theirs with --tokenizer)."""
+    import os
+
+    from index_tools.opening import open_index
+
+    os.environ["TRACETUI_TOKENIZER"] = str(tokenizer)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            return open_index(f"{url}/{name}")
+        except RemoteIndexError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
 
 
 def open_remote(proc: subprocess.Popen, url: str) -> tuple[RemoteIndex, float]:  # type: ignore[type-arg]
@@ -132,8 +154,30 @@ def bench_size(n_tokens: int, args: argparse.Namespace) -> dict[str, Any]:
             equal &= comparable(rl) == comparable(rr)
         res.update(cold_local=C.median(cold_l), cold_remote=C.median(cold_r), warm_local=C.median(warm_l),
                    warm_remote=C.median(warm_r), requests=C.median(reqs), requests_max=max(reqs),
-                   requests_warm=C.median(reqs_warm), equal=equal, spans=len(rl.spans), documents=len(rl.documents))
+                   requests_warm=C.median(reqs_warm), equal=equal, spans=len(rl.spans), documents=len(rl.documents),
+                   p99_local=float(np.percentile(cold_l, 99)), p99_remote=float(np.percentile(cold_r, 99)))
         remote.close()
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    # the infini-gram API mode: the same replies, a fresh tracer each (its client caches answers)
+    proc, url = start_server(c.dir, api_only=True)
+    try:
+        tok = c.dir / "tokenizer.json" if (c.dir / "tokenizer.json").exists() else Path(str(c.tokenizer))
+        api = open_api(proc, url, local.name, tok)
+        Tracer([api]).trace(warmup)
+        cold_a, reqs_a, same = [], [], True
+        for text in texts:
+            n0 = api.requests
+            a = time.perf_counter()
+            ra = Tracer([api]).trace(text)
+            cold_a.append(time.perf_counter() - a)
+            reqs_a.append(api.requests - n0)
+            rl = Tracer([local]).trace(text)
+            same &= [(x.start, x.end, x.count) for x in ra.spans] == [(x.start, x.end, x.count) for x in rl.spans]
+        res.update(cold_api=C.median(cold_a), p99_api=float(np.percentile(cold_a, 99)), requests_api=C.median(reqs_a),
+                   requests_api_max=max(reqs_a), api_spans_equal=same)
+        api.close()
     finally:
         proc.terminate()
         proc.wait(30)
@@ -163,12 +207,23 @@ def main() -> int:
                      C.ratio(r["first_remote"], r["first_local"]), ""])
     C.print_table(f"Trace of a {args.length}-token reply: local index vs served on localhost (median of {args.responses})",
                   ["", "local", "served", "served/local", "requests per trace"], rows)
+    side = []
+    for r in results:
+        lab = C.size_label(r["n"])
+        side.append([f"{lab}  median", C.fmt_s(r["cold_local"]), C.fmt_s(r["cold_remote"]), C.fmt_s(r["cold_api"])])
+        side.append([f"{lab}  p99 (of {args.responses})", C.fmt_s(r["p99_local"]), C.fmt_s(r["p99_remote"]),
+                     C.fmt_s(r["p99_api"])])
+        side.append([f"{lab}  requests per trace", "0", f"{r['requests']:g}", f"{r['requests_api']:g} (max "
+                     f"{r['requests_api_max']})"])
+        side.append([f"{lab}  spans equal to local", "-", str(r["equal"]), str(r["api_spans_equal"])])
+    C.print_table("The same replies, fresh tracer: local vs tracetui serve vs tracetui serve --infinigram-api-only",
+                  ["", "local", "tracetui serve", "infini-gram API mode"], side)
     for r in results:
         print(f"[{C.size_label(r['n'])}] index files read once beforehand (same page cache both ways): "
               f"{C.fmt_s(r['read'])}; opening the served index (listing, info, tokenizer): {C.fmt_s(r['open'])}; "
               f"{r['spans']} spans, {r['documents']} documents in the last trace; served trace JSON == local: {r['equal']}")
     out.write(args, results)
-    return 0 if all(r["equal"] for r in results) else 1
+    return 0 if all(r["equal"] and r["api_spans_equal"] for r in results) else 1
 
 
 if __name__ == "__main__":
