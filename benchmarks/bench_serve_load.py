@@ -179,6 +179,7 @@ class Stats:
         self.lat: dict[str, list[float]] = {}
         self.status: Counter[str] = Counter()
         self.by_op: dict[str, Counter[int]] = {}
+        self.traces: list[tuple[int, float]] = []  # (which recorded trace, seconds) of answered traces
 
     def add(self, op: str, status: int, seconds: float) -> None:
         with self.lock:
@@ -211,11 +212,15 @@ def client(url: str, work: Workload, traces: list[list[Request]], stats: Stats, 
             t0 = time.perf_counter()
             if kind == "trace":
                 status = 200
-                for req in traces[rnd.randrange(len(traces))]:
+                which = rnd.randrange(len(traces))
+                for req in traces[which]:
                     status = send(req)
                     if status != 200:
                         break
                 stats.add("trace", status, time.perf_counter() - t0)
+                if status == 200:
+                    with stats.lock:
+                        stats.traces.append((which, time.perf_counter() - t0))
             elif kind == "expensive":
                 with work_lock:
                     name, req = work.expensive()
@@ -364,7 +369,7 @@ def phase(url: str, port: int, pid: int, work: Workload, traces: list[list[Reque
     total = sum(len(xs) for xs in stats.lat.values())
     return {"clients": k, "think": think, "seconds": wall, "operations": total, "throughput": total / wall, "ops": ops,
             "status": dict(stats.status), "adversaries": dict(adv), "server_before": before, "server_after": after,
-            "server_peak_rss": peak_rss, "busy_after_stop": idle}
+            "server_peak_rss": peak_rss, "busy_after_stop": idle, "trace_samples": stats.traces}
 
 
 def unloaded(url: str, work: Workload, traces: list[list[Request]], seconds: float, seed: int) -> dict[str, Any]:
@@ -375,7 +380,16 @@ def unloaded(url: str, work: Workload, traces: list[list[Request]], seconds: flo
         client(url, work, traces, stats, time.monotonic() + max(2.0, seconds / 6), seed, only=kind)
         for op, xs in stats.lat.items():
             out[op] = {"n": len(xs), "p50": pct(xs, 50), "p99": pct(xs, 99), "status": dict(stats.by_op[op])}
+        if kind == "trace":  # each recorded trace's own unloaded median (they differ 16x in requests)
+            out["trace_each_p50"] = {i: pct([s for w, s in stats.traces if w == i], 50) for i in range(len(traces))}
     return out
+
+
+def slowdown(base: dict[str, Any], ph: dict[str, Any]) -> tuple[float, float]:
+    """p50 and p99 over a phase's answered traces of (latency / that trace's unloaded median)."""
+    each = base.get("trace_each_p50", {})
+    xs = [s / each[w] for w, s in ph["trace_samples"] if w in each and each[w] > 0]  # NaN > 0 is False
+    return pct(xs, 50), pct(xs, 99)
 
 
 def fmt_ms(s: float) -> str:
@@ -387,7 +401,7 @@ def label(p: dict[str, Any]) -> str:
 
 
 def report(base: dict[str, Any], phases: list[dict[str, Any]]) -> None:
-    ops = sorted({op for p in phases for op in p["ops"]} | set(base))
+    ops = sorted({op for p in phases for op in p["ops"]} | (set(base) - {"trace_each_p50"}))
     header = ["operation", "unloaded p50"] + [f"{p['clients']} clients{label(p)} p50 / p99" for p in phases]
     rows = []
     for op in ops:
@@ -405,9 +419,9 @@ def report(base: dict[str, Any], phases: list[dict[str, Any]]) -> None:
                      str(sum(fives.values())), f"{b['rss'] / 2**20:.0f} -> {a['rss'] / 2**20:.0f} MB "
                      f"(peak {p['server_peak_rss'] / 2**20:.0f})",
                      f"{b['anon'] / 2**20:.0f} -> {a['anon'] / 2**20:.0f} MB", f"{b['fds']} -> {a['fds']}",
-                     f"{p['busy_after_stop']:.1f} s"])
+                     f"{p['busy_after_stop']:.1f} s", "{:.1f}x / {:.1f}x".format(*slowdown(base, p))])
     C.print_table("Load", ["phase", "throughput", "answers by status", "other 5xx", "server RSS", "of it heap",
-                           "open fds", "CPU busy after last answer"], rows)
+                           "open fds", "CPU busy after last answer", "trace slowdown p50 / p99"], rows)
     for p in phases:
         print(f"[{p['clients']} clients{label(p)}] adversaries: {json.dumps(p['adversaries'], sort_keys=True)}")
 
@@ -464,7 +478,9 @@ def main() -> int:
                             "rss_start_end_mb": [start["rss"] / 2**20, end["rss"] / 2**20],
                             "heap_start_end_mb": [start["anon"] / 2**20, end["anon"] / 2**20],
                             "fds_start_end": [start["fds"], end["fds"]]}
-        shown = ", ".join(f"{k} clients {v:.1f}x" for k, v in ratios.items())
+        slow = {f"{ph['clients']}{label(ph)}": slowdown(base, ph)[1] for ph in phases}
+        results["goals"]["trace_p99_slowdown_same_trace"] = slow
+        shown = ", ".join(f"{k} clients {v:.1f}x (same-trace slowdown {slow[k]:.1f}x)" for k, v in ratios.items())
         print(f"goals: other 5xx {other5} (goal 0); requests without an answer {no_answer}; trace p99 / unloaded "
               f"median: {shown} (goal < 10 at 32 clients); RSS {start['rss'] / 2**20:.0f} -> "
               f"{end['rss'] / 2**20:.0f} MB (heap {start['anon'] / 2**20:.0f} -> {end['anon'] / 2**20:.0f}); "

@@ -54,6 +54,7 @@ HEAVY = 1 << 18  # predicted reads past which a request computes in the heavy la
 LIGHT = 4  # requests computing at once in the light lane
 HEAVY_WAITING = 8  # requests waiting for the heavy lane; beyond, Busy (a 503)
 SEARCH_READS = 32  # reads a binary search is counted as (a sequence's, a position's)
+HEAD = 1 << 13  # ranks of each range a capped whole-word count reads first
 
 T = TypeVar("T")
 
@@ -292,10 +293,21 @@ def word_counts(index: Index, lo: np.ndarray, hi: np.ndarray, m: np.ndarray, cap
             check()
             out[sel] = index.word_counts(lo[:, sel], hi[:, sel], m[sel], cap)
     costly = np.flatnonzero(open_)
+    k = lo.shape[0]
+    done = 0
+    if len(costly) and cap is not None:
+        # first the head of every range: a capped count mostly ends there ("any?", "more than
+        # 10?"), so it is charged only for what it reads, not for its whole range
+        head = max(HEAD, 4 * (cap + 1))
+        top = np.minimum(hi[:, costly], lo[:, costly] + head)
+        done = int((top - lo[:, costly]).sum())
+        costs(done)
+        out[costly] = index.word_counts(lo[:, costly], top, m[costly], cap)
+        lo = lo.copy()
+        lo[:, costly] = top
+        costly = costly[out[costly] <= cap]
     if len(costly):
         pq, ps, pa, pb = _pieces(lo, hi, costly)
-        k = lo.shape[0]
-        done = 0
         for sl in _piece_batches(pb - pa):
             q, s, a, b = pq[sl], ps[sl], pa[sl], pb[sl]
             if cap is not None:
