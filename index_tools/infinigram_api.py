@@ -280,6 +280,7 @@ class InfiniGramAPIIndex(DocumentIds):
         self._doc_base = np.cumsum([0] + docs)
         self._unigram = UnigramCounts(self, tokenizer.vocab_size)
         self._words: dict[bytes, _Words] = {}
+        self._proven: dict[bytes, int] = {}  # sequence -> whole-word occurrences proven to exist
         # (length, first rank per shard) -> (sequence, end rank per shard) of every range found
         self._by_ranges: dict[tuple[int, tuple[int, ...]], tuple[list[int], tuple[int, ...]]] = {}
         self._docs: dict[int, tuple[int, int, list[int]]] = {}  # global doc id -> (shard, rank, seq) seen
@@ -532,6 +533,47 @@ class InfiniGramAPIIndex(DocumentIds):
             self._words[key] = got
         return got
 
+    def _at_least(self, seq_arr: np.ndarray, need: int) -> int:
+        """min(whole-word count of a sequence, need), exactly, without counting it where the
+        answers at hand prove `need` occurrences already. The span finder asks this with need 1
+        (does one whole-word occurrence exist?) for every candidate it cannot settle from the
+        token tables; a frequent candidate's exact count would be one `find` per distinct token
+        that follows it (thousands: the 11k finds of a word-level trace), where the question is
+        answered by one `ntd`: a token it reports after the sequence occurs there, so with a free
+        left edge every reported token after which the right edge is a boundary is one proven
+        whole-word occurrence -- sampled answer or not. Only when those fall short is the
+        sequence counted (`_whole`)."""
+        key = np.asarray(seq_arr, dtype=np.int64).tobytes()
+        with self._lock:
+            known = self._words.get(key)
+            proven = self._proven.get(key, 0)
+        if known is not None:
+            return min(known.count, need) if known.exact or known.count < need else need
+        if proven >= need:
+            return need
+        seq = self._ids(seq_arr)
+        segs = self.find(seq_arr)
+        total = sum(b - a for a, b in segs)
+        if total < need:  # at most `total`: the exact count is wanted
+            w = self._whole(seq_arr)
+            return min(w.count, need)
+        words = self.tokenizer.word_boundaries()
+        left = bool(words.opens_with_break(np.array(seq[:1]))[0])
+        right = bool(words.closes_with_break(np.array(seq[-1:]))[0])
+        if left and right:
+            return need  # every occurrence is whole words
+        if left:
+            d, seen, good = self._followers(seq)
+            if not d["approx"]:  # exact next-token counts: the exact count, no further request
+                return min(self._whole(seq_arr).count, need)
+            proven = max(proven, len(good))  # each reported token occurs at least once
+            with self._lock:
+                self._proven[key] = max(self._proven.get(key, 0), proven)
+            if proven >= need:
+                return need
+        w = self._whole(seq_arr)
+        return min(w.count, need) if w.exact or w.count < need else need
+
     def word_counts(self, lo: np.ndarray, hi: np.ndarray, m: np.ndarray, cap: int | None = None) -> np.ndarray:
         """Whole-word counts of sequences from their ranges (as `find_ranges` gave them)."""
         n = len(m)
@@ -544,9 +586,13 @@ class InfiniGramAPIIndex(DocumentIds):
             if known is None:
                 raise RemoteIndexError(f"{self.spec}: whole-word counts of ranges not found by this index")
             todo.append((j, np.array(known[0], dtype=np.int64)))
+        if cap is not None:  # only "more than cap?" matters: answered from what is proven
+            for (j, _), c in zip(todo, self.client.map(lambda x: self._at_least(x[1], cap + 1), todo), strict=True):
+                out[j] = c
+            return out
         for (j, _), w in zip(todo, self.client.map(lambda x: self._whole(x[1]), todo), strict=True):
             out[j] = w.count
-        return np.minimum(out, cap + 1) if cap is not None else out
+        return out
 
     def count_words(self, ids: np.ndarray) -> int:
         ids = np.asarray(ids, dtype=np.int64)
