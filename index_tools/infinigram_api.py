@@ -62,7 +62,7 @@ from .remote import (
     parse_json,
 )
 from .tokenizer import Tokenizer, load_tokenizer
-from .words import is_word_char
+from .words import BEGINS, UNSURE, is_word_char
 
 TOKENIZER_ENV = "TRACETUI_TOKENIZER"  # the index's tokenizer.json when it is not given otherwise
 MAX_QUERY_TOKENS = 500  # infini-gram's server: tokens per query
@@ -70,6 +70,8 @@ MAX_MATCH = MAX_QUERY_TOKENS - 1  # a prompt and its continuation in one query
 MAX_DISP_LEN = 10_000
 MAX_SUPPORT = 1000
 LEFT_BUDGET = 64  # occurrences whose left edge is looked at, per sequence
+MAX_BREAKERS = 16  # tokens after which a word may start, asked one by one (`_breakers`)
+SEPARATOR = 65535  # the u16 document separator: before every document, a query id the API takes
 CONCURRENCY = 4
 TIMEOUT = 60.0
 RETRIES = 4
@@ -280,7 +282,8 @@ class InfiniGramAPIIndex(DocumentIds):
         self._doc_base = np.cumsum([0] + docs)
         self._unigram = UnigramCounts(self, tokenizer.vocab_size)
         self._words: dict[bytes, _Words] = {}
-        self._proven: dict[bytes, int] = {}  # sequence -> whole-word occurrences proven to exist
+        self._proven: dict[bytes, int] = {}
+        self._breaker_ids: list[int] | None = None  # sequence -> whole-word occurrences proven to exist
         # (length, first rank per shard) -> (sequence, end rank per shard) of every range found
         self._by_ranges: dict[tuple[int, tuple[int, ...]], tuple[list[int], tuple[int, ...]]] = {}
         self._docs: dict[int, tuple[int, int, list[int]]] = {}  # global doc id -> (shard, rank, seq) seen
@@ -471,6 +474,70 @@ class InfiniGramAPIIndex(DocumentIds):
         total = sum(b - a for a, b in segs)
         return [sorted(r) for r in ranges], max(0, total - accounted)
 
+    def _breakers(self) -> list[int] | None:
+        """The ids after which any word may start (their text ends with a complete non-word
+        character, or they are empty: special tokens stand alone), when there are few of them
+        and no token ends inside a character -- then the left edge of an occurrence is a word
+        boundary exactly when one of them, or a document start (the u16 separator, 65535, that
+        the API takes as a query id), comes before it. A word-level vocabulary has a handful
+        ("." and the specials); a BPE vocabulary thousands (None: occurrences are looked at)."""
+        if self._breaker_ids is None:
+            words = self.tokenizer.word_boundaries()
+            tail = words.tail_class
+            ids = np.flatnonzero(tail == BEGINS)
+            ok = self.width == 2 and len(ids) <= MAX_BREAKERS and not bool(np.any(tail == UNSURE))
+            self._breaker_ids = [int(i) for i in ids] + [SEPARATOR] if ok else []
+        return self._breaker_ids or None
+
+    def _right_words(self, q: list[int], need: int | None) -> tuple[int, str]:
+        """Occurrences of q whose right edge is a word boundary (its left edge is settled by
+        the caller): (n, "exact"), (n, "estimate") when the server's sample leaves some
+        unaccounted for, or (n >= need, "atleast") when `need` are proven by `ntd` alone."""
+        key = b"R" + np.asarray(q, dtype=np.int64).tobytes()
+        with self._lock:
+            known = self._words.get(key)
+        if known is not None:
+            return known.count, "exact" if known.exact else "estimate"
+        segs = self.find(np.array(q, dtype=np.int64))
+        total = sum(b - a for a, b in segs)
+        words = self.tokenizer.word_boundaries()
+        if total == 0 or bool(words.closes_with_break(np.array(q[-1:]))[0]):
+            got = _Words(total, None, True)
+        else:
+            d, seen, good = self._followers(q)
+            if not d["approx"]:
+                got = _Words(sum(c for t, c in seen.items() if t in good), None, True)
+            elif need is not None and len(good) >= need:
+                return len(good), "atleast"  # each reported token occurs at least once
+            else:
+                ranges, rest = self._sub_ranges(q, segs)
+                n = sum(b - a for rs in ranges for a, b in rs)
+                got = _Words(n + (int(round(rest * n / max(1, total - rest))) if rest else 0), None, rest == 0)
+        with self._lock:
+            self._words[key] = got
+        return got.count, "exact" if got.exact else "estimate"
+
+    def _by_predecessors(self, seq: list[int], need: int | None) -> tuple[int, str] | None:
+        """Whole-word occurrences of a sequence whose left edge its first token does not settle,
+        counted as the occurrences of (breaker, sequence) for each token after which a word may
+        start (`_breakers`) whose right edge is a boundary: exact, in a few requests per
+        breaker, where looking at each occurrence's document would take one per occurrence (and
+        past LEFT_BUDGET, only estimate). None when the vocabulary has too many breakers."""
+        breakers = self._breakers()
+        if breakers is None or len(seq) + 1 > MAX_QUERY_TOKENS:
+            return None
+        words = self.tokenizer.word_boundaries()
+        if words.head_inside[seq[0]] if 0 <= seq[0] < len(words.head_inside) else True:
+            return None  # a token that starts inside a character: its left edge is never a boundary
+        n, kinds = 0, set()
+        for p in breakers:
+            c, kind = self._right_words([p, *seq], None if need is None else max(1, need - n))
+            n += c
+            kinds.add(kind)
+            if need is not None and n >= need:
+                return n, "atleast" if kinds - {"exact"} else "exact"
+        return n, "estimate" if "estimate" in kinds else "exact"
+
     def _whole(self, seq_arr: np.ndarray, with_runs: bool = False) -> _Words:
         """The whole-word occurrences of a sequence (see the module's note on their cost); their
         rank runs only `with_runs` (a count whose left edge is settled and whose next tokens
@@ -490,14 +557,19 @@ class InfiniGramAPIIndex(DocumentIds):
         else:
             left = bool(words.opens_with_break(np.array(seq[:1]))[0])
             right = bool(words.closes_with_break(np.array(seq[-1:]))[0])
-            d = None if right or with_runs or not left else self._followers(seq)
-            if d is not None and not d[0]["approx"]:  # exact next-token counts: the count alone
+            pred = None if left or with_runs else self._by_predecessors(seq, None)
+            d = None if pred is not None or right or with_runs or not left else self._followers(seq)
+            ranges: list[list[tuple[int, int]]] = []
+            rest = 0
+            if pred is not None:  # the left edge from the tokens before: an exact count
+                got = _Words(pred[0], None, pred[1] == "exact")
+            elif d is not None and not d[0]["approx"]:  # exact next-token counts: the count alone
                 got = _Words(sum(c for t, c in d[1].items() if t in d[2]), None, True)
             elif right:
-                ranges, rest = [[(a, b)] if b > a else [] for a, b in segs], 0
+                ranges = [[(a, b)] if b > a else [] for a, b in segs]
             else:
                 ranges, rest = self._sub_ranges(seq, segs)
-            exact = got is not None or rest == 0
+            exact = rest == 0
             if got is not None:
                 pass
             elif left:
@@ -562,6 +634,13 @@ class InfiniGramAPIIndex(DocumentIds):
         right = bool(words.closes_with_break(np.array(seq[-1:]))[0])
         if left and right:
             return need  # every occurrence is whole words
+        if not left:
+            pred = self._by_predecessors(seq, need)
+            if pred is not None and pred[1] != "estimate":
+                if pred[1] == "exact":
+                    with self._lock:
+                        self._words.setdefault(key, _Words(pred[0], None, True))
+                return min(pred[0], need)
         if left:
             d, seen, good = self._followers(seq)
             if not d["approx"]:  # exact next-token counts: the exact count, no further request
