@@ -61,8 +61,8 @@ from .remote import (
     check_answers,
     parse_json,
 )
-from .tokenizer import Tokenizer, load_tokenizer
-from .words import BEGINS, UNSURE, is_word_char
+from .tokenizer import Tokenizer, _byte_level_decoder, _token_bytes, load_tokenizer
+from .words import BEGINS, UNSURE, WordBoundaries, classify_bytes, is_word_char
 
 TOKENIZER_ENV = "TRACETUI_TOKENIZER"  # the index's tokenizer.json when it is not given otherwise
 MAX_QUERY_TOKENS = 500  # infini-gram's server: tokens per query
@@ -217,6 +217,206 @@ def speaks_infinigram(url: str, timeout: float = 10.0) -> list[str] | None:
         client.close()
 
 
+SERVER_TOKENIZER = "server"  # the manifest's tokenizer name when the server tokenizes
+
+
+class ServerVocabulary(Tokenizer):
+    """The index's tokenizer without its file: text is tokenized by the server (`count` of a
+    `query` answers its `token_ids` and `tokens`), and a token's bytes come from its vocabulary
+    string as the server names it (`tokens`, ntd's `token`), learnt as tokens are seen and
+    kept; the word-boundary tables hold every token seen so far (unseen ones read as empty,
+    which no trace consults: the tables are asked only about tokens of the reply, of what the
+    server reported, and -- `_breakers` -- of the whole vocabulary, which this never claims to
+    know).
+
+    The server's conventions are infini-gram's: a byte-level vocabulary's query gets a space
+    prepended (then a text that does not begin with one is sent after a newline, whose tokens
+    are dropped again), SentencePiece's lone leading piece is dropped, 1000 characters and 500
+    tokens a query at most (longer texts are sent in pieces cut before a space)."""
+
+    def __init__(self, client: APIClient, vocab_size: int, width: int) -> None:
+        self.client = client
+        self.name = SERVER_TOKENIZER
+        self.vocab_size = vocab_size
+        self._to_byte = _byte_level_decoder()
+        self._bytes: list[bytes] = [b""] * vocab_size
+        self._known = np.zeros(vocab_size, dtype=bool)
+        self._words = WordBoundaries(np.full(vocab_size, BEGINS, dtype=np.int8), self._bytes)
+        self._lock = threading.Lock()
+        self.chunk = 120 if width == 1 else 900  # characters per query (500 tokens, 1000 characters)
+        if width == 1:
+            self.family, self.prepends = "bytes", False
+            return
+        probe = client.query("count", query="a b")
+        names = [str(n) for n in probe.get("tokens") or [] if n is not None]
+        self.family = "byte-level" if any("Ġ" in n for n in names) else \
+            "sentencepiece" if any("▁" in n for n in names) else "plain"
+        self.learn([int(i) for i in probe["token_ids"]], probe["tokens"])
+        self.prepends = self.family == "byte-level" and self._join([int(i) for i in probe["token_ids"]]) == b" a b"
+
+    def _bytes_of_name(self, tid: int, name: str) -> bytes:
+        if self.family == "bytes":
+            return bytes([tid]) if 0 <= tid < 256 else b""
+        if self.family == "plain":
+            return name.encode("utf-8")
+        return _token_bytes(name, self.family, self._to_byte)
+
+    def learn(self, ids: list[int], names: Any) -> None:
+        """Record the vocabulary strings of ids (from an answer's `tokens`) and their rows of
+        the word-boundary tables."""
+        if not isinstance(names, list) or len(names) != len(ids):
+            return
+        new = [(i, n) for i, n in zip(ids, names, strict=True)
+               if isinstance(i, int) and 0 <= i < self.vocab_size and isinstance(n, str) and not self._known[i]]
+        if not new:
+            return
+        idx = np.array([i for i, _ in new], dtype=np.int64)
+        data = [self._bytes_of_name(i, n) for i, n in new]
+        part = WordBoundaries(np.array([classify_bytes(b) for b in data], dtype=np.int8), data)
+        with self._lock:
+            w = self._words
+            for k in ("classes", "tail_class", "head_inside"):
+                getattr(w, k)[idx] = getattr(part, k)
+            for k in ("head", "head_len", "tail_rev"):
+                getattr(w, k)[idx] = getattr(part, k)[:-1]
+            for i, b in zip(idx.tolist(), data, strict=True):
+                self._bytes[i] = b
+            self._known[idx] = True
+
+    def ensure(self, ids: Any) -> None:
+        """Learn the names of the ids not seen yet: `count` of up to 500 of them at once."""
+        arr = np.unique(np.asarray(ids, dtype=np.int64))
+        arr = arr[(arr >= 0) & (arr < self.vocab_size)]
+        todo = arr[~self._known[arr]].tolist()
+        for a in range(0, len(todo), MAX_QUERY_TOKENS):
+            part = todo[a : a + MAX_QUERY_TOKENS]
+            self.learn(part, self.client.query("count", query_ids=part).get("tokens"))
+
+    def _join(self, ids: list[int]) -> bytes:
+        return b"".join(self._bytes[i] if 0 <= i < self.vocab_size else b"" for i in ids)
+
+    def _pieces_of(self, text: str) -> list[str]:
+        """The text cut into queries of at most `chunk` characters, each cut just before a space
+        that follows a non-space (where pre-tokenizers split anyway)."""
+        out: list[str] = []
+        while len(text) > self.chunk:
+            cut = max((k for k in range(self.chunk // 2, self.chunk) if text[k] == " " and not text[k - 1].isspace()),
+                      default=self.chunk)
+            out.append(text[:cut])
+            text = text[cut:]
+        return [*out, text] if text else out
+
+    def _encode_piece(self, piece: str) -> list[int]:
+        def ask(q: str) -> list[int]:
+            d = self.client.query("count", query=q)
+            ids = [int(i) for i in d["token_ids"]]
+            self.learn(ids, d.get("tokens"))
+            return ids
+
+        if not self.prepends:
+            return ask(piece)
+        if piece.startswith(" ") and len(piece) > 1:
+            return ask(piece[1:])  # the server puts the space back
+        # a piece that does not begin with a space: after a newline, whose tokens are dropped
+        ids = ask("\n" + piece)
+        want = piece.encode("utf-8")
+        for k in range(1, min(4, len(ids)) + 1):
+            if self._join(ids[:k]) == b" \n" and self._join(ids[k:]) == want:
+                return ids[k:]
+        return ask(piece)
+
+    def encode(self, text: str) -> np.ndarray:
+        return self.encode_with_offsets(text)[0]
+
+    def encode_with_offsets(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        ids: list[int] = []
+        for piece in self._pieces_of(text):
+            ids += self._encode_piece(piece)
+        arr = np.array(ids, dtype=np.int64)
+        return arr, self._offsets(text, ids)
+
+    def _offsets(self, text: str, ids: list[int]) -> np.ndarray:
+        """[start, end) characters of each token in `text`: its bytes laid along the text's
+        (a leading space the tokenizer added, whitespace it dropped and a token's own name where
+        its bytes are not in the text are skipped over)."""
+        data = text.encode("utf-8")
+        char_at = np.cumsum(np.frombuffer(data + b"\0", dtype=np.uint8) & 0xC0 != 0x80) - 1
+        out = np.zeros((len(ids), 2), dtype=np.int64)
+        pos = 0
+        for j, t in enumerate(ids):
+            b = self._bytes[t] if 0 <= t < self.vocab_size else b""
+            cands = [b, b[1:] if b[:1] == b" " else b""]
+            start = pos
+            while start < len(data) and data[start : start + 1].isspace() and not any(
+                    c and data.startswith(c, start) for c in cands):
+                start += 1
+            got = next((c for c in cands if c and data.startswith(c, start)), None)
+            end = start + len(got) if got is not None else min(len(data), start + max(1, len(b)))
+            out[j] = (char_at[min(start, len(data))], char_at[min(end, len(data))])
+            pos = end
+        return out
+
+    def decode(self, ids: Any) -> str:
+        seq = [int(i) for i in np.asarray(ids, dtype=np.int64).tolist()]
+        self.ensure(seq)
+        text = self._join(seq).decode("utf-8", errors="replace")
+        return text[1:] if self.family == "sentencepiece" and text.startswith(" ") else text
+
+    def token_bytes(self) -> list[bytes]:
+        return self._bytes
+
+    def word_boundaries(self) -> WordBoundaries:
+        return self._words
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(f"server:{self.client.url}{self.client.name}".encode()).hexdigest()[:16]
+
+
+def _probe_width(client: APIClient, vocab: int | None) -> int:
+    """Token width from the server's own check of a pointer (`multiple of W` / `even`); a
+    pointer of 1 taken is one-byte tokens; else from the vocabulary's size, when known."""
+    try:
+        client.query("get_doc_by_ptr", query_ids=[], s=0, ptr=1, max_disp_len=1)
+    except RemoteIndexError as exc:
+        msg = str(exc)
+        for w in (1, 2, 4):
+            if f"multiple of {w}" in msg:
+                return w
+        if "even integer" in msg:
+            return 2
+        return width_for_vocab(vocab) if vocab is not None else 2
+    return width_for_vocab(vocab) if vocab is not None else 1
+
+
+def _probe_vocab(client: APIClient, width: int) -> int:
+    """The vocabulary's size from the server's own check of ids ("out-of-range" above it; 65535,
+    the separator, is always taken): a binary search, at most 32 requests, once."""
+    if width == 1:
+        return 255
+
+    def ok(i: int) -> bool:
+        try:
+            client.query("count", query_ids=[i])
+            return True
+        except RemoteIndexError as exc:
+            if "out-of-range" in str(exc):
+                return False
+            raise
+
+    lo, hi = 0, (1 << (8 * width)) - 1  # ok(lo); the answer is in (lo, hi]
+    if hi == 65535:
+        hi = 65534
+    if ok(hi):
+        return hi + 1
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if ok(mid):
+            lo = mid
+        else:
+            hi = mid
+    return lo + 1
+
+
 class UnigramCounts:
     """Token counts asked for as they are needed (`count` of one token; the whole vocabulary
     would be tens of thousands of requests): indexing with ids fetches the missing ones. As an
@@ -268,7 +468,7 @@ class InfiniGramAPIIndex(DocumentIds):
         self.capped = 0  # matches seen at the most a query can show (MAX_MATCH tokens)
         whole = client.query("find", query_ids=[])
         segs = whole["segment_by_shard"]
-        self.width = self._width(len(segs), tokenizer.vocab_size)
+        self.width = _probe_width(client, tokenizer.vocab_size)
         tokens = [int(b) - int(a) for a, b in segs]
         # documents per shard: the document of each shard's last token is its last one
         last = client.map(lambda s: client.query("get_doc_by_ptr", query_ids=[], s=s,
@@ -290,20 +490,6 @@ class InfiniGramAPIIndex(DocumentIds):
         self._meta: dict[int, dict[str, Any]] = {}
         self._lock = threading.Lock()
 
-    def _width(self, n_shards: int, vocab: int) -> int:
-        """Token width from the server's own check of a pointer (`multiple of W` / `even`),
-        else from the vocabulary's size."""
-        try:
-            self.client.query("get_doc_by_ptr", query_ids=[], s=0, ptr=1, max_disp_len=1)
-        except RemoteIndexError as exc:
-            msg = str(exc)
-            for w in (1, 2, 4):
-                if f"multiple of {w}" in msg:
-                    return w
-            if "even integer" in msg:
-                return 2
-        return width_for_vocab(vocab)
-
     @classmethod
     def open(cls, url: str, tokenizer: str | Path | None = None, concurrency: int = CONCURRENCY,
              timeout: float = TIMEOUT) -> InfiniGramAPIIndex:
@@ -311,10 +497,11 @@ class InfiniGramAPIIndex(DocumentIds):
         client = APIClient(url, concurrency=concurrency, timeout=timeout)
         if not client.name:
             raise RemoteIndexError(f"{url}: name the index: {client.url}NAME")
-        if not path:
-            raise RemoteIndexError(f"{url}: an infini-gram API index needs its tokenizer: --tokenizer PATH "
-                                   f"(its tokenizer.json, or 'bytes'; or {TOKENIZER_ENV}=PATH)")
         try:
+            if not path:  # the server tokenizes, and names the tokens it shows
+                width = _probe_width(client, None)
+                index = cls(url, client, ServerVocabulary(client, _probe_vocab(client, width), width), SERVER_TOKENIZER)
+                return index
             tok = load_tokenizer(path)
             index = cls(url, client, tok, "bytes" if str(path) == "bytes" else Path(path).name)
             index._check_tokenizer()
@@ -431,6 +618,10 @@ class InfiniGramAPIIndex(DocumentIds):
         words = self.tokenizer.word_boundaries()
         vocab = self.tokenizer.vocab_size
         seen = {int(t): int(v["cont_cnt"]) for t, v in d["result_by_token_id"].items()}
+        if isinstance(self.tokenizer, ServerVocabulary):  # the followers' names, as ntd gives them
+            sv = self.tokenizer
+            pairs = [(int(t), str(v.get("token", ""))) for t, v in d["result_by_token_id"].items()]
+            sv.learn([t for t, _ in pairs], [n.replace(" ", "Ġ") if sv.family == "byte-level" else n for _, n in pairs])
         nxt = sorted(t for t in seen if t < vocab)
         tail = np.full((len(nxt), 4), -1, dtype=np.int64)
         last = seq[::-1][:4]

@@ -76,11 +76,12 @@ def test_open_index_tells_the_servers_apart(servers: dict[str, str], tok_env: Pa
         open_index(f"{servers['api']}/nope")
 
 
-def test_needs_a_tokenizer_and_checks_it(servers: dict[str, str], monkeypatch: pytest.MonkeyPatch,
-                                         tmp_path: Path) -> None:
+def test_a_tokenizer_given_is_checked(servers: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+                                      tmp_path: Path) -> None:
+    """Without one the server tokenizes (tests/test_infinigram_api_notokenizer.py); one given
+    must be the index's."""
     monkeypatch.delenv("TRACETUI_TOKENIZER", raising=False)
-    with pytest.raises(RemoteIndexError, match="--tokenizer"):
-        open_index(f"{servers['api']}/corp")
+    assert open_index(f"{servers['api']}/corp").manifest.tokenizer == "server"
     from index_tools.tokenizer import train_bpe
 
     other = tmp_path / "other.json"
