@@ -241,17 +241,22 @@ class ServerVocabulary(Tokenizer):
         self._to_byte = _byte_level_decoder()
         self._bytes: list[bytes] = [b""] * vocab_size
         self._known = np.zeros(vocab_size, dtype=bool)
+        self._names: dict[int, bytes] = {}  # a token's name, where a text writes names (word-level)
         self._words = WordBoundaries(np.full(vocab_size, BEGINS, dtype=np.int8), self._bytes)
         self._lock = threading.Lock()
         self.chunk = 120 if width == 1 else 900  # characters per query (500 tokens, 1000 characters)
         if width == 1:
             self.family, self.prepends = "bytes", False
             return
-        probe = client.query("count", query="a b")
-        names = [str(n) for n in probe.get("tokens") or [] if n is not None]
-        self.family = "byte-level" if any("Ġ" in n for n in names) else \
+        # the vocabulary's convention from the names of ids spread over it (one request)
+        sample = np.unique(np.linspace(0, vocab_size - 1, min(vocab_size, MAX_QUERY_TOKENS)).astype(np.int64)).tolist()
+        got = client.query("count", query_ids=sample).get("tokens")
+        names = [n for n in got if isinstance(n, str)] if isinstance(got, list) else []
+        self.family = "byte-level" if any("Ġ" in n or "Ċ" in n for n in names) else \
             "sentencepiece" if any("▁" in n for n in names) else "plain"
-        self.learn([int(i) for i in probe["token_ids"]], probe["tokens"])
+        self.learn(sample, got)
+        probe = client.query("count", query="a b")
+        self.learn([int(i) for i in probe["token_ids"]], probe.get("tokens"))
         self.prepends = self.family == "byte-level" and self._join([int(i) for i in probe["token_ids"]]) == b" a b"
 
     def _bytes_of_name(self, tid: int, name: str) -> bytes:
@@ -279,8 +284,9 @@ class ServerVocabulary(Tokenizer):
                 getattr(w, k)[idx] = getattr(part, k)
             for k in ("head", "head_len", "tail_rev"):
                 getattr(w, k)[idx] = getattr(part, k)[:-1]
-            for i, b in zip(idx.tolist(), data, strict=True):
+            for (i, n), b in zip(new, data, strict=True):
                 self._bytes[i] = b
+                self._names[i] = n.encode("utf-8")
             self._known[idx] = True
 
     def ensure(self, ids: Any) -> None:
@@ -345,7 +351,7 @@ class ServerVocabulary(Tokenizer):
         pos = 0
         for j, t in enumerate(ids):
             b = self._bytes[t] if 0 <= t < self.vocab_size else b""
-            cands = [b, b[1:] if b[:1] == b" " else b""]
+            cands = [b, b[1:] if b[:1] == b" " else b"", self._names.get(t, b"")]
             start = pos
             while start < len(data) and data[start : start + 1].isspace() and not any(
                     c and data.startswith(c, start) for c in cands):
@@ -673,6 +679,8 @@ class InfiniGramAPIIndex(DocumentIds):
         the API takes as a query id), comes before it. A word-level vocabulary has a handful
         ("." and the specials); a BPE vocabulary thousands (None: occurrences are looked at)."""
         if self._breaker_ids is None:
+            if isinstance(self.tokenizer, ServerVocabulary):  # the only question about the whole
+                self.tokenizer.ensure(np.arange(self.tokenizer.vocab_size))  # vocabulary: once, 500 names a request
             words = self.tokenizer.word_boundaries()
             tail = words.tail_class
             ids = np.flatnonzero(tail == BEGINS)
