@@ -7,22 +7,29 @@ server (`GET /indexes`): infini-gram's public API (`https://api.infini-gram.io/N
 interface the tracer, span finding, `count`, `search`, `ntd`, `infgram` and `overlap` use, built
 from the API's primitives only:
 
-- tokenizing and decoding stay local: the index's tokenizer is given by the user (`--tokenizer
-  PATH`, or TRACETUI_TOKENIZER); it is checked against the server's `tokens` on open;
+- tokens: with the index's tokenizer given (`--tokenizer PATH`, or TRACETUI_TOKENIZER), locally,
+  checked against the server's `tokens` on open; without one, by the server (`ServerVocabulary`:
+  `count` of a `query` answers `token_ids` and `tokens`; token bytes from the names the server
+  gives, learnt as tokens are seen; the whole vocabulary's names, 500 a request, only when the
+  left-edge rule asks which tokens a word may follow);
 - longest matches: `infgram_prob` reports the longest suffix of a prompt that occurs, i.e. the
   longest match *ending* at a position, one request per position (at most 500 tokens each:
   matches are seen up to MAX_MATCH tokens). When a prompt's continuation occurs too (its
   `cont_cnt` > 0), the next position's answer is that suffix plus one, without a request;
 - counts and suffix-array ranges: `find` (`segment_by_shard`), one request per sequence;
 - whole words (the rule of `index_tools.words`, both edges): an edge that the sequence's own
-  first or last character settles costs nothing. An open right edge is decided from the next
-  tokens: `ntd` of the sequence, then `find` of sequence + token for each token after which the
-  edge is a boundary (its occurrences are one contiguous sub-range). An open left edge needs the
-  token before each occurrence, which the API only shows inside a document: `get_doc_by_rank`
-  with a 2-token window, one request per occurrence, for at most LEFT_BUDGET occurrences of the
-  sequence; beyond, that many are sampled and the count is an estimate. Estimated counts (and
-  `ntd` answers sampled by the server past its max_support of 1000) are recorded in
-  `approximate` (sequence bytes), so a caller can flag them;
+  first or last character settles costs nothing. "Is there one whole-word occurrence?" (what
+  the span finder asks of most candidates) is answered by one `ntd` when a token it reports
+  after the sequence closes a word (`_at_least`). An exact count with an open right edge: `ntd`,
+  exact up to its max_support, else `find` of sequence + token for each token seen after it
+  (their occurrences are contiguous sub-ranges). An open left edge: where few tokens can end a
+  word (word-level vocabularies: `_breakers`), the occurrences of (breaker, sequence) and
+  (document separator, sequence), exactly; otherwise the token before each occurrence, which
+  the API only shows inside a document: `get_doc_by_rank` with a 2-token window, one request
+  per occurrence, for at most LEFT_BUDGET occurrences; beyond, that many are sampled and the
+  count is an estimate. Estimated counts (and `ntd` answers sampled by the server past its
+  max_support of 1000) are recorded in `approximate` (sequence bytes), so a caller can flag
+  them;
 - documents: `get_doc_by_rank` around an occurrence (the document's text from its `spans`,
   re-tokenized locally; the match is the marked span), at most MAX_DISP_LEN tokens of it.
 
