@@ -117,6 +117,36 @@ class LeftBits:
         """Set bits in each [lo, hi)."""
         return self._rank(hi) - self._rank(lo)
 
+    def ranks_many(self, lo: np.ndarray, hi: np.ndarray, chunk_words: int = 1 << 18) -> tuple[np.ndarray, np.ndarray]:
+        """The set ranks of many intervals [lo[i], hi[i]) at once: (i, rank) pairs, by interval
+        then rank. The 64-bit words the intervals touch are gathered and unpacked together, a
+        chunk of at most `chunk_words` words (16 MiB of unpacked bits) at a time: one call for a
+        million small intervals instead of a million (the per-call cost dominated, ~20 us each)."""
+        lo, hi = np.asarray(lo, dtype=np.int64), np.asarray(hi, dtype=np.int64)
+        wa = lo >> 6
+        n = np.where(hi > lo, -(-hi // 64) - wa, 0)
+        ends = np.cumsum(n)
+        own_out, pos_out = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
+        i = 0
+        while i < len(lo):
+            base = int(ends[i - 1]) if i else 0
+            j = max(i + 1, int(np.searchsorted(ends, base + chunk_words, side="right")))
+            cnt = n[i:j]
+            total = int(cnt.sum())
+            if total:
+                owner = np.repeat(np.arange(i, j, dtype=np.int64), cnt)
+                first = np.repeat(ends[i:j] - cnt - base, cnt)
+                widx = np.arange(total, dtype=np.int64) - first + wa[owner]
+                bits = np.unpackbits(np.ascontiguousarray(self.words[widx]).view(np.uint8), bitorder="little")
+                r = np.flatnonzero(bits)
+                own = owner[r >> 6]
+                pos = (widx[r >> 6] << 6) + (r & 63)
+                ok = (pos >= lo[own]) & (pos < hi[own])
+                own_out.append(own[ok])
+                pos_out.append(pos[ok])
+            i = j
+        return np.concatenate(own_out), np.concatenate(pos_out)
+
     def ranks(self, lo: int, hi: int) -> np.ndarray:
         """The set ranks in [lo, hi)."""
         if hi <= lo:
@@ -442,9 +472,8 @@ def word_intervals(shard: Shard, runs: KeyRuns, words: WordBoundaries, lo: np.nd
     if big.any():
         assert bits is not None
         for bq, ba, bb in _big_right(shard, runs, words, q[big], lo[big], hi[big], m[big], right[big]):
-            for qi, a, b in zip(bq.tolist(), ba.tolist(), bb.tolist(), strict=True):
-                r = bits.ranks(a, b)
-                pieces.append((np.full(len(r), qi, dtype=np.int64), r, r + 1))
+            own, r = bits.ranks_many(ba, bb)  # every interval's left-edge ranks in one pass
+            pieces.append((bq[own], r, r + 1))
     gq = np.concatenate([p[0] for p in pieces])
     ga = np.concatenate([p[1] for p in pieces])
     gb = np.concatenate([p[2] for p in pieces])

@@ -209,3 +209,23 @@ def test_document_marks_come_from_the_hits_offsets() -> None:
     text, marks = DocumentScreen(trace, two, None)._text_and_marks()
     off = len(window) + len(WINDOW_SEP)
     assert text == window + WINDOW_SEP + window and marks == [(match[0], match[1], 0), (off + match[0], off + match[1], 0)]
+
+
+def test_left_bits_ranks_of_many_intervals_equal_a_bit_by_bit_reading() -> None:
+    """`LeftBits.ranks_many` (all intervals' set ranks in one vectorised pass, in chunks) against
+    the bits read one by one from a plain Python list."""
+    import numpy as np
+
+    from index_tools.word_ends import LeftBits
+
+    rng = np.random.default_rng(5)
+    for n, density, chunk in ((1000, 0.3, 3), (5000, 0.01, 1 << 18), (777, 0.9, 1)):
+        flags = rng.random(n) < density
+        packed = np.packbits(flags, bitorder="little")
+        packed = np.concatenate([packed, np.zeros(-len(packed) % 8, dtype=np.uint8)])
+        bits = LeftBits(packed.view(np.uint64), np.zeros(len(packed) // 8 + 1, dtype=np.int64), n)
+        lo = rng.integers(0, n, 300)
+        hi = np.minimum(n, lo + rng.integers(0, 200, 300))
+        own, pos = bits.ranks_many(lo, hi, chunk_words=chunk)
+        want = [(i, r) for i in range(300) for r in range(int(lo[i]), int(hi[i])) if flags[r]]
+        assert list(zip(own.tolist(), pos.tolist(), strict=True)) == want
