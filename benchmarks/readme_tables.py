@@ -282,7 +282,8 @@ def app(R: Results) -> str:
         "llama-cpp-python's OpenAI-compatible server on the same GGUF; keys injected from a thread as a terminal "
         "driver does, each timed to the first frame that shows its effect; "
         f"{r['runs']} run(s) per setting, order alternating"
-        + (f"; other processes used {others:.2f} CPU cores on average meanwhile" if others is not None else "")
+        + (f"; processes other than the UI's used {others:.2f} CPU cores on average meanwhile, the model and "
+           "tracer children and the server included" if others is not None else "")
         + "). Tracing cost: the slowdown of generation with live tracing every 0.5 s, median over pairs of runs. "
         "Goals: cost < 5%, key press to frame p95 < 50 ms with the child processes.\n\n" + "".join(rows))
 

@@ -286,7 +286,7 @@ TOKEN_HELP = ("bearer token: the one `serve` requires, or the one sent to a serv
 
 
 API_TOKENIZER_HELP = ("tokenizer.json of an infini-gram API index (--index https://api.infini-gram.io/NAME), "
-                      "or 'bytes' (default: $TRACETUI_TOKENIZER)")
+                      "or 'bytes' (default: $TRACETUI_TOKENIZER; without either, the server's own answers tokenize)")
 
 
 def _add_index(parser: argparse.ArgumentParser, help: str = INDEX_HELP) -> None:
