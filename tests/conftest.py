@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from index_tools.builder import BuildOptions, build_index
+from index_tools.engine import Index
 from index_tools.tokenizer import train_bpe
 
 SAMPLE_TEXTS = [
@@ -61,3 +62,12 @@ def text_index(tmp_path_factory: pytest.TempPathFactory, bpe_tokenizer: Path) ->
     out = d / "index"
     build_index([src], out, BuildOptions(tokenizer=str(bpe_tokenizer), progress=False))
     return out
+
+
+def build_texts_index(tmp: Path, texts: list[str], tokenizer: str) -> Index:
+    """An index of `texts` (one document each) under `tmp/ix`, rebuilt if it exists."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    src = tmp / "c.jsonl"
+    src.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts), encoding="utf-8")
+    build_index([src], tmp / "ix", BuildOptions(tokenizer=tokenizer, progress=False, force=True))
+    return Index.open(tmp / "ix")

@@ -23,13 +23,13 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from index_tools.builder import BuildOptions, build_index
 from index_tools.engine import Index
 from index_tools.tokenizer import train_bpe
 from tracetui.tracing.near import NearParams
 from tracetui.tracing.pipeline import TraceParams, Tracer, TraceResult
 
 from . import word_oracle as oracle
+from .conftest import build_texts_index
 from .test_whole_words import (  # noqa: F401  (fixtures)
     RULE_ALPHABET,
     WORDPIECE_ALPHABET,
@@ -43,12 +43,6 @@ FAMILIES = ["bytes", "byte-level", "sentencepiece", "wordpiece"]
 ALL = TraceParams(span_density=1.0)  # every exact span kept: the oracle's spans are all of them
 
 
-def _build(tmp: Path, texts: list[str], tokenizer: str) -> Index:
-    tmp.mkdir(parents=True, exist_ok=True)
-    src = tmp / "c.jsonl"
-    src.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts), encoding="utf-8")
-    build_index([src], tmp / "ix", BuildOptions(tokenizer=tokenizer, progress=False, force=True))
-    return Index.open(tmp / "ix")
 
 
 # -- the oracle ----------------------------------------------------------------------------------
@@ -166,7 +160,7 @@ def corpus_and_reply(draw: st.DrawFn, family: str) -> tuple[list[str], str]:
 def test_near_verbatim_equals_brute_force(tmp_path_factory, tokenizer_paths, family, data, max_gap) -> None:
     docs, response = data.draw(corpus_and_reply(family), label="case")
     tokenizer = tokenizer_paths[family]
-    index = _build(tmp_path_factory.mktemp("near"), docs, tokenizer)
+    index = build_texts_index(tmp_path_factory.mktemp("near"), docs, tokenizer)
     view = oracle.viewer(tokenizer)
     doc_views = [view(d) for d in docs]
     reply = view(response)
@@ -214,7 +208,7 @@ def test_planted_edits_equal_brute_force(tmp_path: Path, tokenizer_paths, family
         parts.append("".join(w + sp for w, sp in run))
     response = "\n".join(parts)
     tokenizer = tokenizer_paths[family]
-    index = _build(tmp_path, docs, tokenizer)
+    index = build_texts_index(tmp_path, docs, tokenizer)
     view = oracle.viewer(tokenizer)
     doc_views, reply = [view(d) for d in docs], view(response)
     result = Tracer([index], ALL).trace(response, near=NearParams(cap=10_000))
@@ -251,7 +245,7 @@ def corpus_index(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     tok = "bytes"
     if request.param == "bpe":
         tok = str(train_bpe(iter(CORPUS * 20), tmp / "bpe.json", vocab_size=300).path)
-    return _build(tmp, CORPUS, tok)
+    return build_texts_index(tmp, CORPUS, tok)
 
 
 def _near(index: Index, reply: str, **kw: Any) -> TraceResult:
@@ -307,7 +301,7 @@ def test_never_hides_an_exact_span(corpus_index: Index) -> None:
 
 def test_exact_span_inside_the_region_stays(tmp_path: Path) -> None:
     docs = ["alpha beta gamma one delta epsilon zeta", "xx two delta yy"]
-    index = _build(tmp_path, docs, "bytes")
+    index = build_texts_index(tmp_path, docs, "bytes")
     reply = "alpha beta gamma two delta epsilon zeta"
     result = _near(index, reply)
     texts = [s.text for s in result.spans]
@@ -330,7 +324,7 @@ def test_cap_bounds_the_occurrences_looked_at(tmp_path: Path) -> None:
     rng = random.Random(3)
     docs = [f"{rng.choice(['one', 'two', 'six'])} alpha beta {w} gamma delta {k}"
             for k, w in enumerate(rng.choice(["red", "blue", "green"]) for _ in range(30))]
-    index = _build(tmp_path, docs, "bytes")
+    index = build_texts_index(tmp_path, docs, "bytes")
     reply = "alpha beta black gamma delta"
     view = oracle.view_bytes
     doc_views = [view(d) for d in docs]
@@ -373,7 +367,7 @@ def test_windows_called_once_per_trace(corpus_index: Index, monkeypatch: pytest.
 
 
 def test_substring_mode(tmp_path: Path) -> None:
-    index = _build(tmp_path, CORPUS, "bytes")
+    index = build_texts_index(tmp_path, CORPUS, "bytes")
     reply = "The quick brown fox leaps over the lazy dog near the old river bank today."
     result = Tracer([index], TraceParams(span_density=1.0, whole_words=False)).trace(reply, near=True)
     assert result.near_params is not None and not result.near_params.whole_words
@@ -416,7 +410,7 @@ PASSAGES = ["Return a new set with elements from the set and all others, in the 
 
 
 def _overlap_index(tmp: Path) -> Index:
-    return _build(tmp, PASSAGES + ["Unrelated filler about gardens, weather and the price of bread."], "bytes")
+    return build_texts_index(tmp, PASSAGES + ["Unrelated filler about gardens, weather and the price of bread."], "bytes")
 
 
 def test_overlap_near_verbatim_coverage(tmp_path: Path) -> None:
@@ -467,7 +461,7 @@ def test_overlap_command_column_and_json(tmp_path: Path, capsys: pytest.CaptureF
 def test_trace_cli_near(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from tracetui.cli import main
 
-    index = _build(tmp_path, CORPUS, "bytes")
+    index = build_texts_index(tmp_path, CORPUS, "bytes")
     reply = tmp_path / "r.txt"
     reply.write_text(CORPUS[0].replace("jumps", "leaps"), encoding="utf-8")
     assert main(["trace", "--index", str(index.directory), "--json", str(reply)]) == 0

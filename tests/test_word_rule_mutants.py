@@ -19,7 +19,6 @@ What those tests never drew, and what these add, always judged by the text oracl
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -27,12 +26,11 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from index_tools.builder import BuildOptions, build_index
-from index_tools.engine import Index
 from index_tools.tokenizer import ByteTokenizer, HFTokenizer, train_bpe
 from tracetui.tracing.spans import find_spans
 
 from . import word_oracle as oracle
+from .conftest import build_texts_index
 from .test_whole_words import sentencepiece, tokenizers_dir  # noqa: F401  (fixtures)
 
 #: word characters "é", "ℕ" (U+2115), "¹" (U+00B9), "𝐀" (U+1D400) share their lead byte with
@@ -41,12 +39,6 @@ ALPHABET = "ab1_ \n.—“é×ℕ§¹日😀𝐀"
 SAMPLE = ["the cat× saw ℕ numbers§ and ¹ a—b “é” ×é ℕ— 日本 😀 𝐀b x_y 1.5"] * 30
 
 
-def _build(tmp: Path, texts: list[str], tokenizer: str) -> Index:
-    tmp.mkdir(parents=True, exist_ok=True)
-    src = tmp / "c.jsonl"
-    src.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts), encoding="utf-8")
-    build_index([src], tmp / "ix", BuildOptions(tokenizer=tokenizer, progress=False, force=True))
-    return Index.open(tmp / "ix")
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +128,7 @@ def test_special_token_stands_alone(with_special: HFTokenizer) -> None:
 @given(data=st.data(), docs=st.lists(st.text(alphabet=ALPHABET, min_size=1, max_size=60), min_size=1, max_size=4),
        cap=st.sampled_from([0, 1, 5]))
 def test_counts_of_any_byte_slice_equal_the_text(tmp_path_factory, data, docs, cap) -> None:
-    index = _build(tmp_path_factory.mktemp("slices"), docs, "bytes")
+    index = build_texts_index(tmp_path_factory.mktemp("slices"), docs, "bytes")
     views = [oracle.view_bytes(d) for d in docs]
     seqs = []
     for _ in range(8):
@@ -155,7 +147,7 @@ def test_sequences_cut_inside_a_character_are_never_whole_words(tmp_path: Path) 
     """A sequence that ends on a lead byte (or starts on a continuation byte) has that edge
     inside a character wherever it occurs: no whole-word occurrence, however it is counted."""
     docs = ["a café here", "café", "café×", "caf"]
-    index = _build(tmp_path, docs, "bytes")
+    index = build_texts_index(tmp_path, docs, "bytes")
     views = [oracle.view_bytes(d) for d in docs]
     lead, cont = index.encode("é")[:1], index.encode("é")[1:]
     cases = [(np.concatenate([index.encode("caf"), lead]), 3), (np.concatenate([index.encode(" caf"), lead]), 1),
@@ -187,7 +179,7 @@ SPAN_CASES = [
 @pytest.mark.parametrize(("docs", "reply"), SPAN_CASES)
 def test_spans_equal_reference_on_split_characters(tmp_path: Path, byte_level_extra, tokenizer, docs, reply) -> None:
     tok = "bytes" if tokenizer == "bytes" else str(byte_level_extra.path)
-    index = _build(tmp_path, docs, tok)
+    index = build_texts_index(tmp_path, docs, tok)
     view = oracle.viewer(tok)
     want = oracle.reference_spans([view(d) for d in docs], view(reply), oracle.delimiter_tokens(tok), 1, 1_000_000)
     got = find_spans(index, np.array(view(reply).ids, dtype=np.int64))
@@ -199,7 +191,7 @@ def test_spans_equal_reference_on_split_characters(tmp_path: Path, byte_level_ex
 @given(docs=st.lists(st.text(alphabet=" ab.—ℕé×", min_size=1, max_size=30), min_size=1, max_size=4),
        reply=st.text(alphabet=" ab.—ℕé×", min_size=1, max_size=20))
 def test_spans_equal_reference_with_shared_lead_bytes(tmp_path_factory, docs, reply) -> None:
-    index = _build(tmp_path_factory.mktemp("spans"), docs, "bytes")
+    index = build_texts_index(tmp_path_factory.mktemp("spans"), docs, "bytes")
     views = [oracle.view_bytes(d) for d in docs]
     want = oracle.reference_spans(views, oracle.view_bytes(reply), oracle.delimiter_tokens("bytes"), 1, 1_000_000)
     got = find_spans(index, index.encode(reply))
@@ -224,7 +216,7 @@ HALVING_CORPORA = [
 def test_capped_count_by_halving_equals_the_text(tmp_path: Path, doc: str) -> None:
     """A count capped low reads the first ranks, then halves the rest by the class of the
     following tokens: exact up to the cap, as the text says, whatever the segments hold."""
-    index = _build(tmp_path, [doc], "bytes")
+    index = build_texts_index(tmp_path, [doc], "bytes")
     q = index.encode(" a")
     want = oracle.count([oracle.view_bytes(doc)], q.tolist())
     assert index.count(q) == doc.count(" a")
