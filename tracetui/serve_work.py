@@ -229,11 +229,16 @@ def left_open(index: Index, lo: np.ndarray, hi: np.ndarray, m: np.ndarray) -> np
     return out
 
 
+def _open_reads(index: Index, lo: np.ndarray, hi: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, int]:
+    """(`left_open` per query, the suffixes those queries' ranges hold: what they may read)."""
+    open_ = left_open(index, lo, hi, m)
+    return open_, int((hi - lo)[:, open_].sum()) if open_.any() else 0
+
+
 def costly_reads(index: Index, lo: np.ndarray, hi: np.ndarray, m: np.ndarray) -> int:
     """Suffixes a whole-word answer for these ranges may read at most (the left-open queries');
     charged to the request (`costs`)."""
-    open_ = left_open(index, lo, hi, m)
-    reads = int((hi - lo)[:, open_].sum()) if open_.any() else 0
+    reads = _open_reads(index, lo, hi, m)[1]
     costs(reads)
     return reads
 
@@ -279,8 +284,7 @@ def word_counts(index: Index, lo: np.ndarray, hi: np.ndarray, m: np.ndarray, cap
     out = np.zeros(n, dtype=np.int64)
     if n == 0:
         return out
-    open_ = left_open(index, lo, hi, m)
-    reads = int((hi - lo)[:, open_].sum()) if open_.any() else 0
+    open_, reads = _open_reads(index, lo, hi, m)
     if max_work is not None and cap is None and reads > max_work:
         raise TooCostly(f"an exact whole-word count here reads {reads:,} occurrences one by one, more than "
                         f"{max_work:,} per request (count with a cap, or the substring count)")
@@ -362,8 +366,9 @@ def exact_ntd(index: Index, prompt: np.ndarray, ranges: list[tuple[int, int]]) -
     (exact next-token counts are additive over a partition of the range), with a `check`
     between pieces."""
     prompt = np.asarray(prompt, dtype=np.int64)
-    costs(sum(b - a for a, b in ranges))
-    if sum(b - a for a, b in ranges) <= CHUNK:
+    total = sum(b - a for a, b in ranges)
+    costs(total)
+    if total <= CHUNK:
         return ntd_with_unit(index, prompt, 1, ranges)
     ids_all, cnt_all = [], []
     empty = [(0, 0)] * len(index.shards)
