@@ -495,8 +495,8 @@ class InfiniGramAPIIndex(DocumentIds):
         self._doc_base = np.cumsum([0] + docs)
         self._unigram = UnigramCounts(self, tokenizer.vocab_size)
         self._words: dict[bytes, _Words] = {}
-        self._proven: dict[bytes, int] = {}
-        self._breaker_ids: list[int] | None = None  # sequence -> whole-word occurrences proven to exist
+        self._proven: dict[bytes, int] = {}  # sequence -> whole-word occurrences proven to exist
+        self._breaker_ids: list[int] | None = None  # `_breakers`, found once ([]: too many of them)
         # (length, first rank per shard) -> (sequence, end rank per shard) of every range found
         self._by_ranges: dict[tuple[int, tuple[int, ...]], tuple[list[int], tuple[int, ...]]] = {}
         self._docs: dict[int, tuple[int, int, list[int]]] = {}  # global doc id -> (shard, rank, seq) seen
@@ -513,8 +513,7 @@ class InfiniGramAPIIndex(DocumentIds):
         try:
             if not path:  # the server tokenizes, and names the tokens it shows
                 width = _probe_width(client, None)
-                index = cls(url, client, ServerVocabulary(client, _probe_vocab(client, width), width), SERVER_TOKENIZER)
-                return index
+                return cls(url, client, ServerVocabulary(client, _probe_vocab(client, width), width), SERVER_TOKENIZER)
             tok = load_tokenizer(path)
             index = cls(url, client, tok, "bytes" if str(path) == "bytes" else Path(path).name)
             index._check_tokenizer()
