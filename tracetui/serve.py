@@ -468,8 +468,8 @@ def create_app(indexes: IndexSet | list[Index], timeout: float = TIMEOUT, max_bo
 
     lim = limits if limits is not None else replace(DEFAULT_LIMITS, max_body=max_body)
     max_body = lim.max_body
-    pending = 0  # requests computing or queued (the event loop is one thread: no lock needed)
-    # work still on a worker (also after its answer), and work stopped past its deadline
+    # "running": requests computing or queued, counted until their work ends (also after a 504);
+    # "stopped": work stopped past its deadline. The event loop is one thread: no lock needed.
     stats = {"running": 0, "stopped": 0}
     # local indexes only (`open_served` opens directories): an IndexSet holds them as IndexLike
     by_name: dict[str, Index] = {ix.name: cast(Index, ix) for ix in indexes}
@@ -515,8 +515,6 @@ def create_app(indexes: IndexSet | list[Index], timeout: float = TIMEOUT, max_bo
         return body
 
     def finished(f: asyncio.Future[Any]) -> None:
-        nonlocal pending
-        pending -= 1
         stats["running"] -= 1
         if not f.cancelled():
             f.exception()  # retrieved: the work of an answered request may end in Deadline
@@ -532,14 +530,12 @@ def create_app(indexes: IndexSet | list[Index], timeout: float = TIMEOUT, max_bo
     async def run(fn: Callable[[], Any], request: Request, stamp: bool = True) -> Response:
         """fn on a worker under a `Budget` of `timeout` seconds. The answer is a 504 at the
         deadline; the work itself stops at its next check (`serve_work`), and only then is its
-        worker counted free (`pending` counts work, not answers)."""
-        nonlocal pending
-        if pending >= max_pending:
-            return error(503, f"server busy: {pending} requests under way, try again")
+        worker counted free (`stats["running"]` counts work, not answers)."""
+        if stats["running"] >= max_pending:
+            return error(503, f"server busy: {stats['running']} requests under way, try again")
         t0 = time.perf_counter()
         loop = asyncio.get_running_loop()
         budget = Budget(timeout)
-        pending += 1
         stats["running"] += 1
         def rendered() -> tuple[int, bytes]:
             """The answer computed and written as JSON on the worker: a large answer's encoding
