@@ -77,16 +77,23 @@ class Backend:
         raise NotImplementedError
 
 
+def check_gguf(path: str | Path) -> Path:
+    """The clear one-line errors for a model path before anything loads it: missing, or not a
+    GGUF file (its first four bytes)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: model file not found")
+    with open(path, "rb") as fh:
+        if fh.read(4) != b"GGUF":
+            raise ModelError(f"{path}: not a GGUF model file")
+    return path
+
+
 class LlamaBackend(Backend):
     """A GGUF model through llama.cpp; uses the GGUF's chat template when it has one."""
 
     def __init__(self, path: str | Path, settings: ModelSettings) -> None:
-        path = Path(path)
-        if not path.is_file():
-            raise ModelError(f"{path}: model file not found")
-        with open(path, "rb") as fh:
-            if fh.read(4) != b"GGUF":
-                raise ModelError(f"{path}: not a GGUF model file")
+        path = check_gguf(path)
         try:
             from llama_cpp import Llama
 

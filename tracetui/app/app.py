@@ -179,6 +179,11 @@ class TraceApp(App[None]):
         elif self.backend is not None and self.backend.can_pick_model:
             self.list_models(at_start=True)
 
+    def _reply_ended_gc(self) -> None:
+        """A reply stopped streaming: old generations are collected again, one full pass soon."""
+        gc_policy.streaming(False)
+        self.set_timer(0.5, gc.collect)
+
     def on_unmount(self) -> None:
         self._stop_services()
 
@@ -197,7 +202,7 @@ class TraceApp(App[None]):
     def set_status(self, text: str) -> None:
         self.last_status = text
         if self._main_mounted():
-            self.main.set_status(text)
+            self.main.show_status(text)
 
     def show_mode(self) -> None:
         """The header's second line: the mode, the model and the generation settings in use."""
@@ -354,8 +359,7 @@ class TraceApp(App[None]):
         msg.text = msg.text[: msg.prompt_chars] + event.text
         self._set_reasoning(msg, event.reasoning)
         msg.done = True
-        gc_policy.streaming(False)
-        self.set_timer(0.5, gc.collect)
+        self._reply_ended_gc()
         view = self.main.view_of(msg)
         if view is not None:
             self.main.text_changed(view)
@@ -494,8 +498,7 @@ class TraceApp(App[None]):
         show `conv`, reusing its saved traces while the indexes and parameters match."""
         self._stop.set()
         self._live_pending = False
-        gc_policy.streaming(False)
-        self.set_timer(0.5, gc.collect)
+        self._reply_ended_gc()
         self.conversation = conv
         self.main.clear()
         self.show_mode()

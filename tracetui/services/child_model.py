@@ -28,7 +28,7 @@ from multiprocessing.synchronize import Event as MpEvent
 from pathlib import Path
 from typing import Any
 
-from ..model import Backend, LlamaBackend, ModelError, ModelSettings, Turn
+from ..model import Backend, LlamaBackend, ModelError, ModelSettings, Turn, check_gguf
 from .children import die_with_parent, quiet_stderr, start_resource_tracker, stop_child
 
 START_TIMEOUT = 300.0  # seconds for the child to load the model (a large GGUF from a cold disk)
@@ -72,12 +72,7 @@ class ChildModel(Backend):
     """A GGUF model generating in a child process (one request at a time, like llama.cpp)."""
 
     def __init__(self, path: str | Path, settings: ModelSettings, start_timeout: float = START_TIMEOUT) -> None:
-        path = Path(path)
-        if not path.is_file():  # the clear errors of LlamaBackend, without starting a process
-            raise ModelError(f"{path}: model file not found")
-        with open(path, "rb") as fh:
-            if fh.read(4) != b"GGUF":
-                raise ModelError(f"{path}: not a GGUF model file")
+        path = check_gguf(path)  # the clear errors of LlamaBackend, without starting a process
         self.path, self.settings, self.start_timeout = path, settings, start_timeout
         self._ctx = mp.get_context("spawn")  # fork would copy the UI's threads' locks
         start_resource_tracker()

@@ -20,9 +20,9 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from typing import Any
 
 from index_tools.opening import IndexSet
 
@@ -75,7 +75,7 @@ def serve_traces(conn: Connection, params: TraceParams, lens_interval: float) ->
 class ChildTraceService(TraceService):
     """A `TraceService` whose tracing runs in a child process (see the module docstring)."""
 
-    def __init__(self, params: TraceParams, emit: Emit, heat: Any = lambda: False,
+    def __init__(self, params: TraceParams, emit: Emit, heat: Callable[[], bool] = lambda: False,
                  lens_interval: float = LENS_INTERVAL) -> None:
         super().__init__(params, emit, heat=heat, lens_interval=lens_interval)
         self._ctx = mp.get_context("spawn")

@@ -323,6 +323,9 @@ class MainScreen(Screen[None]):
 
     # -- status -----------------------------------------------------------------------------------
     def set_status(self, text: str) -> None:
-        self.tapp.last_status = text
+        """The status line is the app's (it keeps the last one for tools and tests)."""
+        self.tapp.set_status(text)
+
+    def show_status(self, text: str) -> None:
         if self.is_mounted:
             self.query_one("#status", Static).update(Content(inert(text)))
