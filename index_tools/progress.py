@@ -97,7 +97,7 @@ class Progress:
         text = f"{self.phase:<10} {_count(self.done, self.total, self.unit)}"
         if self.also_unit is not None:
             text += f"  {_fmt(self.also)} {self.also_unit}"
-        return f"{text}  {_rate(self)}  {elapsed:6.1f}s"
+        return f"{text}  {_rate(self, elapsed)}  {elapsed:6.1f}s"
 
     def __enter__(self) -> Progress:
         return self

@@ -356,11 +356,11 @@ def near_spans(index: IndexLike, text: str, ids: np.ndarray, offsets: np.ndarray
     if counts is not None:
         for p in pairs:
             p.counts = (int(counts[p.left]), int(counts[p.right]))
+    num = numbers if numbers is not None else range(len(spans))
     out = []
     for p, f in zip(pairs, find_near(index, pairs, params), strict=True):
         if not f.hits:
             continue
-        num = numbers if numbers is not None else range(len(spans))
         out.append(NearSpan(index.name, num[p.left], num[p.right], p.start, p.end, p.diff, p.diff_text, p.l1, p.r2,
                             (p.r1, p.l2), f.counts, f.side, f.checked, f.capped, f.hits))
     return out
