@@ -147,15 +147,6 @@ class LeftBits:
             i = j
         return np.concatenate(own_out), np.concatenate(pos_out)
 
-    def ranks(self, lo: int, hi: int) -> np.ndarray:
-        """The set ranks in [lo, hi)."""
-        if hi <= lo:
-            return np.zeros(0, dtype=np.int64)
-        a, b = lo >> 6, -(-hi // 64)
-        bits = np.unpackbits(np.ascontiguousarray(self.words[a:b]).view(np.uint8), bitorder="little")
-        idx = np.flatnonzero(bits) + (a << 6)
-        return idx[(idx >= lo) & (idx < hi)].astype(np.int64)
-
 
 def _cache_path(shard: Shard, words: WordBoundaries) -> Path | None:
     try:
