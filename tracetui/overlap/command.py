@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
@@ -54,7 +53,6 @@ def run(indexes: list[IndexLike], files: list[str], fields: list[str] | None, pa
     rate on that stream (`index_tools.progress`, the display every long command shares; the
     number of items is not known before the files are read)."""
     outcome = OverlapOutcome()
-    start = time.perf_counter()
     bar = Progress("overlap", None, "items", progress is not None, stream=progress)
     first = True
     if json_out is not None:
@@ -70,8 +68,7 @@ def run(indexes: list[IndexLike], files: list[str], fields: list[str] | None, pa
             bar.update(1)
     except KeyboardInterrupt:
         outcome.interrupted = True
-    outcome.seconds = time.perf_counter() - start
-    bar.close()
+    outcome.seconds = bar.close()  # the phase's own timing, shown or not
     if json_out is not None:
         tail = {"benchmarks": [s.to_json() for s in outcome.summaries.values()],
                 "interrupted": outcome.interrupted, "seconds": round(outcome.seconds, 3)}

@@ -15,6 +15,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
+
 from index_tools.contract import IndexLike
 
 from ..tracing.near import NearParams
@@ -107,18 +109,23 @@ class BenchmarkSummary:
                 "coverage_histogram": self.coverage_histogram}
 
 
+def _union(parts: list[list[tuple[int, int]]], one_chars: int,
+           prefix: np.ndarray) -> tuple[list[tuple[int, int]], int]:
+    """The union of the indexes' character ranges and its non-space characters: one index's own
+    count, or, as ranges of different indexes may overlap, the union's (`prefix`: non-space
+    characters before each position)."""
+    merged = merge_ranges([c for part in parts for c in part])
+    if len(parts) == 1:
+        return merged, one_chars
+    return merged, sum(int(prefix[b] - prefix[a]) for a, b in merged)
+
+
 def _combine(item: Item, per_index: list[IndexOverlap], p: OverlapParams) -> ItemReport:
     text = item.text
-    merged = merge_ranges(sorted(c for o in per_index for c in o.covered))
     prefix = per_index[0].nonspace
-    if len(per_index) == 1:
-        inside = per_index[0].covered_chars
-    else:  # ranges of different indexes may overlap: count the union's non-space characters
-        inside = sum(int(prefix[b] - prefix[a]) for a, b in merged)
+    merged, inside = _union([o.covered for o in per_index], per_index[0].covered_chars, prefix)
     coverage = inside / max(1, int(prefix[-1]))
-    near = merge_ranges(sorted(c for o in per_index for c in o.near_covered))
-    near_inside = per_index[0].near_covered_chars if len(per_index) == 1 else sum(
-        int(prefix[b] - prefix[a]) for a, b in near)
+    near, near_inside = _union([o.near_covered for o in per_index], per_index[0].near_covered_chars, prefix)
     best_ngram = max(per_index, key=lambda o: (o.ngram_share, o.ngrams))
     longest = max(per_index, key=lambda o: o.longest_span[1] - o.longest_span[0])
     a, b = longest.longest_span
