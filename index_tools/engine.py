@@ -167,15 +167,8 @@ class Shard:
 
     # -- suffix array access -------------------------------------------------------------
     def sa_tokens(self, ranks: np.ndarray) -> np.ndarray:
-        """Token positions of the suffixes at `ranks`."""
-        if self._table32 is not None:
-            ptr = self._table32[ranks].astype(np.int64)
-        else:
-            rows = self._table[ranks].astype(np.int64)
-            ptr = np.zeros(len(ranks), dtype=np.int64)
-            for k in range(self.ptr_width):
-                ptr |= rows[:, k] << (8 * k)
-        return ptr // self.width
+        """Token positions of the suffixes at `ranks` (the stored byte offsets, floored)."""
+        return self.sa_pointers(ranks) // self.width
 
     def sa_pointers(self, ranks: np.ndarray) -> np.ndarray:
         """Byte offsets into the token file stored at `ranks`, as they are on disk.
