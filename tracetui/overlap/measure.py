@@ -218,7 +218,7 @@ def _near_regions(index: IndexLike, texts: list[str], encoded: list[tuple[np.nda
             continue
         spans = list(zip(rl[keep].tolist(), rr[keep].tolist(), strict=True))
         ids, offs = encoded[k]
-        pairs += [(k, p) for p in candidate_pairs(text, np.asarray(ids), np.asarray(offs), spans, near,
+        pairs += [(k, p) for p in candidate_pairs(text, ids, offs, spans, near,
                                                   min_total=max(1, min_span))]
     for (k, p), f in zip(pairs, find_near(index, [p for _, p in pairs], near), strict=True):
         if f.hits:
