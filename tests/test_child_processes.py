@@ -135,6 +135,9 @@ def test_child_tracer_answers_as_the_threaded_one_and_restarts(text_index: Path)
         pid = child.pid
         os.kill(pid, signal.SIGKILL)  # type: ignore[arg-type]  # died between two traces
         assert wait_dead(pid)
+        end = time.monotonic() + 10
+        while child._proc is not None and child._proc.is_alive() and time.monotonic() < end:
+            time.sleep(0.05)  # until the parent sees it gone (a death mid-request is the case below)
         back = child.serve(TraceRequest(1, 6, texts[0], "", False, indexes))
         assert isinstance(back, TraceReady) and back.result.spans and child.pid != pid
         # died in the middle of a trace: that trace fails with one message, the next one works

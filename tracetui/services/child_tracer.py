@@ -108,7 +108,9 @@ class ChildTraceService(TraceService):
         specs = req.indexes.specs
         if specs is None or self._in_process:
             return super().serve(req)  # indexes without paths: traced here
-        if self._proc is None or not self._proc.is_alive() or self._conn is None:
+        # a child that died since the last answer: its end of the pipe reads as ready (end of
+        # file) even before the process is reaped, so poll(0) sees it where is_alive may not yet
+        if self._proc is None or self._conn is None or not self._proc.is_alive() or self._conn.poll(0):
             self._stop_child()
             try:
                 self._spawn()
