@@ -5,14 +5,15 @@ Three kinds implement it: a local index directory (`engine.Index`), an index ser
 `tracetui serve` (`remote.RemoteIndex`) and any infini-gram API server
 (`infinigram_api.InfiniGramAPIIndex`). A type checker holds each to it (`opening.py` passes every
 kind where an `IndexLike` is expected), so a new kind is one class that implements these
-methods. Method names say which rule they apply: `count(ids)` counts substrings, `count(ids,
-whole_words=True)`, `count_words`, `word_counts`, `find_words*` and `word_occurrences` the one
-word-boundary rule at both edges (`index_tools.words`).
+methods. Method names say which rule they apply, one name one rule, no flag: `count`,
+`count_many` and `find*` take every occurrence (substrings); `count_words`, `count_words_many`,
+`word_counts`, `find_words*` and `word_occurrences` the one word-boundary rule at both edges
+(`index_tools.words`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -58,11 +59,21 @@ class IndexLike(Protocol):
         """Suffix-array range [lo, hi) per shard of a sequence (its substring occurrences)."""
         ...
 
-    def count(self, ids: np.ndarray, whole_words: bool = False) -> int: ...
+    def count(self, ids: np.ndarray | Sequence[int]) -> int:
+        """Occurrences as a substring."""
+        ...
 
-    def count_many(self, seqs: list[np.ndarray], whole_words: bool = False, cap: int | None = None) -> np.ndarray: ...
+    def count_many(self, seqs: list[np.ndarray]) -> np.ndarray:
+        """`count` of each sequence."""
+        ...
 
-    def count_words(self, ids: np.ndarray) -> int: ...
+    def count_words(self, ids: np.ndarray | Sequence[int]) -> int:
+        """Occurrences that are whole words at both edges."""
+        ...
+
+    def count_words_many(self, seqs: list[np.ndarray], cap: int | None = None) -> np.ndarray:
+        """`count_words` of each sequence; with `cap`, exact up to cap and cap + 1 beyond."""
+        ...
 
     def find_ranges(self, seqs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Suffix-array ranges (lo, hi), each (shards, sequences)."""

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import mmap
-from collections.abc import Callable, Iterator
+import sys
+from array import array
+from bisect import bisect_right
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from itertools import accumulate
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -32,6 +35,7 @@ from .format import (
     separator_id,
     shard_file,
 )
+from .mapping import Buffer, map_file, read_uint
 from .normalize import ORIGINAL_KEY, for_manifest
 from .tokenizer import Tokenizer, load_tokenizer
 from .word_ends import KeyRuns, whole_word_at, word_intervals
@@ -43,32 +47,21 @@ if TYPE_CHECKING:
 QUERY_END = -1  # a query that runs out: compares as "prefix of the suffix"
 SUFFIX_END = -2  # a suffix that runs out at the end of the file: sorts before everything
 #: QUERY_END for `np.where` next to an unsigned query buffer (the shard's own keys, as
-#: `compare_suffixes` passes): a Python -1 would be cast to that unsigned type under NumPy 2 and
-#: wrap to the separator's key; a numpy scalar promotes to int64 instead. Searches pass int64
-#: keys and keep the Python int, which `np.where` takes faster (0.5 us a call in the loop).
-_QUERY_END64 = np.int64(QUERY_END)
+#: `compare_suffixes` passes) must be a numpy int64 (`np.int64(QUERY_END)`): a Python -1 would be
+#: cast to that unsigned type under NumPy 2 and wrap to the separator's key; a numpy scalar
+#: promotes to int64 instead. Searches pass int64 keys and keep the Python int, which `np.where`
+#: takes faster (0.5 us a call in the loop).
+#: token width in bytes -> the `array` type code of one token
+_ARRAY_CODES = {1: "B", 2: "H", 4: "I"}
 _FIRST_CHUNK = 8
 _MAX_CELLS = 1 << 21  # elements per temporary array in _compare (16 MB of int64)
 
 
-def _map(path: Path) -> np.ndarray:
-    """Read-only memory map (MADV_RANDOM: binary search touches scattered pages)."""
-    size = path.stat().st_size
-    if size == 0:
-        return np.zeros(0, dtype=np.uint8)
-    with open(path, "rb") as fh:
-        mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
-    if hasattr(mm, "madvise") and hasattr(mmap, "MADV_RANDOM"):
-        mm.madvise(mmap.MADV_RANDOM)
-    return np.frombuffer(mm, dtype=np.uint8)
-
-
-def _buffer(arr: np.ndarray) -> mmap.mmap | bytes:
-    """The mmap behind an array from `_map` (slicing it yields bytes), or a copy if there is none."""
-    base = arr.base
-    while base is not None and not isinstance(base, mmap.mmap):
-        base = base.obj if isinstance(base, memoryview) else getattr(base, "base", None)
-    return base if isinstance(base, mmap.mmap) else arr.tobytes()
+def _array(buf: Buffer) -> np.ndarray:
+    """A read-only uint8 view of a mapped file (the map is read-only: a write would fault)."""
+    arr = np.frombuffer(buf, dtype=np.uint8)
+    arr.flags.writeable = False
+    return arr
 
 
 @dataclass
@@ -88,54 +81,42 @@ class Shard:
     """One shard's files, memory-mapped; validated cheaply on open."""
 
     def __init__(self, directory: Path, n: int, width: int, expected: Any | None = None) -> None:
+        """Map and check the files; no numpy here (the arrays over the maps are made on first
+        use), so a one-shot substring count opens a shard without importing it."""
         self.directory, self.n, self.width = directory, n, width
         paths = {k: shard_file(directory, k, n) for k in ("tokenized", "table", "offset")}
         for kind, p in paths.items():
             if not p.exists():
                 raise IndexFormatError(f"{p}: missing {kind} file")
-        raw = _map(paths["tokenized"])
-        if len(raw) % width:
-            raise IndexFormatError(f"{paths['tokenized']}: size {len(raw)} is not a multiple of {width}")
-        self.tokenized_bytes = len(raw)
-        self.n_tokens = len(raw) // width
-        self.keys = raw.view(TOKEN_DTYPES[width][1])  # sort keys (byte-swapped tokens)
-        self.ids = raw.view(TOKEN_DTYPES[width][0])  # token ids
-        # The 8 bytes from every token position, read big-endian: one gather compares the first
-        # 8 // width tokens of a suffix in memcmp order (positions too close to the end excluded).
+        #: the maps themselves (`index_tools.mapping`): slices are bytes, for the scalar search
+        self._tok_buf: Buffer = map_file(paths["tokenized"])
+        self.tokenized_bytes = len(self._tok_buf)
+        if self.tokenized_bytes % width:
+            raise IndexFormatError(f"{paths['tokenized']}: size {self.tokenized_bytes} is not a multiple of {width}")
+        self.n_tokens = self.tokenized_bytes // width
         self.per_pack = 8 // width
-        n_pack = max(0, (len(raw) - 8) // width + 1)
-        self.packed = np.ndarray(shape=(n_pack,), dtype=">u8", buffer=raw, offset=0, strides=(width,))
-        table = _map(paths["table"])
-        # the raw buffers (mmap objects) for the scalar search path
-        self._tok_buf = _buffer(raw)
-        self._table_buf = _buffer(table)
         if self.n_tokens == 0:
             raise IndexFormatError(f"{paths['tokenized']}: empty token file")
-        if len(table) % self.n_tokens:
-            raise IndexFormatError(f"{paths['table']}: size {len(table)} does not match {self.n_tokens} tokens (truncated?)")
-        self.ptr_width = len(table) // self.n_tokens
+        self._table_buf: Buffer = map_file(paths["table"])
+        table_bytes = len(self._table_buf)
+        if table_bytes % self.n_tokens:
+            raise IndexFormatError(f"{paths['table']}: size {table_bytes} does not match {self.n_tokens} tokens (truncated?)")
+        self.ptr_width = table_bytes // self.n_tokens
         if self.ptr_width != pointer_width(self.tokenized_bytes):
             raise IndexFormatError(
                 f"{paths['table']}: {self.ptr_width}-byte entries, expected {pointer_width(self.tokenized_bytes)} "
                 f"for {self.tokenized_bytes} bytes of tokens (truncated or from another index?)")
-        self._table32: np.ndarray | None
-        if self.ptr_width in (1, 2, 4, 8):
-            self._table32 = table.view(f"<u{self.ptr_width}")
-        else:
-            self._table32 = None
-            self._table = table.reshape(-1, self.ptr_width)
-        off = _map(paths["offset"])
-        if len(off) % 8 or len(off) == 0:
-            raise IndexFormatError(f"{paths['offset']}: size {len(off)} is not a positive multiple of 8")
-        self.offsets = off.view("<u8")
-        self.n_docs = len(self.offsets)
-        if int(self.offsets[0]) != 0 or int(self.offsets[-1]) >= self.tokenized_bytes:
+        self._off_buf: Buffer = map_file(paths["offset"])
+        if len(self._off_buf) % 8 or len(self._off_buf) == 0:
+            raise IndexFormatError(f"{paths['offset']}: size {len(self._off_buf)} is not a positive multiple of 8")
+        self.n_docs = len(self._off_buf) // 8
+        if read_uint(self._off_buf, 0, 8) != 0 or read_uint(self._off_buf, len(self._off_buf) - 8, 8) >= self.tokenized_bytes:
             raise IndexFormatError(f"{paths['offset']}: offsets do not fit {paths['tokenized']}")
         if expected is not None:
             for path, what, got, want in (
                 (paths["tokenized"], "bytes", self.tokenized_bytes, expected.tokenized_bytes),
                 (paths["tokenized"], "tokens", self.n_tokens, expected.tokens),
-                (paths["table"], "bytes", len(table), expected.table_bytes),
+                (paths["table"], "bytes", table_bytes, expected.table_bytes),
                 (paths["table"], "-byte pointers", self.ptr_width, expected.pointer_width),
                 (paths["offset"], "documents", self.n_docs, expected.documents),
             ):
@@ -143,24 +124,70 @@ class Shard:
                     raise IndexFormatError(
                         f"{path}: {got}{'' if what.startswith('-') else ' '}{what}, but {MANIFEST_NAME} records "
                         f"{want} (truncated, extended or replaced?)")
-        self.doc_token_starts = self.offsets.astype(np.int64) // width  # separator positions
         meta, metaoff = shard_file(directory, "metadata", n), shard_file(directory, "metaoff", n)
-        self.metadata = _map(meta) if meta.exists() else None
-        self.metaoff = _map(metaoff).view("<u8") if metaoff.exists() and self.metadata is not None else None
-        if self.metaoff is not None and len(self.metaoff) != self.n_docs:
-            raise IndexFormatError(f"{metaoff}: {len(self.metaoff)} entries for {self.n_docs} documents")
+        self._meta_buf: Buffer | None = map_file(meta) if meta.exists() else None
+        self._metaoff_buf: Buffer | None = map_file(metaoff) if metaoff.exists() and self._meta_buf is not None else None
+        if self._metaoff_buf is not None and len(self._metaoff_buf) != 8 * self.n_docs:
+            raise IndexFormatError(f"{metaoff}: {len(self._metaoff_buf) // 8} entries for {self.n_docs} documents")
         self._first: np.ndarray | None = None
         #: what the layers above keep per shard for its lifetime (word ends' left-edge bits,
         #: how much a shard has been scanned without them): named slots here rather than
         #: attributes set on the shard from outside; emptied at `close`
         self.memo: dict[str, Any] = {}
 
+    # -- the arrays over the maps, made on first use ----------------------------------------
+    @cached_property
+    def keys(self) -> np.ndarray:
+        """Sort keys (the tokens byte-swapped: they order as memcmp of the file's bytes)."""
+        return _array(self._tok_buf).view(TOKEN_DTYPES[self.width][1])
+
+    @cached_property
+    def ids(self) -> np.ndarray:
+        """Token ids."""
+        return _array(self._tok_buf).view(TOKEN_DTYPES[self.width][0])
+
+    @cached_property
+    def packed(self) -> np.ndarray:
+        """The 8 bytes from every token position, read big-endian: one gather compares the first
+        8 // width tokens of a suffix in memcmp order (positions too close to the end excluded)."""
+        raw = _array(self._tok_buf)
+        n_pack = max(0, (len(raw) - 8) // self.width + 1)
+        return np.ndarray(shape=(n_pack,), dtype=">u8", buffer=raw, offset=0, strides=(self.width,))
+
+    @cached_property
+    def _table32(self) -> np.ndarray | None:
+        """The suffix table as integers, where its entries have a numpy width (else `_table`)."""
+        return _array(self._table_buf).view(f"<u{self.ptr_width}") if self.ptr_width in (1, 2, 4, 8) else None
+
+    @cached_property
+    def _table(self) -> np.ndarray:
+        """The suffix table as rows of `ptr_width` bytes."""
+        return _array(self._table_buf).reshape(-1, self.ptr_width)
+
+    @cached_property
+    def offsets(self) -> np.ndarray:
+        """Byte offset of every document's separator."""
+        return _array(self._off_buf).view("<u8")
+
+    @cached_property
+    def doc_token_starts(self) -> np.ndarray:
+        """Token position of every document's separator."""
+        return self.offsets.astype(np.int64) // self.width
+
+    @cached_property
+    def metadata(self) -> np.ndarray | None:
+        return None if self._meta_buf is None else _array(self._meta_buf)
+
+    @cached_property
+    def metaoff(self) -> np.ndarray | None:
+        return None if self._metaoff_buf is None else _array(self._metaoff_buf).view("<u8")
+
     def close(self) -> None:
         """Unmap the shard's files. Every array over a map is dropped: a map with a live numpy
         view cannot be closed, and once nothing refers to it, it is freed with the file
         descriptor it holds (one per mapped file)."""
         for name in ("keys", "ids", "packed", "_table32", "_table", "offsets", "doc_token_starts", "metadata",
-                     "metaoff", "_tok_buf", "_table_buf", "_first"):
+                     "metaoff", "_tok_buf", "_table_buf", "_off_buf", "_meta_buf", "_metaoff_buf", "_first"):
             if hasattr(self, name):
                 setattr(self, name, None)
         self.memo.clear()
@@ -194,7 +221,7 @@ class Shard:
         """
         other = np.asarray(other, dtype=np.int64)
         sign, _ = self._compare(np.asarray(pos, dtype=np.int64), self.keys, other, self.n_tokens - other,
-                                _QUERY_END64)
+                                np.int64(QUERY_END))
         return sign
 
     def _compare(self, pos: np.ndarray, qbuf: np.ndarray, qstart: np.ndarray, qlen: np.ndarray,
@@ -203,7 +230,7 @@ class Shard:
 
         Returns (sign, lcp): sign is -1 if suffix < query, 0 if the query is a prefix of the
         suffix, +1 otherwise; lcp is the common prefix length in tokens. `end` marks where a
-        query has run out: `_QUERY_END64` when `qbuf` is unsigned (see there).
+        query has run out: `np.int64(QUERY_END)` when `qbuf` is unsigned (see `QUERY_END`).
         """
         m = len(pos)
         sign = np.zeros(m, dtype=np.int8)
@@ -481,7 +508,7 @@ class DocumentIds:
     """Global document ids over shards: shard k's documents follow those of shards 0..k-1. One
     definition for a local index and a served one (`_doc_base`: cumulative documents per shard)."""
 
-    _doc_base: np.ndarray
+    _doc_base: list[int]
 
     def global_doc_id(self, shard: int, doc: int) -> int:
         return int(self._doc_base[shard] + doc)
@@ -489,7 +516,7 @@ class DocumentIds:
     def locate_doc(self, global_id: int) -> tuple[int, int]:
         if not 0 <= global_id < int(self._doc_base[-1]):
             raise IndexError(f"document {global_id} out of range (0..{int(self._doc_base[-1]) - 1})")
-        shard = int(np.searchsorted(self._doc_base, global_id, side="right")) - 1
+        shard = bisect_right(self._doc_base, global_id) - 1
         return shard, global_id - int(self._doc_base[shard])
 
 
@@ -513,7 +540,29 @@ class _ClosedShards:
         raise self._closed()
 
 
-class Index(DocumentIds):
+class RangeCounts:
+    """The batched counts of every kind of index, from its suffix-array ranges: one definition
+    of `count_many` (substrings) and `count_words_many` (whole words at both edges) over the
+    `find_ranges` and `word_counts` each kind implements."""
+
+    def find_ranges(self, seqs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def word_counts(self, lo: np.ndarray, hi: np.ndarray, m: np.ndarray, cap: int | None = None) -> np.ndarray:
+        raise NotImplementedError
+
+    def count_many(self, seqs: list[np.ndarray]) -> np.ndarray:
+        """`count` of many sequences in one batched search."""
+        lo, hi = self.find_ranges(seqs)
+        return (hi - lo).sum(axis=0)
+
+    def count_words_many(self, seqs: list[np.ndarray], cap: int | None = None) -> np.ndarray:
+        """`count_words` of many sequences in one batched search (`cap`: see `word_counts`)."""
+        lo, hi = self.find_ranges(seqs)
+        return self.word_counts(lo, hi, np.array([len(s) for s in seqs], dtype=np.int64), cap)
+
+
+class Index(RangeCounts, DocumentIds):
     """An index directory: manifest, tokenizer and shards. Open with `Index.open`."""
 
     def __init__(self, directory: Path, manifest: Manifest, tokenizer: Tokenizer, shards: list[Shard]) -> None:
@@ -523,7 +572,7 @@ class Index(DocumentIds):
         self.shards = shards
         self.width = manifest.token_width
         self.name = directory.name
-        self._doc_base = np.cumsum([0] + [s.n_docs for s in shards])
+        self._doc_base = list(accumulate((s.n_docs for s in shards), initial=0))
         self._unigram: np.ndarray | None = None
         self._runs: KeyRuns | None = None
 
@@ -587,12 +636,19 @@ class Index(DocumentIds):
         return self.tokenizer.encode(text)
 
     # -- queries ------------------------------------------------------------------------------
-    def find(self, ids: np.ndarray) -> list[tuple[int, int]]:
+    def _query(self, ids: np.ndarray | Sequence[int]) -> bytes:
+        """A token sequence as the little-endian bytes of the token file (what `Shard.find_one`
+        compares with): through `array`, so a list of ids needs no numpy."""
+        q = array(_ARRAY_CODES[self.width], (int(i) for i in ids))
+        if sys.byteorder != "little":
+            q.byteswap()
+        return q.tobytes()
+
+    def find(self, ids: np.ndarray | Sequence[int]) -> list[tuple[int, int]]:
         """Suffix-array range [lo, hi) per shard of the token sequence."""
-        ids = np.asarray(ids, dtype=np.int64)
         if len(ids) == 0:
             return [(0, s.n_tokens) for s in self.shards]
-        q = ids.astype(TOKEN_DTYPES[self.width][0]).tobytes()
+        q = self._query(ids)
         return [s.find_one(q) for s in self.shards]
 
     def find_many(self, seqs: list[np.ndarray]) -> list[list[tuple[int, int]]]:
@@ -604,23 +660,10 @@ class Index(DocumentIds):
             out.append(list(zip(lo.tolist(), hi.tolist(), strict=True)))
         return out
 
-    def count(self, ids: np.ndarray, whole_words: bool = False) -> int:
-        """Occurrences of a token sequence; with `whole_words`, only those that are whole words
-        at both edges (the rule of `index_tools.words`)."""
-        ids = np.asarray(ids, dtype=np.int64)
-        if len(ids) == 0:
-            return int(sum(s.n_tokens for s in self.shards))
-        if whole_words:
-            return int(self.count_many([ids], whole_words=True)[0])
-        q = ids.astype(TOKEN_DTYPES[self.width][0]).tobytes()
-        return sum(hi - lo for lo, hi in (s.find_one(q) for s in self.shards))
-
-    def count_many(self, seqs: list[np.ndarray], whole_words: bool = False, cap: int | None = None) -> np.ndarray:
-        """Counts of many sequences in one batched search (see `word_counts` for the options)."""
-        lo, hi = self.find_ranges(seqs)
-        if not whole_words:
-            return (hi - lo).sum(axis=0)
-        return self.word_counts(lo, hi, np.array([len(s) for s in seqs], dtype=np.int64), cap)
+    def count(self, ids: np.ndarray | Sequence[int]) -> int:
+        """Occurrences of a token sequence as a substring (`count_words`: as whole words). A list
+        of ids is counted without numpy (one scalar search per shard)."""
+        return sum(hi - lo for lo, hi in self.find(ids))
 
     def find_ranges(self, seqs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Suffix-array ranges of many sequences: (lo, hi), each of shape (shards, sequences)."""
@@ -670,9 +713,12 @@ class Index(DocumentIds):
             return
         yield from rank_chunks(self.find_words(ids), chunk)
 
-    def count_words(self, ids: np.ndarray) -> int:
-        """Whole-word occurrences of a text query: `count(ids, whole_words=True)`."""
-        return self.count(ids, whole_words=True)
+    def count_words(self, ids: np.ndarray | Sequence[int]) -> int:
+        """Occurrences of a token sequence that are whole words at both edges (the rule of
+        `index_tools.words`; `count`: every occurrence)."""
+        if len(ids) == 0:
+            return int(sum(s.n_tokens for s in self.shards))
+        return int(self.count_words_many([np.asarray(ids, dtype=np.int64)])[0])
 
     def find_words_many(self, seqs: list[np.ndarray]) -> list[list[tuple[int, int, int]]]:
         """`find_words` of many sequences in one batched search: per sequence, its (shard, first
@@ -878,4 +924,4 @@ def tokenizer_path(directory: Path) -> Path:
     return directory / TOKENIZER_NAME
 
 
-__all__ = ["rank_chunk", "rank_chunks", "DocumentIds", "Index", "Shard", "Hit", "Window", "Occurrence"]
+__all__ = ["rank_chunk", "rank_chunks", "DocumentIds", "RangeCounts", "Index", "Shard", "Hit", "Window", "Occurrence"]

@@ -46,16 +46,17 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import accumulate
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import numpy as np
 
-from .engine import DocumentIds, Hit, Occurrence, Window, rank_chunks
+from .engine import DocumentIds, Hit, Occurrence, RangeCounts, Window, rank_chunks
 from .errors import RemoteIndexError
 from .format import Manifest, ShardInfo, width_for_vocab
 from .ngram import DOC_END, NextTokens
@@ -338,8 +339,8 @@ class ServerVocabulary(Tokenizer):
                 return ids[k:]
         return ask(piece)
 
-    def encode(self, text: str) -> np.ndarray:
-        return self.encode_with_offsets(text)[0]
+    def encode_ids(self, text: str) -> list[int]:
+        return self.encode_with_offsets(text)[0].tolist()
 
     def encode_with_offsets(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         ids: list[int] = []
@@ -467,7 +468,7 @@ class _Words:
     exact: bool
 
 
-class InfiniGramAPIIndex(DocumentIds):
+class InfiniGramAPIIndex(RangeCounts, DocumentIds):
     """An index served by an infini-gram API server, with the index-level interface of
     `engine.Index`. Open with `InfiniGramAPIIndex.open(url, tokenizer)`."""
 
@@ -492,7 +493,7 @@ class InfiniGramAPIIndex(DocumentIds):
                   for d, t in zip(docs, tokens, strict=True)]
         self.manifest = Manifest(token_width=self.width, tokenizer=tokenizer_name, shards=shards,
                                  vocab_size=tokenizer.vocab_size, source="infini-gram API")
-        self._doc_base = np.cumsum([0] + docs)
+        self._doc_base = list(accumulate(docs, initial=0))
         self._unigram = UnigramCounts(self, tokenizer.vocab_size)
         self._words: dict[bytes, _Words] = {}
         self._proven: dict[bytes, int] = {}  # sequence -> whole-word occurrences proven to exist
@@ -595,19 +596,11 @@ class InfiniGramAPIIndex(DocumentIds):
             hi[:, j] = [b for _, b in segs]
         return lo, hi
 
-    def count(self, ids: np.ndarray, whole_words: bool = False) -> int:
+    def count(self, ids: np.ndarray | Sequence[int]) -> int:
         ids = np.asarray(ids, dtype=np.int64)
         if len(ids) == 0:
             return self.total_tokens
-        if whole_words:
-            return self.count_words(ids)
         return int(self.client.query("count", query_ids=self._ids(ids))["count"])
-
-    def count_many(self, seqs: list[np.ndarray], whole_words: bool = False, cap: int | None = None) -> np.ndarray:
-        lo, hi = self.find_ranges(seqs)
-        if not whole_words:
-            return (hi - lo).sum(axis=0)
-        return self.word_counts(lo, hi, np.array([len(s) for s in seqs], dtype=np.int64), cap)
 
     # -- whole words ---------------------------------------------------------------------------
     def _left_ok(self, seq: list[int], occ: list[tuple[int, int]]) -> list[bool]:
@@ -878,9 +871,9 @@ class InfiniGramAPIIndex(DocumentIds):
             out[j] = w.count
         return out
 
-    def count_words(self, ids: np.ndarray) -> int:
+    def count_words(self, ids: np.ndarray | Sequence[int]) -> int:
         ids = np.asarray(ids, dtype=np.int64)
-        return self._whole(ids).count if len(ids) else 0
+        return self._whole(ids).count if len(ids) else self.total_tokens
 
     def find_words_many(self, seqs: list[np.ndarray]) -> list[list[tuple[int, int, int]]]:
         """Per sequence, runs of whole-word occurrences: all of them, or (an estimated count) the

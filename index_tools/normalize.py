@@ -141,8 +141,8 @@ class NormalizingTokenizer(Tokenizer):
         self.base, self.mode = base, mode
         self.name, self.vocab_size = base.name, base.vocab_size
 
-    def encode(self, text: str) -> np.ndarray:
-        return self.base.encode(normalize(text, self.mode))
+    def encode_ids(self, text: str) -> list[int]:
+        return self.base.encode_ids(normalize(text, self.mode))
 
     def encode_batch(self, texts: Sequence[str]) -> list[np.ndarray]:
         return self.base.encode_batch([normalize(t, self.mode) for t in texts])

@@ -32,16 +32,17 @@ import inspect
 import json
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
+from itertools import accumulate
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote, unquote, urlsplit
 
 import numpy as np
 
-from .engine import DocumentIds, Hit, Occurrence, Window, rank_chunks
+from .engine import DocumentIds, Hit, Occurrence, RangeCounts, Window, rank_chunks
 from .errors import RemoteIndexError
 from .format import Manifest
 from .ngram import NextTokens, sample_unit
@@ -313,7 +314,7 @@ class _Location:
         return self.url
 
 
-class RemoteIndex(DocumentIds):
+class RemoteIndex(RangeCounts, DocumentIds):
     """A served index (one URL) or one index split over several servers (URLs joined by commas),
     with the index-level interface of `engine.Index`. Open with `RemoteIndex.open(url)`."""
 
@@ -338,7 +339,7 @@ class RemoteIndex(DocumentIds):
                                  eos_id=f.eos_id, source=f.source, build=dict(f.build))
         self.shard_base = np.cumsum([0] + [p.n_shards for p in parts])
         docs = [s.documents for s in self.manifest.shards]
-        self._doc_base = np.cumsum([0] + docs)
+        self._doc_base = list(accumulate(docs, initial=0))
         self._unigram: np.ndarray | None = None
         # the servers' limits per request (the strictest of them): bigger batches are split
         self.limits = {k: min(p.limits[k] for p in parts) for k in DEFAULT_LIMITS}
@@ -473,17 +474,11 @@ class RemoteIndex(DocumentIds):
             his.append(np.concatenate(hi_k))
         return np.concatenate(los, axis=1), np.concatenate(his, axis=1)
 
-    def count(self, ids: np.ndarray, whole_words: bool = False) -> int:
+    def count(self, ids: np.ndarray | Sequence[int]) -> int:
         ids = np.asarray(ids, dtype=np.int64)
         if len(ids) == 0:
             return self.total_tokens
-        return int(self.count_many([ids], whole_words=whole_words)[0])
-
-    def count_many(self, seqs: list[np.ndarray], whole_words: bool = False, cap: int | None = None) -> np.ndarray:
-        lo, hi = self.find_ranges(seqs)
-        if not whole_words:
-            return (hi - lo).sum(axis=0)
-        return self.word_counts(lo, hi, np.array([len(s) for s in seqs], dtype=np.int64), cap)
+        return int(self.count_many([ids])[0])
 
     def word_counts(self, lo: np.ndarray, hi: np.ndarray, m: np.ndarray, cap: int | None = None) -> np.ndarray:
         """Each server counts its shards (capped at `cap` itself); the sum capped again is the
@@ -550,8 +545,12 @@ class RemoteIndex(DocumentIds):
                     raise RemoteIndexError(f"{p.server.url}: word_occurrences paging did not advance")
                 n = nxt
 
-    def count_words(self, ids: np.ndarray) -> int:
-        return int(sum(int(a["count"]) for a in self._all("count_words", {"ids": pack(ids)})))
+    def count_words(self, ids: np.ndarray | Sequence[int]) -> int:
+        ids = np.asarray(ids, dtype=np.int64)
+        if len(ids) == 0:
+            return self.total_tokens
+        answers = self._all("count_words", {"ids": pack(ids)})
+        return sum((int(a["count"]) for a in answers), 0)
 
     def _longest_request(self, piece: np.ndarray, positions: np.ndarray, stops: np.ndarray | None,
                          word_ends: bool) -> tuple[np.ndarray, np.ndarray]:

@@ -29,8 +29,13 @@ class Tokenizer:
     name: str
     vocab_size: int
 
-    def encode(self, text: str) -> np.ndarray:
+    def encode_ids(self, text: str) -> list[int]:
+        """The ids of `text` as a plain list: what `encode` wraps, and what a one-shot query
+        (`tracetui count --substring`) uses without numpy (see `index_tools.lean`)."""
         raise NotImplementedError
+
+    def encode(self, text: str) -> np.ndarray:
+        return np.asarray(self.encode_ids(text), dtype=np.int64)
 
     def encode_batch(self, texts: Sequence[str]) -> list[np.ndarray]:
         return [self.encode(t) for t in texts]
@@ -137,8 +142,8 @@ class ByteTokenizer(Tokenizer):
     vocab_size = 255  # byte values 0..254; 0xFF is the separator and never occurs in UTF-8
     _words: WordBoundaries | None = None
 
-    def encode(self, text: str) -> np.ndarray:
-        return np.frombuffer(text.encode("utf-8"), dtype=np.uint8).astype(np.int64)
+    def encode_ids(self, text: str) -> list[int]:
+        return list(text.encode("utf-8"))
 
     def encode_with_offsets(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         data = text.encode("utf-8")
@@ -188,8 +193,8 @@ class HFTokenizer(Tokenizer):
         self._blob: tuple[bytes, np.ndarray] | None = None  # token bytes as cached, not yet cut
         self._bytes: list[bytes] | None = None
 
-    def encode(self, text: str) -> np.ndarray:
-        return np.asarray(self._tok.encode(text, add_special_tokens=False).ids, dtype=np.int64)
+    def encode_ids(self, text: str) -> list[int]:
+        return list(self._tok.encode(text, add_special_tokens=False).ids)
 
     def encode_batch(self, texts: Sequence[str]) -> list[np.ndarray]:
         encs = self._tok.encode_batch(list(texts), add_special_tokens=False)

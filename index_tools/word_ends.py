@@ -170,10 +170,7 @@ def _popcount(x: np.ndarray) -> np.ndarray:
     if hasattr(np, "bitwise_count"):
         return np.bitwise_count(x).astype(np.int64)
     b = np.asarray(x, dtype="<u8").view(np.uint8).reshape(-1, 8)  # numpy < 2.0
-    return _BYTE_ONES[b].sum(axis=1).astype(np.int64)
-
-
-_BYTE_ONES = np.array([bin(i).count("1") for i in range(256)], dtype=np.int64)
+    return np.unpackbits(b, axis=1).sum(axis=1).astype(np.int64)
 
 
 def _known_bits(shard: Shard, words: WordBoundaries) -> LeftBits | None:

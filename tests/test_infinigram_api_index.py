@@ -127,13 +127,13 @@ def test_counts_equal_up_to_the_apis_exact_range(servers: dict[str, str], tok_en
         seqs.append(toks[a : a + int(rng.integers(1, 6))])
     seqs += [local.encode(t) for t in (" qnhibb", "qnhibb", " e", "The", " zzqx", "\n")]
     assert api.count_many(seqs).tolist() == local.count_many(seqs).tolist()
-    got = api.count_many(seqs, whole_words=True)
-    want = local.count_many(seqs, whole_words=True)
+    got = api.count_words_many(seqs)
+    want = local.count_words_many(seqs)
     exact = [s.tobytes() not in api.approximate for s in seqs]
     assert sum(exact) > 50
     assert [g for g, e in zip(got.tolist(), exact, strict=True) if e] == \
         [w for w, e in zip(want.tolist(), exact, strict=True) if e]
-    assert api.count_many(seqs, whole_words=True, cap=0).tolist() == np.minimum(got, 1).tolist()
+    assert api.count_words_many(seqs, cap=0).tolist() == np.minimum(got, 1).tolist()
     for s in seqs[:10]:
         assert api.count(s) == local.count(s)
     # the CLI, as a user runs it

@@ -74,7 +74,7 @@ def test_traces_equal_the_local_index(api_url: str, index_dir: Path, no_tok: Non
     seqs = [local.encode(t) for t in (" qnhibb", " qnhibb lzu", "The", " e chmk")]
     assert api.count_many(seqs).tolist() == local.count_many(seqs).tolist()
     exact = [s.tobytes() not in api.approximate for s in seqs]
-    got, want2 = api.count_many(seqs, whole_words=True).tolist(), local.count_many(seqs, whole_words=True).tolist()
+    got, want2 = api.count_words_many(seqs).tolist(), local.count_words_many(seqs).tolist()
     assert [g for g, e in zip(got, exact, strict=True) if e] == [w for w, e in zip(want2, exact, strict=True) if e]
     assert any(exact)
     # tokens seen are learnt once: the same trace again asks the server nothing

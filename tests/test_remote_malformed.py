@@ -157,8 +157,8 @@ def _calls(ix: Any) -> list[Callable[[], Any]]:
     ids = np.array([84, 104, 101], dtype=np.int64)  # "The"
     lo, hi = np.zeros((ix.n_shards, 1), dtype=np.int64), np.ones((ix.n_shards, 1), dtype=np.int64)
     return [
-        lambda: ix.count(ids), lambda: ix.count(ids, whole_words=True), lambda: ix.find(ids),
-        lambda: ix.find_ranges([ids, ids[:1]]), lambda: ix.count_many([ids], whole_words=True, cap=3),
+        lambda: ix.count(ids), lambda: ix.count_words(ids), lambda: ix.find(ids),
+        lambda: ix.find_ranges([ids, ids[:1]]), lambda: ix.count_words_many([ids], cap=3),
         lambda: ix.word_counts(lo, hi, np.array([1])), lambda: ix.find_words_many([ids]), lambda: ix.count_words(ids),
         lambda: list(ix.word_occurrences(ids)), lambda: ix.longest_prefixes(ids),
         lambda: ix.longest_prefixes_witnessed(ids), lambda: ix.ntd(ids), lambda: ix.ntd(ids, 10),

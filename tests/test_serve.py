@@ -163,9 +163,9 @@ def _same_queries(local: Index, remote: RemoteIndex) -> None:
     seqs = [local.encode(p) for p in PROBES]
     for lo_r, lo_l in zip(remote.find_ranges(seqs), local.find_ranges(seqs), strict=True):
         assert np.array_equal(lo_r, lo_l)
-    for whole in (False, True):
-        assert remote.count_many(seqs, whole_words=whole).tolist() == local.count_many(seqs, whole_words=whole).tolist()
-    assert remote.count_many(seqs, whole_words=True, cap=3).tolist() == local.count_many(seqs, whole_words=True, cap=3).tolist()
+    assert remote.count_many(seqs).tolist() == local.count_many(seqs).tolist()
+    assert remote.count_words_many(seqs).tolist() == local.count_words_many(seqs).tolist()
+    assert remote.count_words_many(seqs, cap=3).tolist() == local.count_words_many(seqs, cap=3).tolist()
     assert remote.find_words_many(seqs) == local.find_words_many(seqs)
     sampled = False
     for p, ids in zip(PROBES, seqs, strict=True):
@@ -460,7 +460,7 @@ def test_batches_over_the_server_limits_are_split_and_equal_local(corpus: dict[s
             got, want = remote.longest_prefixes(flat, positions), local.longest_prefixes(flat, positions)
             assert np.array_equal(got, want)
         seqs = [local.encode(p) for p in PROBES] * 5
-        assert remote.count_many(seqs, whole_words=True).tolist() == local.count_many(seqs, whole_words=True).tolist()
+        assert remote.count_words_many(seqs).tolist() == local.count_words_many(seqs).tolist()
         occ = [(s, r, 3) for s in range(2) for r in range(0, 40, 3)]
         assert [(o.hit, o.doc_id, [w.tokens.tolist() for w in o.windows]) for o in remote.windows(occ, (40, 250))] == \
             [(o.hit, o.doc_id, [w.tokens.tolist() for w in o.windows]) for o in local.windows(occ, (40, 250))]

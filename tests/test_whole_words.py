@@ -263,8 +263,8 @@ def test_spans_counts_search_equal_brute_force_on_text(tmp_path_factory, family_
     if pieces:
         seqs = [np.array(q, dtype=np.int64) for q in pieces]
         truth = [oracle.count(doc_views, q) for q in pieces]
-        assert index.count_many(seqs, whole_words=True).tolist() == truth
-        assert index.count_many(seqs, whole_words=True, cap=1).tolist() == [min(t, 2) for t in truth]
+        assert index.count_words_many(seqs).tolist() == truth
+        assert index.count_words_many(seqs, cap=1).tolist() == [min(t, 2) for t in truth]
         for q, t in zip(seqs[:8], truth[:8], strict=True):
             assert index.count_words(q) == t
             assert sum(b - a for shard in index.find_words(q) for a, b in shard) == t
@@ -287,7 +287,7 @@ def test_hi_is_not_found_inside_longer_words(tmp_path: Path) -> None:
     index = _build(tmp_path, texts, "bytes")
     ids = index.encode(" Hi")
     assert index.count(ids) == 3  # " Hi" in "Well Hi", " Hindi", "said Hi\t"
-    assert index.count(ids, whole_words=True) == 2
+    assert index.count_words(ids) == 2
     ww = Tracer([index]).trace(" Hi")
     assert [s.count for s in ww.spans] == [2]
     sources = {d.doc for d in ww.documents}
@@ -321,7 +321,7 @@ def test_trust_cases_from_the_issue(tmp_path: Path, byte_level: HFTokenizer) -> 
     texts = ["the ancient\nwalls stood", "an ancient\nroad", "ancient\n", "the ancients\nwere"]
     index = _build(tmp_path / "nl", texts, "bytes")
     ids = index.encode(" ancient\n")
-    assert index.count_words(ids) == 2 and index.count(ids, whole_words=True) == 2
+    assert index.count_words(ids) == 2 and index.count_words(ids) == 2
     assert index.count_words(index.encode("ancient\n")) == 3  # and at a document's start
     # the first word of a reply and of a line start spans, on bytes and on a byte-level BPE
     line = "Return a new set with elements from the set and all others."
@@ -361,7 +361,7 @@ def test_default_stdlib_index_short_words_never_inside_longer_words(tmp_path: Pa
     assert hits and not any(inside_word(*h) for h in hits)
     for s in ww.spans:  # every count is a whole-word count of the span's tokens
         ids = index.encode(reply)[s.token_start : s.token_end]
-        assert s.count == index.count(ids, whole_words=True) <= index.count(ids)
+        assert s.count == index.count_words(ids) <= index.count(ids)
     assert published.spans
     # what the rule removes: " is" is found inside " isinstance" etc. only in the published mode
     short_pub = Tracer([index], TraceParams(whole_words=False)).trace(" is")
@@ -387,8 +387,8 @@ def test_exact_and_capped_whole_word_counts(tmp_path_factory, left_edge_path, do
     doc_views = [oracle.view_bytes(d) for d in docs]
     seqs = [index.encode(q) for q in queries]
     want = [oracle.count(doc_views, s.tolist()) for s in seqs]
-    assert index.count_many(seqs, whole_words=True).tolist() == want
-    assert index.count_many(seqs, whole_words=True, cap=cap).tolist() == [min(w, cap + 1) for w in want]
+    assert index.count_words_many(seqs).tolist() == want
+    assert index.count_words_many(seqs, cap=cap).tolist() == [min(w, cap + 1) for w in want]
     for s, w in zip(seqs, want, strict=True):
         runs = index.find_words(s)
         assert sum(b - a for shard in runs for a, b in shard) == w

@@ -137,8 +137,8 @@ def test_counts_of_any_byte_slice_equal_the_text(tmp_path_factory, data, docs, c
         b = data.draw(st.integers(a + 1, min(len(d.ids), a + 6)))
         seqs.append(np.array(d.ids[a:b], dtype=np.int64))
     want = [oracle.count(views, s.tolist()) for s in seqs]
-    assert index.count_many(seqs, whole_words=True).tolist() == want
-    assert index.count_many(seqs, whole_words=True, cap=cap).tolist() == [min(w, cap + 1) for w in want]
+    assert index.count_words_many(seqs).tolist() == want
+    assert index.count_words_many(seqs, cap=cap).tolist() == [min(w, cap + 1) for w in want]
     for s, w in zip(seqs, want, strict=True):
         assert sum(b - a for shard in index.find_words(s) for a, b in shard) == w
 
@@ -156,7 +156,7 @@ def test_sequences_cut_inside_a_character_are_never_whole_words(tmp_path: Path) 
         assert index.count(ids) == n
         assert oracle.count(views, ids.tolist()) == 0
         assert index.count_words(ids) == 0
-        assert index.count_many([ids], whole_words=True, cap=0).tolist() == [0]
+        assert index.count_words_many([ids], cap=0).tolist() == [0]
         assert sum(b - a for shard in index.find_words(ids) for a, b in shard) == 0
 
 
@@ -221,6 +221,6 @@ def test_capped_count_by_halving_equals_the_text(tmp_path: Path, doc: str) -> No
     want = oracle.count([oracle.view_bytes(doc)], q.tolist())
     assert index.count(q) == doc.count(" a")
     for cap in (0, 2, 3, 5, 20, 40):
-        assert index.count_many([q], whole_words=True, cap=cap).tolist() == [min(want, cap + 1)], cap
-    assert index.count_many([q], whole_words=True).tolist() == [want]
+        assert index.count_words_many([q], cap=cap).tolist() == [min(want, cap + 1)], cap
+    assert index.count_words_many([q]).tolist() == [want]
     assert sum(b - a for shard in index.find_words(q) for a, b in shard) == want

@@ -132,7 +132,7 @@ def measure(index: IndexLike, texts: list[str], n: int = 13, min_span: int = 13,
         else:
             best.append(None)
     seqs = [ids[x:y] for x, y in (b for b in best if b is not None)]
-    counts = index.count_many(seqs, whole_words=True, cap=count_cap) if seqs else np.zeros(0, dtype=np.int64)
+    counts = index.count_words_many(seqs, cap=count_cap) if seqs else np.zeros(0, dtype=np.int64)
     runs = occurrence_runs(index, seqs, True) if seqs and docs > 0 else [[] for _ in seqs]
     # where: the sampled occurrences of every item's longest match, looked up in one call (a
     # served index answers it in one round trip)

@@ -238,7 +238,7 @@ def find_near(index: IndexLike, pairs: list[Pair], params: NearParams) -> list[F
     missing = [p for p in pairs if p.counts is None]
     if missing:
         seqs = [s for p in missing for s in (p.left_ids, p.right_ids)]
-        got = index.count_many(seqs, whole_words=params.whole_words, cap=params.cap).tolist()
+        got = (index.count_words_many(seqs, cap=params.cap) if params.whole_words else index.count_many(seqs)).tolist()
         for k, p in enumerate(missing):
             p.counts = (int(got[2 * k]), int(got[2 * k + 1]))
     # the rarer side of each pair, its occurrence runs in one batched search
