@@ -75,7 +75,9 @@ def map_file(path: Path, random_access: bool = True) -> Buffer:
     if random_access and hasattr(mmap, "MADV_RANDOM"):
         libc.madvise(addr, size, mmap.MADV_RANDOM)
     buf = (ctypes.c_char * size).from_address(addr)
-    weakref.finalize(buf, libc.munmap, addr, size)
+    # not at exit: the process's end unmaps everything, and a thread still reading a map while
+    # the interpreter shuts down must not find it gone
+    weakref.finalize(buf, libc.munmap, addr, size).atexit = False
     return buf
 
 
