@@ -359,14 +359,24 @@ class Shard:
             self._first = self._bound(keys, qstart, qlen, lo, hi, upper=False)
         return self._first
 
+    def unigram_table(self) -> np.ndarray | None:
+        """unigram.N as `read_unigrams` gives it, read once per shard (the first-token table and
+        the unigram counts both start from it); None when the shard has no such file."""
+        if "unigrams" not in self.memo:
+            path = shard_file(self.directory, "unigram", self.n)
+            self.memo["unigrams"] = read_unigrams(path) if path.exists() else None
+        table: np.ndarray | None = self.memo["unigrams"]
+        return table
+
     def _first_from_unigrams(self, vocab: int) -> np.ndarray | None:
         """The same table from unigram.N in O(vocabulary): suffixes sort by their first token,
         so the bucket of key k starts at the count of all tokens with smaller keys. Every bucket
         boundary is then checked against the suffix array itself, so a wrong file is never used."""
-        path = shard_file(self.directory, "unigram", self.n)
         try:
-            table = read_unigrams(path)
+            table = self.unigram_table()
         except (OSError, IndexFormatError):
+            return None
+        if table is None:
             return None
         if len(table) == 0 or table[:, 0].min() < 0 or table[:, 0].max() >= vocab or table[:, 1].min() <= 0:
             return None
@@ -797,9 +807,8 @@ class Index(RangeCounts, DocumentIds):
             vocab = self.tokenizer.vocab_size
             counts = np.zeros(vocab, dtype=np.int64)
             for shard in self.shards:
-                path = shard_file(self.directory, "unigram", shard.n)
-                if path.exists():
-                    table = read_unigrams(path)
+                table = shard.unigram_table()
+                if table is not None:
                     if len(table):
                         ok = table[:, 0] < vocab
                         np.add.at(counts, table[ok, 0], table[ok, 1])

@@ -13,9 +13,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 from .errors import IndexFormatError
 
@@ -50,18 +51,26 @@ def pointer_width(tokenized_bytes: int) -> int:
 def read_unigrams(path: Path) -> np.ndarray:
     """unigram.N as an (n, 2) array of (token id, count): the one parser of that file.
 
-    Raises IndexFormatError naming the file when it is not ASCII "id count" lines of
-    non-negative integers."""
-    try:
-        rows = [line.split() for line in path.read_bytes().decode("ascii").splitlines() if line.strip()]
-        if any(len(r) != 2 for r in rows):
-            raise ValueError
-        table = np.array([[int(a), int(b)] for a, b in rows], dtype=np.int64).reshape(-1, 2)
-    except (UnicodeDecodeError, ValueError, OverflowError):
-        raise IndexFormatError(f"{path}: not 'token count' lines") from None
-    if len(table) and table.min() < 0:
-        raise IndexFormatError(f"{path}: negative token id or count")
-    return table
+    Checked and parsed with numpy over the whole file at once (a Python loop over its lines cost
+    a fresh process about 0.1 s per 50,000-token vocabulary): only digits and blanks, two fields
+    on every line that is not blank, none longer than 18 digits (so every value fits int64).
+    Raises IndexFormatError naming the file when it is not such "id count" lines."""
+    import numpy as np
+
+    data = path.read_bytes()
+    raw = np.frombuffer(data, dtype=np.uint8)
+    digit = (raw >= 0x30) & (raw <= 0x39)
+    blank = (raw == 0x20) | (raw == 0x09) | (raw == 0x0D)
+    newline = raw == 0x0A
+    starts = np.flatnonzero(digit & ~np.concatenate([[False], digit[:-1]]))
+    ends = np.flatnonzero(digit & ~np.concatenate([digit[1:], [False]])) + 1
+    fields_per_line = np.bincount(np.cumsum(newline)[starts]) if len(starts) else np.zeros(0, np.int64)
+    if not bool(np.all(digit | blank | newline)) or bool(np.any((fields_per_line != 0) & (fields_per_line != 2))) \
+            or (len(starts) and int((ends - starts).max()) > 18):
+        raise IndexFormatError(f"{path}: not 'token count' lines")
+    if len(starts) == 0:
+        return np.zeros((0, 2), dtype=np.int64)
+    return np.fromstring(data.decode("ascii"), dtype=np.int64, sep=" ").reshape(-1, 2)
 
 
 def width_for_vocab(vocab_size: int) -> int:
