@@ -22,7 +22,7 @@ EOL = st.sampled_from(["\n", "\r\n", "\n\n", "\n \n"])
        last_eol=st.booleans())
 def test_any_well_formed_file_reads_back(tmp_path_factory: pytest.TempPathFactory, rows: list[tuple[int, int]],
                                          pads: list[tuple[str, str, str, str]], last_eol: bool) -> None:
-    text = "".join(f"{lead}{i}{mid}{c}{trail}{eol}" for (i, c), (lead, mid, trail, eol) in zip(rows, pads))
+    text = "".join(f"{lead}{i}{mid}{c}{trail}{eol}" for (i, c), (lead, mid, trail, eol) in zip(rows, pads, strict=False))
     if not last_eol and text.endswith("\n"):
         text = text.rstrip("\r\n")
     path = tmp_path_factory.mktemp("u") / "unigram.0"
