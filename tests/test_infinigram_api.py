@@ -27,8 +27,8 @@ uvicorn = pytest.importorskip("uvicorn")
 
 from index_tools.builder import BuildOptions, build_index  # noqa: E402
 from index_tools.engine import Index  # noqa: E402
+from index_tools.infinigram_serve import Vocabulary  # noqa: E402
 from index_tools.tokenizer import train_bpe  # noqa: E402
-from tracetui.serve_infinigram import Vocabulary  # noqa: E402
 
 from .conftest import write_jsonl  # noqa: E402
 from .test_interop_infinigram import IG_WORDS, make_texts  # noqa: E402

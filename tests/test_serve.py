@@ -38,11 +38,12 @@ from index_tools.format import MANIFEST_NAME, read_manifest, shard_file, write_m
 from index_tools.ngram import infgram_ntd, infgram_probs, ntd  # noqa: E402
 from index_tools.opening import IndexSet  # noqa: E402
 from index_tools.remote import RemoteIndex  # noqa: E402
+from index_tools.serve_ops import Limits, window_cost  # noqa: E402
 from index_tools.wire import pack  # noqa: E402
 from tracetui import serve as serve_mod  # noqa: E402
 from tracetui.cli import main  # noqa: E402
 from tracetui.overlap.measure import measure  # noqa: E402
-from tracetui.serve import Limits, create_app, uvicorn_options, window_cost  # noqa: E402
+from tracetui.serve import create_app, uvicorn_options  # noqa: E402
 from tracetui.tracing.memorization import memorization  # noqa: E402
 from tracetui.tracing.pipeline import TraceParams, Tracer  # noqa: E402
 from tracetui.tracing.search import search_documents  # noqa: E402

@@ -1,4 +1,4 @@
-"""Bounded work in `tracetui serve` (`tracetui.serve_work`): the pieces give the engine's answers
+"""Bounded work in `tracetui serve` (`index_tools.serve_work`): the pieces give the engine's answers
 (brute force and the engine as oracles); exact answers past the work budget are a clear 413 on
 tracetui's endpoints and sampled with `approx` in infini-gram's API; work past its deadline, or
 whose client went away, is stopped (its worker is free again), and cheap requests are answered
@@ -19,11 +19,11 @@ from typing import Any
 import numpy as np
 import pytest
 
+from index_tools import serve_work as work
 from index_tools.builder import BuildOptions, build_index
 from index_tools.engine import Index
 from index_tools.ngram import DOC_END
 from index_tools.wire import pack, pack_seqs, unpack
-from tracetui import serve_work as work
 
 from .conftest import write_jsonl
 from .test_serve import AppServer, needs_server
@@ -269,7 +269,7 @@ def test_cheap_requests_are_answered_while_a_costly_one_computes(letters: Path, 
 def test_predicted_costs_over_the_server(letters: Path, index: Index, monkeypatch: pytest.MonkeyPatch) -> None:
     """tracetui's endpoints: 413 with the reason, before the work; a capped count is admitted.
     infini-gram's API: sampled answers flagged approx (ntd's counts still sum to the prompt's)."""
-    from tracetui.serve import Limits
+    from index_tools.serve_ops import Limits
 
     server = AppServer([letters], limits=Limits(max_work=1000))
     e = index.encode("e")

@@ -16,8 +16,9 @@ import pytest
 from index_tools.builder import BuildOptions, build_index
 from index_tools.engine import Index
 from index_tools.errors import RemoteIndexError
+from index_tools.serve_ops import Limits
 from tracetui.cli import main
-from tracetui.serve import Limits, check_request, is_loopback
+from tracetui.serve import check_request, is_loopback
 
 from .conftest import write_jsonl
 from .test_serve import AppServer

@@ -39,8 +39,8 @@ from typing import TypeVar
 
 import numpy as np
 
-from index_tools.engine import Index
-from index_tools.ngram import NextTokens, ntd_with_unit
+from .engine import Index
+from .ngram import NextTokens, ntd_with_unit
 
 CHUNK = 1 << 19  # suffixes one engine call of a costly query may read (about 0.3 s at worst)
 QUERY_BATCH = 4096  # sequences or positions per engine call of a batched request

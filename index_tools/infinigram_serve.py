@@ -38,15 +38,15 @@ one index is served, `count` takes `whole_words`, `ntd`/`infgram_ntd` take `exac
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any, cast
 
 import numpy as np
 
-from index_tools.engine import Index
-from index_tools.format import separator_id
-from index_tools.ngram import DOC_END, infgram_suffix_lengths, ntd, ntd_with_unit, sample_unit
-
 from . import serve_work as work
+from .engine import Index
+from .format import separator_id
+from .ngram import DOC_END, infgram_suffix_lengths, ntd, ntd_with_unit, sample_unit
 
 # the server's limits (api_server.py's defaults)
 MAX_QUERY_CHARS = 1000
@@ -516,8 +516,13 @@ class Processor:
     """infini-gram's `Processor` for one index: parameter checks against the server's limits,
     the engine's answer, and what the server adds (tokens, spans, messages)."""
 
-    def __init__(self, index: Index, extras: bool = True, default_max_support: int = DEFAULT_MAX_SUPPORT) -> None:
+    def __init__(self, index: Index, extras: bool = True, default_max_support: int = DEFAULT_MAX_SUPPORT,
+                 span_finder: Callable[..., list[Any]] | None = None) -> None:
+        """`span_finder`: OLMoTrace's span finding for the `attribute` addition (the tracing
+        pipeline's `find_spans`, handed in by the HTTP application: index_tools knows no
+        tracing); without it `attribute` answers an error."""
         self.index = index
+        self.span_finder = span_finder
         self.vocab = Vocabulary(index)
         self.engine = Engine(index, default_max_support)
         self.extras = extras  # tracetui's additions (whole_words, exact, attribute)
@@ -721,15 +726,15 @@ class Processor:
     def attribute(self, query_ids: Any, delimiters: Any = (".", "\n"), min_len: Any = 1, max_cnt: Any = 1_000_000,
                   whole_words: Any = True) -> dict[str, Any]:
         """OLMoTrace's span finding (steps 1-6) on the query, our whole-word rule by default."""
-        from .tracing.spans import find_spans
-
+        if self.span_finder is None:
+            return {"error": "attribute: span finding is not served here"}
         if not isinstance(delimiters, (list, tuple)) or not all(isinstance(d, str) for d in delimiters):
             return {"error": "delimiters: expected a list of strings"}
         if not (_is_int(min_len) and min_len >= 0) or not (_is_int(max_cnt) and max_cnt > 0):
             return {"error": "min_len must be a non-negative integer and max_cnt a positive integer"}
         if not (isinstance(query_ids, list) and all(_is_int(i) for i in query_ids)):
             return {"error": "attribute: expected a simple query"}
-        spans = find_spans(cast(Any, _Bounded(self.index)), np.asarray(query_ids, dtype=np.int64),
+        spans = self.span_finder(cast(Any, _Bounded(self.index)), np.asarray(query_ids, dtype=np.int64),
                            delimiters=tuple(delimiters),
                            min_len=min_len, max_cnt=max_cnt, whole_words=bool(whole_words))
         return {"spans": [{"l": s.l, "r": s.r, "length": s.r - s.l, "count": s.count,
