@@ -30,7 +30,7 @@ import numpy as np
 from index_tools.contract import IndexLike
 from index_tools.words import is_word_char
 from tracetui.tracing.near import NearParams, Pair, candidate_pairs, find_near
-from tracetui.tracing.pipeline import occurrence_runs, sample_runs
+from tracetui.tracing.occurrences import occurrence_runs, sample_runs
 from tracetui.tracing.spans import whole_word_matches, word_starts
 
 _ASCII_WORD = np.array([is_word_char(chr(c)) for c in range(128)], dtype=bool)

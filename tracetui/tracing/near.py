@@ -44,7 +44,7 @@ from index_tools.contract import IndexLike
 from index_tools.engine import Occurrence
 from index_tools.words import is_word_char
 
-from .pipeline import _char_range, occurrence_runs, sample_runs
+from .occurrences import char_range, occurrence_runs, sample_runs
 
 KINDS = ("substitution", "insertion", "deletion")
 #: tokens on each side of a position that the word-boundary rule may read (`WordBoundaries.boundaries`)
@@ -203,7 +203,7 @@ def candidate_pairs(text: str, ids: np.ndarray, offsets: np.ndarray, spans: Sequ
             r -= 1
         sides.append((l, r))
     ls = np.array([s[0] for s in sides], dtype=np.int64)
-    chars = [_char_range(text, offsets, l, r) if r > l else (0, 0) for l, r in sides]
+    chars = [char_range(text, offsets, l, r) if r > l else (0, 0) for l, r in sides]
     worded = [r > l and _has_word(text[a:b]) for (l, r), (a, b) in zip(sides, chars, strict=True)]
     order = np.argsort(ls, kind="stable")
     sorted_l = ls[order]

@@ -11,7 +11,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -22,6 +22,8 @@ from index_tools.opening import IndexSet
 from .lru import LRU
 from .memorization import LensCache, memorization
 from .merge import Highlight, merge_spans
+from .near import NearParams, NearSpan, near_from_json, near_spans, near_to_json
+from .occurrences import char_range, occurrence_runs, sample_runs
 from .ranking import (
     HIGH,
     K1,
@@ -35,9 +37,6 @@ from .ranking import (
     relevance,
 )
 from .spans import RawSpan, find_spans, lowest_logprob, still_valid, word_starts
-
-if TYPE_CHECKING:  # near.py builds on this module's sampling helpers: imported where it is used
-    from .near import NearParams, NearSpan
 
 
 @dataclass(frozen=True)
@@ -162,8 +161,6 @@ class TraceResult:
             "memorization": self.memorization,
         }
         if self.near is not None:  # a key of its own, only when asked for: the rest is unchanged
-            from .near import near_to_json
-
             out["near"] = {"params": asdict(self.near_params) if self.near_params else None,
                            "spans": near_to_json(self.near)}
         return out
@@ -187,8 +184,6 @@ class TraceResult:
         result = cls(data["text"], data["prompt"], spans, docs, highlights, dict(data["timings_ms"]), params,
                      dict(data.get("indexes", {})), data.get("memorization"))
         if isinstance(data.get("near"), dict):
-            from .near import NearParams, near_from_json
-
             near = data["near"]
             result.near = near_from_json(near["spans"])
             result.near_params = NearParams(**near["params"]) if near.get("params") else None
@@ -284,7 +279,7 @@ class Tracer:
             timings["spans"] += (c - b) * 1000
             fetched_by_span += self._fetch_many(index, [ids[rs.l : rs.r] for rs in kept])
             for rs in kept:
-                start, end = _char_range(text, offsets, rs.l, rs.r)
+                start, end = char_range(text, offsets, rs.l, rs.r)
                 spans.append(Span(index.name, start, end, text[start:end], rs.l, rs.r, rs.count, rs.logprob))
             timings["documents"] += (time.perf_counter() - c) * 1000
         c = time.perf_counter()
@@ -312,8 +307,6 @@ class Tracer:
     def _near(self, result: TraceResult, encoded: dict[str, tuple[np.ndarray, np.ndarray]],
               near: bool | NearParams) -> None:
         """The near-verbatim spans of a trace, per index from that index's exact spans."""
-        from .near import NearParams, near_spans
-
         params = replace(near if isinstance(near, NearParams) else NearParams(), whole_words=self.params.whole_words)
         result.near, result.near_params = [], params
         for index in self.indexes:
@@ -389,33 +382,6 @@ class Tracer:
         documents.sort(key=lambda d: (-LEVEL_RANK[d.level], -d.score, d.id))
 
 
-def occurrence_runs(index: IndexLike, seqs: list[np.ndarray], whole_words: bool) -> list[list[tuple[int, int, int]]]:
-    """Per sequence, its (shard, first rank, end rank) runs of occurrences (whole-word ones, or
-    every substring occurrence), in shard then rank order: one batched search for all."""
-    if whole_words:
-        return index.find_words_many(seqs)
-    lo, hi = index.find_ranges(seqs)
-    return [[(k, int(lo[k, j]), int(hi[k, j])) for k in range(lo.shape[0]) if hi[k, j] > lo[k, j]]
-            for j in range(len(seqs))]
-
-
-def sample_runs(runs: list[tuple[int, int, int]], k: int, seed: int) -> list[tuple[int, int]]:
-    """Up to k occurrences (shard, rank) of some runs, drawn without replacement, fixed seed."""
-    sizes = np.array([b - a for _, a, b in runs], dtype=np.int64)
-    total = int(sizes.sum())
-    if not total:
-        return []
-    rng = np.random.default_rng(seed)
-    picks = np.sort(rng.choice(total, size=min(k, total), replace=False))
-    bounds = np.cumsum(sizes)
-    out = []
-    for g in picks.tolist():
-        i = int(np.searchsorted(bounds, g, side="right"))
-        shard, a, _ = runs[i]
-        out.append((shard, int(a + g - (bounds[i] - sizes[i]))))
-    return out
-
-
 def decode_window(index: IndexLike, w: Window) -> tuple[str, tuple[int, int]]:
     """A window's text, decoded as one piece as a reader sees it, and the character range of its
     match in that text (`Tokenizer.decode_span`: right for decoders that strip a leading space
@@ -434,18 +400,6 @@ def decode_window(index: IndexLike, w: Window) -> tuple[str, tuple[int, int]]:
 def top_k(spans: list[RawSpan], n_tokens: int, density: float) -> list[RawSpan]:
     """Section 2: the ceil(density x L) spans with the lowest unigram log-probability, by position."""
     return lowest_logprob(spans, math.ceil(density * n_tokens))
-
-
-def _char_range(text: str, offsets: np.ndarray, l: int, r: int) -> tuple[int, int]:
-    """Characters covered by tokens [l, r), without leading/trailing whitespace."""
-    start = int(offsets[l][0])
-    end = int(offsets[r - 1][1])
-    end = min(max(end, start), len(text))
-    while start < end and text[start].isspace():
-        start += 1
-    while end > start and text[end - 1].isspace():
-        end -= 1
-    return start, end
 
 
 __all__ = ["Tracer", "TraceParams", "TraceResult", "Span", "Document", "DocHit", "top_k", "level_of", "relevance"]
