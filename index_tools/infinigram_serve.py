@@ -46,7 +46,7 @@ import numpy as np
 from . import serve_work as work
 from .engine import Index
 from .format import separator_id
-from .ngram import DOC_END, infgram_suffix_lengths, ntd, ntd_with_unit, sample_unit
+from .ngram import DOC_END, infgram_suffix_lengths, ntd, sample_unit
 
 # the server's limits (api_server.py's defaults)
 MAX_QUERY_CHARS = 1000
@@ -348,14 +348,8 @@ class Engine:
         if not len(prompt):
             return ntd(self.index, prompt, max_support)  # the unigram table, or a bounded sample
         ranges = self.index.find(prompt)
-        count = sum(b - a for a, b in ranges)
-        unit = sample_unit(count, max_support)
-        if work.ntd_reads(self.index, ranges, unit) > work.MAX_WORK:
-            unit = sample_unit(count, max(1, work.MAX_WORK // 8))
-        if unit == 1:
-            return work.exact_ntd(self.index, prompt, ranges)
-        work.costs(work.ntd_reads(self.index, ranges, unit))
-        return ntd_with_unit(self.index, prompt, unit, ranges)
+        unit = sample_unit(sum(b - a for a, b in ranges), max_support)
+        return work.ntd(self.index, prompt, unit, work.MAX_WORK, resample=True, ranges=ranges)
 
     def _ntd(self, prompt: list[int], max_support: int) -> dict[str, Any]:
         d = self._bounded_ntd(self._arr(prompt), max_support)

@@ -40,7 +40,7 @@ from typing import TypeVar
 import numpy as np
 
 from .engine import Index
-from .ngram import NextTokens, ntd_with_unit
+from .ngram import NextTokens, ntd_with_unit, sample_unit
 
 CHUNK = 1 << 19  # suffixes one engine call of a costly query may read (about 0.3 s at worst)
 QUERY_BATCH = 4096  # sequences or positions per engine call of a batched request
@@ -125,9 +125,12 @@ class Budget:
         self.seconds = seconds
         self.deadline = time.monotonic() + seconds
         self.reason: str | None = None
+        #: stopped because its client went away (not at its deadline): the first cause stands
+        self.client_gone = False
 
-    def cancel(self, reason: str) -> None:
-        self.reason = self.reason or reason
+    def cancel(self, reason: str, client_gone: bool = False) -> None:
+        if self.reason is None:
+            self.reason, self.client_gone = reason, client_gone
 
     def check(self) -> None:
         if self.reason is None and time.monotonic() > self.deadline:
@@ -386,17 +389,25 @@ def exact_ntd(index: Index, prompt: np.ndarray, ranges: list[tuple[int, int]]) -
     return NextTokens(int(counts.sum()), u, counts, False)
 
 
-def ntd(index: Index, prompt: np.ndarray, unit: int, max_work: int = MAX_WORK) -> NextTokens:
-    """`ntd_with_unit` with its cost checked first: an exact answer in pieces; more than
-    `max_work` reads refused (`TooCostly`)."""
+def ntd(index: Index, prompt: np.ndarray, unit: int, max_work: int = MAX_WORK, resample: bool = False,
+        ranges: list[tuple[int, int]] | None = None) -> NextTokens:
+    """`ntd_with_unit` with its cost checked first: an exact answer in pieces. More than
+    `max_work` reads are refused (`TooCostly`: tracetui's `ntd` operation) or, with `resample`,
+    sampled at the stride that fits the budget instead (infini-gram's API, which flags the answer
+    `approx` as it flags its own samples). `ranges`: the prompt's, when the caller has them."""
     prompt = np.asarray(prompt, dtype=np.int64)
     check()
-    ranges = index.find(prompt) if len(prompt) else [(0, s.n_tokens) for s in index.shards]
+    if ranges is None:
+        ranges = index.find(prompt) if len(prompt) else [(0, s.n_tokens) for s in index.shards]
     reads = ntd_reads(index, ranges, unit)
     if reads > max_work:
-        what = "an exact ntd" if unit <= 1 else f"an ntd sampled every {unit} occurrences"
-        raise TooCostly(f"{what} of a prompt with {sum(b - a for a, b in ranges):,} occurrences reads {reads:,} "
-                        f"of them, more than {max_work:,} per request (ask with max_support: sampled)")
+        count = sum(b - a for a, b in ranges)
+        if not resample:
+            what = "an exact ntd" if unit <= 1 else f"an ntd sampled every {unit} occurrences"
+            raise TooCostly(f"{what} of a prompt with {count:,} occurrences reads {reads:,} "
+                            f"of them, more than {max_work:,} per request (ask with max_support: sampled)")
+        unit = sample_unit(count, max(1, max_work // 8))
+        reads = ntd_reads(index, ranges, unit)
     costs(reads)
     if unit <= 1:
         return exact_ntd(index, prompt, ranges)

@@ -236,7 +236,7 @@ def create_app(indexes: IndexSet | list[Index], timeout: float = TIMEOUT, max_bo
         while True:
             message = await request.receive()
             if message.get("type") == "http.disconnect":
-                budget.cancel("the client went away")
+                budget.cancel("the client went away", client_gone=True)
                 return
 
     async def run(fn: Callable[[], Any], request: Request, stamp: bool = True) -> Response:
@@ -269,7 +269,7 @@ def create_app(indexes: IndexSet | list[Index], timeout: float = TIMEOUT, max_bo
             if not fut.done():
                 budget.cancel(f"the query took longer than {timeout:g} s")
                 stats["stopped"] += 1
-                return error(504 if budget.reason and "client" not in budget.reason else 499,
+                return error(499 if budget.client_gone else 504,
                              f"{budget.reason} (its work is stopped)")
             status, body = fut.result()
         except Deadline as exc:
