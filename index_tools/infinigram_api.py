@@ -67,6 +67,7 @@ from .remote import (
     _Location,
     _one_line,
     check_answers,
+    malformed,
     parse_json,
 )
 from .tokenizer import Tokenizer, _byte_level_decoder, _token_bytes, load_tokenizer
@@ -519,12 +520,10 @@ class InfiniGramAPIIndex(RangeCounts, DocumentIds):
             index = cls(url, client, tok, "bytes" if str(path) == "bytes" else Path(path).name)
             index._check_tokenizer()
             return index
-        except MALFORMED as exc:
+        except BaseException as exc:
             client.close()
-            raise RemoteIndexError(f"{url}: a malformed answer from the server ({type(exc).__name__}: "
-                                   f"{_one_line(exc)})") from None
-        except BaseException:
-            client.close()
+            if isinstance(exc, MALFORMED):
+                raise malformed(url, exc) from None
             raise
 
     def _check_tokenizer(self) -> None:

@@ -211,14 +211,19 @@ F = TypeVar("F", bound=Callable[..., Any])
 MALFORMED = (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError, RecursionError)
 
 
+def malformed(spec: str, exc: BaseException) -> RemoteIndexError:
+    """The one-line error of an answer from the server at `spec` that is not what was asked
+    for (a missing key, a wrong type, a bad array: one of MALFORMED)."""
+    return RemoteIndexError(f"{spec}: a malformed answer from the server ({type(exc).__name__}: {_one_line(exc)})")
+
+
 def answers_checked(spec_of: Callable[[Any], str]) -> Callable[[F], F]:
     """A method (or generator method) whose use of the server's answers may meet anything: a
     missing key, a wrong type, a bad array is one line of `RemoteIndexError` naming the server.
     `spec_of(self)` names it."""
 
     def convert(self: Any, exc: BaseException) -> RemoteIndexError:
-        return RemoteIndexError(f"{spec_of(self)}: a malformed answer from the server "
-                                f"({type(exc).__name__}: {_one_line(exc)})")
+        return malformed(spec_of(self), exc)
 
     def deco(fn: F) -> F:
         if inspect.isgeneratorfunction(fn):
@@ -357,12 +362,11 @@ class RemoteIndex(RangeCounts, DocumentIds):
         servers: list[_Server] = []
         try:
             return cls(spec, cls._parts(urls, timeout, servers))
-        except MALFORMED as exc:
-            raise RemoteIndexError(f"{spec}: a malformed answer from the server ({type(exc).__name__}: "
-                                   f"{_one_line(exc)})") from None
-        except BaseException:
+        except BaseException as exc:
             for server in servers:  # what was opened is closed: no pool left behind
                 server.close()
+            if isinstance(exc, MALFORMED):
+                raise malformed(spec, exc) from None
             raise
 
     @staticmethod
