@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from itertools import accumulate
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -530,26 +530,6 @@ class DocumentIds:
         return shard, global_id - int(self._doc_base[shard])
 
 
-class _ClosedShards:
-    """What a closed index has instead of shards: any query that reaches them is one clear
-    error, never an empty answer that reads as "not in the corpus"."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def _closed(self) -> IndexToolsError:
-        return IndexToolsError(f"index {self.name} is closed")
-
-    def __iter__(self) -> Iterator[Shard]:
-        raise self._closed()
-
-    def __len__(self) -> int:
-        raise self._closed()
-
-    def __getitem__(self, k: object) -> Shard:
-        raise self._closed()
-
-
 class RangeCounts:
     """The batched counts of every kind of index, from its suffix-array ranges: one definition
     of `count_many` (substrings) and `count_words_many` (whole words at both edges) over the
@@ -579,7 +559,7 @@ class Index(RangeCounts, DocumentIds):
         self.directory = directory
         self.manifest = manifest
         self.tokenizer = tokenizer
-        self.shards = shards
+        self._shards: list[Shard] | None = shards
         self.width = manifest.token_width
         self.name = directory.name
         self._doc_base = list(accumulate((s.n_docs for s in shards), initial=0))
@@ -616,11 +596,19 @@ class Index(RangeCounts, DocumentIds):
 
     def close(self) -> None:
         """Release the shards' maps (see `Shard.close`); the index answers nothing after."""
-        for shard in self.shards:
+        for shard in self._shards or []:
             shard.close()
-        self.shards = cast("list[Shard]", _ClosedShards(self.name))
+        self._shards = None
         self._runs = None
         self._unigram = None
+
+    @property
+    def shards(self) -> list[Shard]:
+        """The shards; a closed index has none, and any query that reaches for them is one clear
+        error, never an empty answer that reads as "not in the corpus"."""
+        if self._shards is None:
+            raise IndexToolsError(f"index {self.name} is closed")
+        return self._shards
 
     def __enter__(self) -> Index:
         return self

@@ -13,6 +13,7 @@ import pytest
 
 from index_tools.builder import BuildOptions, build_index
 from index_tools.engine import Index
+from index_tools.errors import IndexToolsError
 from index_tools.opening import IndexSet
 
 FD_DIR = Path("/proc/self/fd")
@@ -36,6 +37,10 @@ def test_many_shard_index_opened_and_closed_keeps_descriptors_stable(tmp_path: P
         assert _fds() == before  # 40 files mapped, not one descriptor held for them
     after_one = _fds()
     assert want == 600
+    for query in (lambda: ix.count(ix.encode("cat")), lambda: ix.count_words(ix.encode("cat")),
+                  lambda: ix.document_text(0)):  # closed: an error, never an empty answer
+        with pytest.raises(IndexToolsError, match="index ix is closed"):
+            query()
     kept = []  # closed indexes still referenced: their maps must be released by close() itself
     for _ in range(30):
         with Index.open(tmp_path / "ix") as ix:
