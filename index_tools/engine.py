@@ -721,11 +721,16 @@ class Index(RangeCounts, DocumentIds):
     def find_words_many(self, seqs: list[np.ndarray]) -> list[list[tuple[int, int, int]]]:
         """`find_words` of many sequences in one batched search: per sequence, its (shard, first
         rank, end rank) runs of whole-word occurrences, in shard then rank order."""
-        out: list[list[tuple[int, int, int]]] = [[] for _ in seqs]
         if not seqs:
-            return out
+            return []
         lo, hi = self.find_ranges(seqs)
-        m = np.array([len(s) for s in seqs], dtype=np.int64)
+        return self.find_words_in_ranges(lo, hi, np.array([len(s) for s in seqs], dtype=np.int64))
+
+    def find_words_in_ranges(self, lo: np.ndarray, hi: np.ndarray, m: np.ndarray) -> list[list[tuple[int, int, int]]]:
+        """`find_words_many` from the sequences' ranges (as `find_ranges` gives them) and
+        lengths: for a caller that has searched them already (the server checks a request's cost
+        on them first)."""
+        out: list[list[tuple[int, int, int]]] = [[] for _ in range(len(m))]
         for k, shard in enumerate(self.shards):
             q, a, b = self._word_ends(shard, lo[k], hi[k], m)
             for qi, ai, bi in zip(q.tolist(), a.tolist(), b.tolist(), strict=True):

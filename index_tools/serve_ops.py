@@ -140,11 +140,11 @@ def _too_many_runs(total: int) -> BadRequest:
                       "answer (page them with word_occurrences)", 413)
 
 
-def _check_runs_work(index: Index, seqs: list[np.ndarray], lim: Limits, what: str) -> None:
+def _check_runs_work(index: Index, lo: np.ndarray, hi: np.ndarray, m: np.ndarray, lim: Limits, what: str) -> None:
     """A whole-word *runs* answer's cost, refused (413) before the search: the engine checks a
-    left-open sequence's occurrences one by one in one call, so it is bounded by FIND_WORK too."""
-    lo, hi = work.find_ranges(index, seqs)
-    reads = work.costly_reads(index, lo, hi, np.array([len(s) for s in seqs], dtype=np.int64))
+    left-open sequence's occurrences one by one in one call, so it is bounded by FIND_WORK too.
+    `lo`, `hi`: the sequences' ranges; `m`: their lengths."""
+    reads = work.costly_reads(index, lo, hi, m)
     most = min(lim.max_work, work.FIND_WORK)
     if reads > most:
         raise BadRequest(f"{what}: {reads:,} occurrences to check one by one, at most {most:,} per request", 413)
@@ -155,12 +155,14 @@ def op_find_words_many(index: Index, body: dict[str, Any], lim: Limits = DEFAULT
     one) pass the work budget; searched in batches of sequences, stopped once the answer passes
     MAX_RUNS runs."""
     seqs = _seqs(index, body, lim)
-    _check_runs_work(index, seqs, lim, "find_words_many")
+    lo, hi = work.find_ranges(index, seqs)  # searched once: for the cost, then for the runs
+    m = np.array([len(s) for s in seqs], dtype=np.int64)
+    _check_runs_work(index, lo, hi, m, lim, "find_words_many")
     cols_all: list[np.ndarray] = []
     total = 0
     for sl in work.batches(len(seqs)):
         work.check()
-        runs = index.find_words_many(seqs[sl])
+        runs = index.find_words_in_ranges(lo[:, sl], hi[:, sl], m[sl])
         total += sum(len(rs) for rs in runs)
         if total > MAX_RUNS:
             raise _too_many_runs(total)
@@ -178,7 +180,8 @@ def op_word_occurrences(index: Index, body: dict[str, Any], lim: Limits = DEFAUL
     chunk = _int(body, "chunk", 1 << 18, 1, 1 << 18)
     skip = _int(body, "skip", 0)
     if len(ids):
-        _check_runs_work(index, [ids], lim, "word_occurrences")
+        lo, hi = work.find_ranges(index, [ids])
+        _check_runs_work(index, lo, hi, np.array([len(ids)]), lim, "word_occurrences")
     runs = index.find_words(ids) if len(ids) else []
     found = rank_chunk(runs, chunk, skip)
     if found is None:
