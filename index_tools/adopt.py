@@ -18,7 +18,7 @@ from .format import (
     shard_file,
     write_manifest,
 )
-from .tokenizer import load_tokenizer
+from .tokenizer import HFTokenizer, load_tokenizer
 
 
 def adopt_index(directory: str | Path, tokenizer: str, token_width: str = "u16", eos_id: int | None = None) -> Manifest:
@@ -42,8 +42,8 @@ def adopt_index(directory: str | Path, tokenizer: str, token_width: str = "u16",
         raise IndexFormatError(f"{d}: no tokenized.0 file: not an infini-gram index")
     tok = load_tokenizer(tokenizer)
     name = "bytes"
-    if tokenizer != "bytes":
-        shutil.copyfile(tok.path, d / TOKENIZER_NAME)  # type: ignore[attr-defined]
+    if isinstance(tok, HFTokenizer):  # a tokenizer file: the index keeps its own copy
+        shutil.copyfile(tok.path, d / TOKENIZER_NAME)
         name = TOKENIZER_NAME
     manifest = Manifest(token_width=width, tokenizer=name, shards=shards, vocab_size=tok.vocab_size,
                         eos_id=eos_id, source="infini-gram", build={"adopted": True})

@@ -7,12 +7,11 @@ thread-safe). `stream` yields text pieces; the caller stops early by setting `st
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 if TYPE_CHECKING:
     from llama_cpp.llama_types import (
@@ -55,6 +54,15 @@ def plain_prompt(turns: list[Turn], system: str) -> str:
     return "\n".join(lines)
 
 
+class StopFlag(Protocol):
+    """What a backend reads of the flag that stops a reply: a `threading.Event` in-process, a
+    `multiprocessing.Event` in the model's child process (and `wait`, to sleep until it is set)."""
+
+    def is_set(self) -> bool: ...
+
+    def wait(self, timeout: float | None = None) -> bool: ...
+
+
 class Backend:
     name = "backend"
     #: a chat template makes "chat" the natural mode; base models start in "continue" mode
@@ -69,10 +77,10 @@ class Backend:
     def select_model(self, model: str) -> None:
         raise ModelError("this model backend offers no choice of model")
 
-    def stream(self, turns: list[Turn], settings: ModelSettings, stop_event: threading.Event) -> Iterator[str]:
+    def stream(self, turns: list[Turn], settings: ModelSettings, stop_event: StopFlag) -> Iterator[str]:
         raise NotImplementedError
 
-    def continue_text(self, opening: str, settings: ModelSettings, stop_event: threading.Event) -> Iterator[str]:
+    def continue_text(self, opening: str, settings: ModelSettings, stop_event: StopFlag) -> Iterator[str]:
         """Pieces of the model's continuation of `opening` (plain completion, no template)."""
         raise NotImplementedError
 
@@ -106,7 +114,7 @@ class LlamaBackend(Backend):
         self.name = path.name
         self.has_template = bool(self.llm.metadata.get("tokenizer.chat_template"))
 
-    def stream(self, turns: list[Turn], settings: ModelSettings, stop_event: threading.Event) -> Iterator[str]:
+    def stream(self, turns: list[Turn], settings: ModelSettings, stop_event: StopFlag) -> Iterator[str]:
         common: dict[str, Any] = dict(max_tokens=settings.max_tokens, temperature=settings.temperature,
                                       top_p=settings.top_p, seed=settings.seed, stream=True)
         self.llm.reset()  # the same prompt gives the same reply whatever was generated before
@@ -136,7 +144,7 @@ class LlamaBackend(Backend):
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"generation failed: {exc}") from None
 
-    def continue_text(self, opening: str, settings: ModelSettings, stop_event: threading.Event) -> Iterator[str]:
+    def continue_text(self, opening: str, settings: ModelSettings, stop_event: StopFlag) -> Iterator[str]:
         self.llm.reset()
         try:
             # with stream=True llama.cpp returns a generator of chunks (typed as a response or an iterator)
@@ -173,7 +181,7 @@ class ScriptedBackend(Backend):
         self.seen: list[list[Turn] | str] = []  # what each call was given (turns, or an opening)
         self.seen_settings: list[ModelSettings] = []
 
-    def stream(self, turns: list[Turn], settings: ModelSettings, stop_event: threading.Event) -> Iterator[str]:
+    def stream(self, turns: list[Turn], settings: ModelSettings, stop_event: StopFlag) -> Iterator[str]:
         text = self.replies[self.calls % len(self.replies)]
         self.calls += 1
         if len(self.seen) < self.calls:
@@ -191,6 +199,6 @@ class ScriptedBackend(Backend):
             at += len(piece)
             yield piece
 
-    def continue_text(self, opening: str, settings: ModelSettings, stop_event: threading.Event) -> Iterator[str]:
+    def continue_text(self, opening: str, settings: ModelSettings, stop_event: StopFlag) -> Iterator[str]:
         self.seen.append(opening)
         yield from self.stream([Turn("user", opening)], settings, stop_event)

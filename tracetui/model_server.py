@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from .model import Backend, ModelError, ModelSettings, Turn
+from .model import Backend, ModelError, ModelSettings, StopFlag, Turn
 from .reasoning import Reasoning
 
 API_KEY_ENV = "OPENAI_API_KEY"
@@ -160,18 +160,18 @@ class ServerBackend(Backend):
         return {"model": self._model_for_request(), "stream": True, "max_tokens": settings.max_tokens,
                 "temperature": settings.temperature, "top_p": settings.top_p, "seed": settings.seed}
 
-    def stream(self, turns: list[Turn], settings: ModelSettings, stop_event: threading.Event) -> Iterator[str]:
+    def stream(self, turns: list[Turn], settings: ModelSettings, stop_event: StopFlag) -> Iterator[str]:
         msgs = [{"role": "system", "content": settings.system_prompt}] if settings.system_prompt else []
         msgs += [{"role": t.role, "content": t.text} for t in turns]
         body = self._payload(settings) | {"messages": msgs}
         yield from self._events("/chat/completions", body, stop_event, chat=True)
 
-    def continue_text(self, opening: str, settings: ModelSettings, stop_event: threading.Event) -> Iterator[str]:
+    def continue_text(self, opening: str, settings: ModelSettings, stop_event: StopFlag) -> Iterator[str]:
         body = self._payload(settings) | {"prompt": opening}
         yield from self._events("/completions", body, stop_event, chat=False)
 
     # -- the stream ----------------------------------------------------------------------------------
-    def _events(self, path: str, body: dict[str, Any], stop: threading.Event, chat: bool) -> Iterator[str]:
+    def _events(self, path: str, body: dict[str, Any], stop: StopFlag, chat: bool) -> Iterator[str]:
         if stop.is_set():
             return
         try:
@@ -213,7 +213,7 @@ class ServerBackend(Backend):
         if isinstance(text, str) and text:
             yield text
 
-    def _pieces(self, response: httpx.Response, stop: threading.Event, chat: bool) -> Iterator[str]:
+    def _pieces(self, response: httpx.Response, stop: StopFlag, chat: bool) -> Iterator[str]:
         finished = False
         for data in sse_data(response.iter_lines()):
             if stop.is_set():
@@ -253,7 +253,7 @@ class ServerBackend(Backend):
                              "(no [DONE]): truncated")
 
 
-def _close_on_stop(response: httpx.Response, stop: threading.Event, closed: threading.Event) -> None:
+def _close_on_stop(response: httpx.Response, stop: StopFlag, closed: threading.Event) -> None:
     """Esc: shut the socket down so that a read blocked on it returns now, then close."""
     while not closed.is_set():
         if stop.wait(0.05):

@@ -28,7 +28,7 @@ from multiprocessing.synchronize import Event as MpEvent
 from pathlib import Path
 from typing import Any
 
-from ..model import Backend, LlamaBackend, ModelError, ModelSettings, Turn, check_gguf
+from ..model import Backend, LlamaBackend, ModelError, ModelSettings, StopFlag, Turn, check_gguf
 from .children import die_with_parent, quiet_stderr, start_resource_tracker, stop_child
 
 START_TIMEOUT = 300.0  # seconds for the child to load the model (a large GGUF from a cold disk)
@@ -55,8 +55,8 @@ def serve_model(conn: Connection, path: str, settings: ModelSettings, stop: MpEv
             return
         kind, payload, req_settings = msg
         try:
-            pieces = (backend.continue_text(payload, req_settings, stop) if kind == "continue"  # type: ignore[arg-type]
-                      else backend.stream(payload, req_settings, stop))  # type: ignore[arg-type]
+            pieces = (backend.continue_text(payload, req_settings, stop) if kind == "continue"
+                      else backend.stream(payload, req_settings, stop))
             for piece in pieces:
                 conn.send(("piece", piece))
             conn.send(("done",))
@@ -127,7 +127,7 @@ class ChildModel(Backend):
                 self._proc.kill()
         self._proc = None
 
-    def _pieces(self, kind: str, payload: object, settings: ModelSettings, stop_event: threading.Event) -> Iterator[str]:
+    def _pieces(self, kind: str, payload: object, settings: ModelSettings, stop_event: StopFlag) -> Iterator[str]:
         with self._lock:
             if self._proc is None or not self._proc.is_alive():
                 self._start()  # the last child died: a fresh one for this reply
@@ -152,10 +152,10 @@ class ChildModel(Backend):
                 else:
                     raise ModelError(str(msg[1]))
 
-    def stream(self, turns: list[Turn], settings: ModelSettings, stop_event: threading.Event) -> Iterator[str]:
+    def stream(self, turns: list[Turn], settings: ModelSettings, stop_event: StopFlag) -> Iterator[str]:
         return self._pieces("stream", list(turns), settings, stop_event)
 
-    def continue_text(self, opening: str, settings: ModelSettings, stop_event: threading.Event) -> Iterator[str]:
+    def continue_text(self, opening: str, settings: ModelSettings, stop_event: StopFlag) -> Iterator[str]:
         return self._pieces("continue", opening, settings, stop_event)
 
     def close(self) -> None:

@@ -389,6 +389,14 @@ def near_to_json(spans: list[NearSpan]) -> list[dict[str, Any]]:
     return out
 
 
+def _quad(value: Any) -> tuple[int, int, int, int] | None:
+    """A saved `doc_tokens` (four token positions), or None."""
+    if value is None:
+        return None
+    a, b, c, d = (int(v) for v in value)
+    return a, b, c, d
+
+
 def near_from_json(data: list[dict[str, Any]]) -> list[NearSpan]:
     """The inverse of `near_to_json` (a saved trace); KeyError/TypeError/ValueError otherwise."""
     out = []
@@ -396,7 +404,7 @@ def near_from_json(data: list[dict[str, Any]]) -> list[NearSpan]:
         hits = [NearHit(str(h["doc_id"]), str(h["index"]), int(h["shard"]), int(h["doc"]), dict(h["metadata"]),
                         str(h["kind"]), str(h["window"]), _pair(h["left"]), _pair(h["diff"]), _pair(h["right"]),
                         str(h["diff_text"]),
-                        None if h.get("doc_tokens") is None else tuple(int(v) for v in h["doc_tokens"]))  # type: ignore[arg-type]
+                        _quad(h.get("doc_tokens")))
                 for h in d["hits"]]
         out.append(NearSpan(str(d["index"]), int(d["left"]), int(d["right"]), int(d["start"]), int(d["end"]),
                             _pair(d["diff"]), str(d["diff_text"]), int(d["token_start"]), int(d["token_end"]),
