@@ -19,7 +19,6 @@ cache (token tables, sanitiser ranges), so it is reported apart.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -64,8 +63,9 @@ def main() -> int:
     p.add_argument("--size", default="10M")
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--workdir", type=Path, default=C.default_workdir())
-    p.add_argument("--json-out", type=Path, default=None)
+    C.add_json_out(p)
     args = p.parse_args()
+    out = C.JsonOut("startup", args.json_out)
     args.workdir = C.check_workdir(args.workdir)
     c = C.ensure_corpus(args.workdir, C.parse_size(args.size), 0)
     index = C.ensure_our_index(c)  # the benchmark corpus and our index of it, built on first use
@@ -119,8 +119,7 @@ def main() -> int:
     print(f"  tracetui count (whole words, numpy) / minimal infini-gram script: {whole:.2f}x")
     floor = res["python -c 'import numpy'"]["median_s"] / res["minimal infini-gram count"]["median_s"]
     print(f"  numpy's import alone / minimal infini-gram script: {floor:.2f}x")
-    if args.json_out:
-        args.json_out.write_text(json.dumps({"results": res, "ratio": ratio, "whole_words_ratio": whole, "numpy_floor_ratio": floor, "counts": said}, indent=1) + "\n", encoding="utf-8")
+    out.write(args, res, ratio=ratio, whole_words_ratio=whole, numpy_floor_ratio=floor, counts=said)
     return 0
 
 

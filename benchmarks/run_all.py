@@ -43,6 +43,7 @@ BENCHES: dict[str, tuple[str, list[str], list[str]]] = {
     "ray": ("bench_ray.py", ["--size", "100M"], ["--size", "1M"]),
     "scale": ("bench_scale.py", ["--sizes", "10M,100M"], ["--sizes", "1M", "--counts", "50", "--seqs", "2", "--traces", "1"]),
     "app": ("bench_app.py", ["--runs", "2"], ["--runs", "1", "--tokens", "48"]),
+    "startup": ("bench_startup.py", ["--size", "10M"], ["--size", "1M", "--rounds", "2"]),
 }
 
 
