@@ -52,10 +52,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 from urllib.parse import quote
 
 from index_tools import serve_work as work
+from index_tools.contract import IndexLike
 from index_tools.engine import Index
 from index_tools.errors import IndexToolsError
 from index_tools.opening import IndexSet, is_index_url
@@ -154,7 +155,7 @@ def guard(app: Any, token: str | None, allowed_hosts: frozenset[str]) -> Any:
 
 
 # -- the application ------------------------------------------------------------------------------
-def create_app(indexes: IndexSet | list[Index], timeout: float = TIMEOUT, max_body: int = MAX_BODY,
+def create_app(indexes: IndexSet, timeout: float = TIMEOUT, max_body: int = MAX_BODY,
                limits: Limits | None = None, max_pending: int = MAX_PENDING, token: str | None = None,
                allowed_hosts: tuple[str, ...] = (), infinigram_api_only: bool = False) -> Any:
     """The Starlette application serving `indexes` (by name, as `IndexSet` made them unique),
@@ -183,8 +184,7 @@ def create_app(indexes: IndexSet | list[Index], timeout: float = TIMEOUT, max_bo
     # "running": requests computing or queued, counted until their work ends (also after a 504);
     # "stopped": work stopped past its deadline. The event loop is one thread: no lock needed.
     stats = {"running": 0, "stopped": 0}
-    # local indexes only (`open_served` opens directories): an IndexSet holds them as IndexLike
-    by_name: dict[str, Index] = {ix.name: cast(Index, ix) for ix in indexes}
+    by_name = {ix.name: _local(ix) for ix in indexes}
     pool = ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="tracetui-serve")
     lanes = work.Lanes(light=WORKERS)
 
@@ -377,6 +377,13 @@ def bound_heap() -> bool:
         return bool(libc.mallopt(m_mmap_threshold, 1 << 20)) and bool(libc.mallopt(m_arena_max, 4))
     except (OSError, AttributeError):  # not glibc (musl): nothing to tune
         return False
+
+
+def _local(ix: IndexLike) -> Index:
+    """The server's operations read shards: it serves local index directories only."""
+    if not isinstance(ix, Index):
+        raise IndexToolsError(f"{ix.name}: serve takes index directories, not a served or remote index")
+    return ix
 
 
 def open_served(directories: list[str]) -> IndexSet:
