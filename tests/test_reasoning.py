@@ -139,7 +139,7 @@ async def test_reasoning_in_the_app_folded_stored_exported_traced_on_request(tex
         assert app.main.show_reasoning and THOUGHT in str(view.build_content())
         assert app.last_status.startswith("reasoning: ")
         # exported apart from the answer
-        base = app.action_export()
+        base = app.main.action_export()
         assert base is not None
         data = json.loads(base.with_suffix(".json").read_text())
         turn = data["turns"][-1]

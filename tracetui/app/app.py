@@ -6,19 +6,17 @@ Threads and state, by design:
   the trace service owns the `Tracer` and its caches in one long-lived thread; both report plain
   events (`tracetui.services.events`) that arrive here as `Posted` messages;
 - every event names its conversation and generation: the UI drops what is stale.
-The screens own what acts on what they show (span walking, the document panel, the views).
+The screens own what acts on what they show: the main screen the chat itself (sending, regenerating,
+opening conversations) and, through `replies.Replies`, each reply from its request to its final
+trace; this routes the services' events about replies there.
 """
 
 from __future__ import annotations
 
-import gc
-import threading
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from pathlib import Path
 
-from textual import on, work
+from textual import on
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
@@ -26,9 +24,8 @@ from textual.worker import Worker, WorkerState
 
 from index_tools.opening import IndexSet
 
-from ..conversation import MODES, Conversation, Message
-from ..export import export_conversation
-from ..model import Backend, ModelError, ModelSettings
+from ..conversation import MODES, Conversation
+from ..model import Backend, ModelSettings
 from ..services.child_tracer import ChildTraceService
 from ..services.events import (
     Event,
@@ -39,25 +36,18 @@ from ..services.events import (
     TraceProgress,
     TraceReady,
 )
-from ..services.generation import GenerationService, ReplyRequest
+from ..services.generation import GenerationService
 from ..services.persistence import Persistence
-from ..services.trace_queue import TraceRequest
 from ..services.tracing import TraceService
-from ..store import ConversationStore, restore_traces
+from ..store import ConversationStore
 from ..tracing.pipeline import TraceParams
 from . import gc_policy
 from .events import Posted
-from .screens.conversations import ConversationsScreen
 from .screens.help import HelpScreen
 from .screens.indexing import IndexingScreen
 from .screens.main import MainScreen
-from .screens.models import models_listed
-from .screens.system_prompt import SystemPromptScreen
-from .screens.trace_text import TraceTextScreen
+from .screens.models import list_models
 from .widgets.message import MessageView, index_hues
-from .widgets.prompt import PromptArea
-
-TRACE_INTERVAL = 0.5  # seconds between live traces while a reply streams (CPU shared with llama.cpp)
 
 
 class TraceApp(App[None]):
@@ -99,20 +89,16 @@ class TraceApp(App[None]):
         self.settings = settings or ModelSettings()
         self.intro = intro
         self.openings = openings or []
-        self._next_opening = 0
         self.export_dir = export_dir or Path.cwd()
         self.index_hue = index_hues([ix.name for ix in indexes or []])
         if mode is None:
             mode = "chat" if backend is None or backend.has_template else "continue"
         self.conversation = Conversation(mode)
         self.last_status = ""
-        self._stop = threading.Event()  # the streaming reply's stop signal (replaced per reply)
         # the tracer in a child process (trace_process) or in a thread of this one
         service = ChildTraceService if trace_process else TraceService
         self.tracing = service(self.trace_params, self._emit, heat=lambda: self._main is not None and self._main.heat)
         self.persistence = Persistence(store, self._emit)
-        self._live_pending = False
-        self._last_live = 0.0
 
     def _emit(self, event: Event) -> None:
         """The services' callback, from their threads: onto the UI thread's queue."""
@@ -177,18 +163,14 @@ class TraceApp(App[None]):
             self.notify(self.backend_error, title="Model not loaded", severity="error", timeout=10, markup=False)
             self.set_status(f"model: {self.backend_error} — tracing pasted text (Ctrl+T) still works")
         elif self.backend is not None and self.backend.can_pick_model:
-            self.list_models(at_start=True)
-
-    def _reply_ended_gc(self) -> None:
-        """A reply stopped streaming: old generations are collected again, one full pass soon."""
-        gc_policy.streaming(False)
-        self.set_timer(0.5, gc.collect)
+            list_models(self, at_start=True)
 
     def on_unmount(self) -> None:
         self._stop_services()
 
     def _stop_services(self) -> None:
-        self._stop.set()
+        if self._main is not None:
+            self._main.replies.close()
         if self.generation is not None:
             self.generation.close()
         self.tracing.close()
@@ -215,10 +197,7 @@ class TraceApp(App[None]):
             parts.append("system prompt: this chat's")
         self.sub_title = " · ".join(parts)
         if self._main_mounted():
-            placeholder = ("Type the opening of a text; the model continues it (F3: chat mode)"
-                           if conv.mode == "continue" else
-                           "Ask the model… (Enter sends, Ctrl+J new line, Up: earlier prompts, F1: help)")
-            self.main.query_one("#prompt", PromptArea).placeholder = placeholder
+            self.main.show_mode(conv.mode)
 
     def _indexes_loaded(self, loaded: tuple[IndexSet | None, str, float] | None) -> None:
         indexes, error, seconds = loaded or (None, "not loaded", 0.0)
@@ -231,206 +210,25 @@ class TraceApp(App[None]):
         self.set_status(f"index ready: {sum(ix.manifest.tokens for ix in indexes):,} tokens ({seconds:.1f} s)")
         self.call_after_refresh(gc_policy.freeze_heap)
 
-    # -- sending ----------------------------------------------------------------------------------
-    @on(PromptArea.Submitted, "#prompt")
-    def send(self, event: PromptArea.Submitted) -> None:
-        text = event.value if self.conversation.mode == "continue" else event.value.strip()
-        if not text.strip() or not self._can_generate():
-            return
-        event.prompt.remember(event.value)
-        event.prompt.value = ""
-        conv = self.conversation
-        self.persistence.begin(conv, text.strip())
-        if conv.mode == "chat":
-            self.main.add(conv.add_user(text), self.index_hue)
-        self._generate(text)
-
-    def _can_generate(self) -> bool:
-        if self.generating:
-            self.notify("a reply is still streaming (Esc stops it)", severity="warning")
-            return False
-        if self.generation is None:
-            self.notify(self.backend_error or "no model loaded", severity="error", markup=False)
-            return False
-        return True
-
-    def _generate(self, opening: str) -> None:
-        """Stream a reply to the conversation as it stands (chat: its turns; continue: `opening`)."""
-        assert self.generation is not None
-        conv = self.conversation
-        if conv.mode == "chat":
-            turns, reply = conv.model_turns(), conv.start_reply()
-        else:
-            turns, reply = [], conv.start_reply(opening=opening)
-        self.main.add(reply, self.index_hue)
-        self.main.focused_view = None
-        self._live_pending = False
-        gc_policy.streaming(True)
-        self.set_status("generating…")
-        settings = self.settings if conv.system is None else replace(self.settings, system_prompt=conv.system)
-        self._stop = self.generation.start(ReplyRequest(conv.key, reply.gen, conv.mode, turns, opening, settings))
-
-    def action_regenerate(self) -> None:
-        """The last reply again: dropped, and generated anew from the same prompt (or opening)."""
-        if self.screen is not self._main or not self._can_generate():
-            return
-        conv = self.conversation
-        old = conv.drop_last_reply()
-        if old is None:
-            self.notify("no finished reply to regenerate", severity="information")
-            return
-        view = self.main.view_of(old)
-        if view is not None:
-            self.main.drop_view(view)
-        self._generate(old.text[: old.prompt_chars] if old.mode == "continue" else "")
-
-    def action_system_prompt(self) -> None:
-        """This conversation's system prompt (kept with it); empty restores the default."""
-        if self.screen is not self._main:
-            return
-        conv = self.conversation
-
-        def chosen(text: str | None) -> None:
-            if text is None or conv is not self.conversation:
-                return
-            conv.system = text or None
-            self.persistence.save(conv)
-            self.show_mode()
-            self.set_status("system prompt: " + ("this chat's own, from the next reply on" if text else "the default"))
-
-        self.push_screen(SystemPromptScreen(conv.system or "", self.settings.system_prompt), chosen)
-
-    def stop_reply(self) -> None:
-        self._stop.set()
-        self.set_status("stopping…")
-
-    def next_opening(self) -> str | None:
-        """The next demo opening (switching to continue mode), or None when there are none."""
-        if not self.openings:
-            return None
-        if self.conversation.mode != "continue":
-            self.action_toggle_mode()
-        self._next_opening += 1
-        return self.openings[(self._next_opening - 1) % len(self.openings)]
-
     # -- routing the services' events ---------------------------------------------------------------
     @on(Posted)
     def _posted(self, message: Posted) -> None:
+        """Each service event to its handler, on the UI thread: a reply's to the main screen's."""
         event = message.event
-        if isinstance(event, ReplyChunk):
-            self._reply_chunk(event)
-        elif isinstance(event, ReplyDone):
-            self._reply_done(event)
-        elif isinstance(event, TraceReady):
-            self._trace_ready(event)
-        elif isinstance(event, TraceFailed):
-            self._trace_failed(event)
-        elif isinstance(event, TraceProgress):
-            if not event.live and self._current(event.conversation, event.gen) is not None:
-                self.set_status(f"tracing against the served indexes… {event.requests:,} requests in "
-                                f"{event.seconds:.1f} s")
-        elif isinstance(event, Notice):
+        if isinstance(event, Notice):
             self.notify(event.text, severity=event.severity, markup=False)  # type: ignore[arg-type]
-
-    def _current(self, conversation: int, gen: int) -> Message | None:
-        """The message an event is about, if it still belongs to the open conversation."""
-        if conversation != self.conversation.key:
-            return None
-        return self.conversation.by_gen(gen)
-
-    def _reply_chunk(self, event: ReplyChunk) -> None:
-        msg = self._current(event.conversation, event.gen)
-        if msg is None or msg.done:
             return
-        msg.text = msg.text[: msg.prompt_chars] + event.text
-        self._set_reasoning(msg, event.reasoning)
-        view = self.main.view_of(msg)
-        if view is not None:
-            self.main.text_changed(view)
-        now = time.perf_counter()
-        if not self._live_pending and now - self._last_live > TRACE_INTERVAL and msg.text.strip():
-            self._last_live = now
-            self.request_trace(msg, live=True)
-
-    def _reply_done(self, event: ReplyDone) -> None:
-        msg = self._current(event.conversation, event.gen)
-        if msg is None:
-            return
-        msg.text = msg.text[: msg.prompt_chars] + event.text
-        self._set_reasoning(msg, event.reasoning)
-        msg.done = True
-        self._reply_ended_gc()
-        view = self.main.view_of(msg)
-        if view is not None:
-            self.main.text_changed(view)
-        if event.error:
-            msg.extra["error"] = event.error  # repeated in the status line once traced (not saved)
-            self.notify(event.error, title="Model error", severity="error", markup=False)
-        stopped = " (stopped)" if event.stopped else ""
-        first = f", first after {event.first_piece:.2f}s" if event.first_piece is not None else ""
-        error = f" · {event.error}" if event.error else ""
-        self.set_status(f"reply: {event.pieces} pieces in {event.seconds:.1f}s{first}{stopped}{error} · tracing…")
-        self.request_trace(msg, live=False)
-        if self.trace_reasoning and msg.reasoning.strip():
-            self.request_trace(msg, live=False, part="reasoning")
-
-    def _set_reasoning(self, msg: Message, reasoning: str) -> None:
-        had = bool(msg.reasoning)
-        msg.reasoning = reasoning
-        if bool(reasoning) != had:
-            self.refresh_bindings()  # the reasoning keys show once a reply has reasoning
-
-    def request_trace(self, msg: Message, live: bool, part: str = "answer") -> None:
-        text = msg.reasoning if part == "reasoning" else msg.text
-        if self.indexes is None or not text.strip():
-            if not live:
-                error = msg.extra.get("error")
-                self.set_status("no index open: nothing traced" if self.indexes is None else
-                                (f"{error} · " if error else "") + "nothing to trace")
-                self.persistence.save(self.conversation)
-            return
-        prompt = "" if msg.prompt_chars else self.conversation.prompt_for(msg)
-        if live:
-            self._live_pending = True
-        near = self._main is not None and self._main.show_near
-        self.tracing.put(TraceRequest(self.conversation.key, msg.gen, text, prompt, live, self.indexes, part, near))
-
-    def _trace_failed(self, event: TraceFailed) -> None:
-        if event.live:
-            self._live_pending = False
-        if self._current(event.conversation, event.gen) is None:
-            return
-        self.notify(f"tracing failed: {event.error}", severity="error", markup=False)
-        self.set_status(f"tracing failed: {event.error}")
-
-    def _trace_ready(self, event: TraceReady) -> None:
-        if event.live:
-            self._live_pending = False
-        msg = self._current(event.conversation, event.gen)
-        if msg is None or (event.live and msg.done):
-            return  # stale, or a live result overtaken by the final trace
-        result = event.result
-        if event.part == "reasoning":
-            if msg.reasoning.startswith(result.text):
-                msg.reasoning_trace = result
-                self.persistence.save(self.conversation)
-                self.main.reasoning_traced(msg, result)
-            return
-        if not msg.text.startswith(result.text):
-            return  # the text changed under it (cannot happen while streaming only appends)
-        old = msg.trace
-        msg.trace = result
-        view = self.main.view_of(msg)
-        same = old is not None and [(x.start, x.end, x.level) for x in old.spans] == [
-            (x.start, x.end, x.level) for x in result.spans]
-        if view is not None and not (same and event.live):
-            self.main.trace_changed(view, result, event.live)
-        t = result.timings_ms.get("total", 0.0)
-        if not event.live:
-            self.persistence.save(self.conversation)
-        error = f" · {msg.extra['error']}" if not event.live and msg.extra.get("error") else ""
-        self.set_status(f"{len(result.spans)} spans · {len(result.documents)} documents · {t:.0f} ms "
-                        f"({'live' if event.live else 'done'}){error}")
+        replies = self.main.replies
+        if isinstance(event, ReplyChunk):
+            replies.chunk(event)
+        elif isinstance(event, ReplyDone):
+            replies.done(event)
+        elif isinstance(event, TraceReady):
+            replies.trace_ready(event)
+        elif isinstance(event, TraceFailed):
+            replies.trace_failed(event)
+        elif isinstance(event, TraceProgress):
+            replies.trace_progress(event)
 
     # -- global actions -------------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -460,20 +258,7 @@ class TraceApp(App[None]):
     def action_pick_model(self) -> None:
         if self.backend is not None and self.backend.can_pick_model and self.screen is self._main:
             self.set_status("asking the server for its models…")
-            self.list_models(at_start=False)
-
-    @work(thread=True, exclusive=True, group="models")
-    def list_models(self, at_start: bool) -> None:
-        """The server's models, asked off the UI thread (see `models.models_listed`)."""
-        backend = self.backend
-        assert backend is not None
-        try:
-            models = backend.list_models()
-        except ModelError as exc:
-            using = f" — asking for {backend.model!r} anyway; the next prompt tries again" if at_start and backend.model else ""
-            self.call_from_thread(self.set_status, f"{exc}{using}")
-            return
-        self.call_from_thread(models_listed, self, backend, models, at_start)
+            list_models(self, at_start=False)
 
     def action_help(self) -> None:
         """Every key that applies now, from the live bindings of the screen and the app."""
@@ -484,55 +269,15 @@ class TraceApp(App[None]):
                  ("w", "Whole document / window")]
         self.push_screen(HelpScreen(rows))
 
+    # the chat's own keys, bound here to work over any screen: the main screen acts on them
     def action_trace_text(self) -> None:
-        def done(text: str | None) -> None:
-            if text and self.screen is self._main:
-                msg = self.conversation.add_text(text)
-                self.main.add(msg, self.index_hue)
-                self.request_trace(msg, live=False)
-
-        self.push_screen(TraceTextScreen(), done)
-
-    def show_conversation(self, conv: Conversation, status: str = "new chat") -> None:
-        """Stop what streams, forget the old conversation (late results for it are dropped), and
-        show `conv`, reusing its saved traces while the indexes and parameters match."""
-        self._stop.set()
-        self._live_pending = False
-        self._reply_ended_gc()
-        self.conversation = conv
-        self.main.clear()
-        self.show_mode()
-        self.refresh_bindings()
-        if not conv.messages:
-            self.set_status(status)
-            return
-        reused = restore_traces(conv, self.indexes, self.trace_params)
-        for msg in conv.messages:
-            self.main.add(msg, self.index_hue)
-            if msg.traced and msg.trace is None:
-                self.request_trace(msg, live=False)
-            if self.trace_reasoning and msg.reasoning.strip() and msg.reasoning_trace is None:
-                self.request_trace(msg, live=False, part="reasoning")
-        last = next((v for v in reversed(self.main.views) if v.trace is not None), None)
-        if last is not None and last.trace is not None:
-            self.main.trace_changed(last, last.trace, live=False)
-        self.set_status(f"{status}: {reused} saved trace(s) reused")
+        self.main.trace_text()
 
     def action_new_chat(self) -> None:
-        self.show_conversation(Conversation(self.conversation.mode))
+        self.main.new_chat()
 
     def action_conversations(self) -> None:
-        store = self.persistence.store
-        if store is None:
-            self.notify("conversations are not saved in this session", severity="warning")
-            return
-
-        def opened(cid: int | None) -> None:
-            conv = None if cid is None else self.persistence.load(cid)
-            if conv is not None:
-                self.show_conversation(conv, f"reopened conversation {cid}")
-
-        self.push_screen(ConversationsScreen(store), opened)
+        self.main.pick_conversation()
 
     def action_toggle_theme(self) -> None:
         self.theme = "textual-light" if self.theme != "textual-light" else "textual-dark"
@@ -540,18 +285,6 @@ class TraceApp(App[None]):
     def watch_theme(self, theme: str) -> None:
         if self._main_mounted():
             self.main.restyle()
-
-    def action_export(self) -> Path | None:
-        if not self.conversation.messages:
-            self.notify("nothing to export yet", severity="warning")
-            return None
-        try:
-            base = export_conversation(self.conversation, self.export_dir)
-        except OSError as exc:
-            self.notify(f"export failed: {exc}", severity="error", markup=False)
-            return None
-        self.notify(f"exported to {base}.md and .json", markup=False)
-        return base
 
     def get_system_commands(self, screen: Screen) -> Iterator[SystemCommand]:
         yield from super().get_system_commands(screen)

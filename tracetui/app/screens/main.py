@@ -1,13 +1,16 @@
 """The main screen: the conversation, the prompt, the document panel and the status line.
 
-It shows the replies and owns what acts on what it shows: walking the highlights, the heat and
-reasoning views, the document panel, the next-token view. The App owns the conversation, the
-services and the global keys, and tells this screen what changed. Every method runs on the UI
-thread; reading a document runs in a worker.
+It shows the conversation and owns what acts on it: sending a prompt, regenerating a reply,
+opening another conversation, its system prompt and export, and on what it shows: walking the
+highlights, the heat and reasoning views, the document panel, the next-token view. A reply's
+life, from the request to its final trace, is `Replies`' (`tracetui.app.replies`). The App owns
+the conversation, the services and the global keys, and routes the services' events here. Every
+method runs on the UI thread; reading a document runs in a worker.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 from textual import on
@@ -18,16 +21,22 @@ from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import Header, OptionList, Static
 
-from ...conversation import Message
+from ...conversation import Conversation, Message
+from ...export import export_conversation
 from ...sanitize import inert
+from ...store import restore_traces
 from ...tracing.pipeline import TraceResult
+from ..replies import Replies
 from ..span_walk import highlight_status, step_highlight
 from ..widgets.documents import DocumentPanel
 from ..widgets.footer import StableFooter
 from ..widgets.message import MessageView
 from ..widgets.prompt import PromptArea
+from .conversations import ConversationsScreen
 from .document import open_document
 from .next_tokens import NextTokensScreen
+from .system_prompt import SystemPromptScreen
+from .trace_text import TraceTextScreen
 
 if TYPE_CHECKING:
     from ..app import TraceApp
@@ -48,10 +57,10 @@ class MainScreen(Screen[None]):
         Binding("ctrl+g", "trace_reasoning", "Trace reasoning", id="reasoning.trace"),
         Binding("f10", "toggle_near", "Near-verbatim", id="near.toggle"),
         Binding("ctrl+y", "copy_span", "Copy span", priority=True, id="copy.span"),
-        Binding("ctrl+b", "app.regenerate", "Regenerate", priority=True, id="prompt.regenerate"),
-        Binding("ctrl+s", "app.system_prompt", "System prompt", priority=True, id="prompt.system"),
+        Binding("ctrl+b", "regenerate", "Regenerate", priority=True, id="prompt.regenerate"),
+        Binding("ctrl+s", "system_prompt", "System prompt", priority=True, id="prompt.system"),
         # priority: the prompt would take Ctrl+E as "end of line"
-        Binding("ctrl+e", "app.export", "Export", priority=True, id="export"),
+        Binding("ctrl+e", "export", "Export", priority=True, id="export"),
         Binding("ctrl+l", "focus_prompt", "Prompt", show=False, id="prompt.focus"),
     ]
 
@@ -63,6 +72,8 @@ class MainScreen(Screen[None]):
         self.heat = False  # tokens shaded by effective n instead of span highlights
         self.show_reasoning = False  # reasoning under the replies shown (else one line each)
         self.show_near = False  # near-verbatim spans traced and marked (F10)
+        self.replies = Replies(self)
+        self._openings_given = 0  # demo openings put into the prompt so far (F4 cycles through them)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -136,6 +147,125 @@ class MainScreen(Screen[None]):
             panel.show_near = self.show_near
             panel.show(panel.trace, panel.span_filter)
 
+    # -- the conversation -------------------------------------------------------------------------
+    @on(PromptArea.Submitted, "#prompt")
+    def send(self, event: PromptArea.Submitted) -> None:
+        """Enter: the prompt (chat) or the opening (continue, kept as typed) starts a reply."""
+        app = self.tapp
+        conv = app.conversation
+        text = event.value if conv.mode == "continue" else event.value.strip()
+        if not text.strip() or not self.replies.can_start():
+            return
+        event.prompt.remember(event.value)
+        event.prompt.value = ""
+        app.persistence.begin(conv, text.strip())
+        if conv.mode == "chat":
+            self.add(conv.add_user(text), app.index_hue)
+        self.replies.start(text)
+
+    def action_regenerate(self) -> None:
+        """The last reply again: dropped, and generated anew from the same prompt (or opening)."""
+        if self.app.screen is not self or not self.replies.can_start():
+            return
+        old = self.tapp.conversation.drop_last_reply()
+        if old is None:
+            self.notify("no finished reply to regenerate", severity="information")
+            return
+        view = self.view_of(old)
+        if view is not None:
+            self.drop_view(view)
+        self.replies.start(old.text[: old.prompt_chars] if old.mode == "continue" else "")
+
+    def action_system_prompt(self) -> None:
+        """This conversation's system prompt (kept with it); empty restores the default."""
+        if self.app.screen is not self:
+            return
+        app = self.tapp
+        conv = app.conversation
+
+        def chosen(text: str | None) -> None:
+            if text is None or conv is not app.conversation:
+                return  # cancelled, or another conversation opened meanwhile
+            conv.system = text or None
+            app.persistence.save(conv)
+            app.show_mode()
+            self.set_status("system prompt: " + ("this chat's own, from the next reply on" if text else "the default"))
+
+        self.app.push_screen(SystemPromptScreen(conv.system or "", app.settings.system_prompt), chosen)
+
+    def action_export(self) -> Path | None:
+        """The conversation as Markdown and JSON in the export directory; the base path written."""
+        app = self.tapp
+        if not app.conversation.messages:
+            self.notify("nothing to export yet", severity="warning")
+            return None
+        try:
+            base = export_conversation(app.conversation, app.export_dir)
+        except OSError as exc:
+            self.notify(f"export failed: {exc}", severity="error", markup=False)
+            return None
+        self.notify(f"exported to {base}.md and .json", markup=False)
+        return base
+
+    def show_conversation(self, conv: Conversation, status: str = "new chat") -> None:
+        """Stop what streams, forget the old conversation (late results for it are dropped), and
+        show `conv`, reusing its saved traces while the indexes and parameters match."""
+        app = self.tapp
+        self.replies.forget()
+        app.conversation = conv
+        self.clear()
+        app.show_mode()
+        app.refresh_bindings()
+        if not conv.messages:
+            self.set_status(status)
+            return
+        reused = restore_traces(conv, app.indexes, app.trace_params)
+        for msg in conv.messages:
+            self.add(msg, app.index_hue)
+            if msg.traced and msg.trace is None:
+                self.replies.request_trace(msg, live=False)
+            if app.trace_reasoning and msg.reasoning.strip() and msg.reasoning_trace is None:
+                self.replies.request_trace(msg, live=False, part="reasoning")
+        last = next((v for v in reversed(self.views) if v.trace is not None), None)
+        if last is not None and last.trace is not None:
+            self.trace_changed(last, last.trace, live=False)
+        self.set_status(f"{status}: {reused} saved trace(s) reused")
+
+    # the chat keys bound app-wide (Ctrl+N, Ctrl+R, Ctrl+T: they work over any screen) land here
+    def new_chat(self) -> None:
+        self.show_conversation(Conversation(self.tapp.conversation.mode))
+
+    def pick_conversation(self) -> None:
+        """The saved conversations: the one picked is shown here."""
+        app = self.tapp
+        store = app.persistence.store
+        if store is None:
+            self.notify("conversations are not saved in this session", severity="warning")
+            return
+
+        def opened(cid: int | None) -> None:
+            conv = None if cid is None else app.persistence.load(cid)
+            if conv is not None:
+                self.show_conversation(conv, f"reopened conversation {cid}")
+
+        app.push_screen(ConversationsScreen(store), opened)
+
+    def trace_text(self) -> None:
+        """Text pasted or loaded from a file, traced like a reply (once back on this screen)."""
+        def done(text: str | None) -> None:
+            if text and self.app.screen is self:
+                msg = self.tapp.conversation.add_text(text)
+                self.add(msg, self.tapp.index_hue)
+                self.replies.request_trace(msg, live=False)
+
+        self.app.push_screen(TraceTextScreen(), done)
+
+    def show_mode(self, mode: str) -> None:
+        """The prompt's placeholder says what Enter does in this mode."""
+        self.query_one("#prompt", PromptArea).placeholder = (
+            "Type the opening of a text; the model continues it (F3: chat mode)" if mode == "continue" else
+            "Ask the model… (Enter sends, Ctrl+J new line, Up: earlier prompts, F1: help)")
+
     # -- spans ------------------------------------------------------------------------------------
     def focused_reply(self) -> MessageView | None:
         """The reply last clicked, else the latest one with highlights."""
@@ -183,7 +313,7 @@ class MainScreen(Screen[None]):
 
     def action_escape(self) -> None:
         if self.tapp.generating:
-            self.tapp.stop_reply()
+            self.replies.stop()
             return
         view = self.focused_reply()
         if view is not None and view.selected is not None:
@@ -210,10 +340,14 @@ class MainScreen(Screen[None]):
         open_document(self, trace, panel.document(event.option.id), self.tapp.indexes or [], locate)
 
     def action_demo_opening(self) -> None:
-        """Put the next demo opening into the prompt (in continue mode)."""
-        text = self.tapp.next_opening()
-        if text is None:
+        """Put the next demo opening into the prompt, switching to continue mode (none: nothing)."""
+        app = self.tapp
+        if not app.openings:
             return
+        if app.conversation.mode != "continue":
+            app.action_toggle_mode()
+        text = app.openings[self._openings_given % len(app.openings)]
+        self._openings_given += 1
         prompt = self.query_one("#prompt", PromptArea)
         prompt.value = text
         prompt.focus()
@@ -233,7 +367,7 @@ class MainScreen(Screen[None]):
         if self.show_near:
             for v in self.views:
                 if v.message.done and v.message.traced and v.trace is not None and v.trace.near is None:
-                    self.tapp.request_trace(v.message, live=False)
+                    self.replies.request_trace(v.message, live=False)
         self.set_status("near-verbatim spans shown (underlined; the differing word marked)" if self.show_near
                         else "near-verbatim spans hidden (F10 shows them)")
 
@@ -309,7 +443,7 @@ class MainScreen(Screen[None]):
             self.reasoning_traced(msg, msg.reasoning_trace)
             return
         self.set_status("tracing the reasoning…")
-        self.tapp.request_trace(msg, live=False, part="reasoning")
+        self.replies.request_trace(msg, live=False, part="reasoning")
 
     def reasoning_traced(self, msg: Message, result: TraceResult) -> None:
         """A reply's reasoning traced: highlighted in its shown block, its documents in the panel."""

@@ -1,4 +1,5 @@
-"""The models a server offers: Enter uses the highlighted one, Esc keeps the current one."""
+"""The models a server offers: asked for off the UI thread, at start and on F8; Enter uses the
+highlighted one, Esc keeps the current one."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from textual.screen import ModalScreen
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
-from ...model import Backend
+from ...model import Backend, ModelError
 from ...sanitize import inert
 
 if TYPE_CHECKING:
@@ -71,3 +72,22 @@ def models_listed(app: TraceApp, backend: Backend, models: list[str], at_start: 
 
     if app.screen is app.main:
         app.push_screen(ModelPickerScreen(getattr(backend, "url", backend.name), models, backend.model), chosen)
+
+
+def list_models(app: TraceApp, at_start: bool) -> None:
+    """Ask the server for its models in a worker thread (a request, never on the UI thread);
+    the answer goes to `models_listed` on the UI thread. A newer request replaces a running one."""
+
+    def ask() -> None:
+        backend = app.backend
+        assert backend is not None
+        try:
+            models = backend.list_models()
+        except ModelError as exc:
+            using = f" — asking for {backend.model!r} anyway; the next prompt tries again" if at_start and backend.model else ""
+            app.call_from_thread(app.set_status, f"{exc}{using}")
+            return
+        app.call_from_thread(models_listed, app, backend, models, at_start)
+
+    app.run_worker(ask, name="list_models", group="models", description=f"list_models(at_start={at_start!r})",
+                   exclusive=True, thread=True)
