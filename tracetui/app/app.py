@@ -130,10 +130,6 @@ class TraceApp(App[None]):
             self.generation.backend = backend
 
     @property
-    def store(self) -> ConversationStore | None:
-        return self.persistence.store
-
-    @property
     def messages(self) -> list[MessageView]:
         return self.main.views
 
