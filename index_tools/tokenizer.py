@@ -76,12 +76,24 @@ class Tokenizer:
         b = len(text) if end >= n else _agreeing(text, self.decode(ids[:end]))
         return text, (a, max(a, b))
 
+    @cached_property
+    def _token_table(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every token's bytes laid end to end (uint8) and the vocabulary + 1 offsets of the
+        tokens in it: what `_bytes_of` gathers from."""
+        return _laid_end_to_end(self.token_bytes())
+
     def _bytes_of(self, ids: np.ndarray) -> tuple[bytes, np.ndarray]:
-        """The bytes `ids` stand for and the byte offset of each of the n + 1 token boundaries."""
-        table = self.token_bytes()
-        pieces = [table[i] if 0 <= i < len(table) else b"" for i in ids.tolist()]
-        sizes = np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces))
-        return b"".join(pieces), np.concatenate([[0], np.cumsum(sizes)])
+        """The bytes `ids` stand for and the byte offset of each of the n + 1 token boundaries:
+        one gather from `_token_table` (ids outside the vocabulary stand for no bytes)."""
+        blob, offs = self._token_table
+        ids = np.asarray(ids, dtype=np.int64)
+        ok = (ids >= 0) & (ids < len(offs) - 1)
+        safe = np.where(ok, ids, 0)
+        starts = offs[safe]
+        sizes = np.where(ok, offs[safe + 1] - starts, 0)
+        bounds = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        at = np.repeat(starts - bounds[:-1], sizes) + np.arange(int(bounds[-1]), dtype=np.int64)
+        return blob[at].tobytes(), bounds
 
     def _at_character(self, ids: np.ndarray) -> np.ndarray:
         """Per token boundary 0..n of `ids`: does a character begin there (or the text end)?"""
@@ -209,6 +221,16 @@ class HFTokenizer(Tokenizer):
     def decode(self, ids: Sequence[int] | np.ndarray) -> str:
         return self._tok.decode([int(i) for i in ids], skip_special_tokens=False)
 
+    @cached_property
+    def _token_table(self) -> tuple[np.ndarray, np.ndarray]:
+        """The cached blob as it is (not cut into a bytes object per token)."""
+        if self._bytes is None and self._blob is None:
+            self._tables()
+        if self._blob is not None:
+            blob, offs = self._blob
+            return np.frombuffer(blob or b"\0", dtype=np.uint8)[: int(offs[-1])], np.asarray(offs, dtype=np.int64)
+        return _laid_end_to_end(self.token_bytes())
+
     def token_bytes(self) -> list[bytes]:
         if self._bytes is None and self._blob is None:
             self._tables()
@@ -260,11 +282,10 @@ class HFTokenizer(Tokenizer):
         table, classes = self._build_tables()
         self._bytes, self._words = table, WordBoundaries(classes, table)
         if path is not None:
-            offs = np.concatenate([[0], np.cumsum([len(b) for b in table])]).astype(np.int64)
+            blob, offs = _laid_end_to_end(table)
             tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp.npz")
             try:
-                arrays: dict[str, Any] = {"blob": np.frombuffer(b"".join(table) or b"\0", dtype=np.uint8)[: int(offs[-1])],
-                                          "offsets": offs, **self._words.to_arrays()}
+                arrays: dict[str, Any] = {"blob": blob, "offsets": offs, **self._words.to_arrays()}
                 np.savez(tmp, **arrays)
                 os.replace(tmp, path)
             except OSError:
@@ -291,6 +312,12 @@ class HFTokenizer(Tokenizer):
 
 #: bump when the tables `HFTokenizer._tables` caches change meaning
 _TABLES_VERSION = 1
+
+
+def _laid_end_to_end(table: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    """Token bytes laid end to end (uint8) and the len(table) + 1 offsets of the tokens in it."""
+    offs = np.concatenate([[0], np.cumsum([len(b) for b in table])]).astype(np.int64)
+    return np.frombuffer(b"".join(table) or b"\0", dtype=np.uint8)[: int(offs[-1])], offs
 
 
 def _tables_cache(fingerprint: str) -> Path | None:
