@@ -11,7 +11,7 @@ standard `mmap` module maps it.
 
 The buffer returned slices to `bytes` (a `bytes` comparison of two slices is exactly memcmp,
 the order of a suffix array), supports the buffer protocol (numpy views) and `len`. numpy is not
-imported here: a one-shot query opens an index without it (`index_tools.lean`).
+imported here: a one-shot query opens an index without it (`tracetui.lazy_imports`).
 """
 
 from __future__ import annotations

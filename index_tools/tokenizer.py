@@ -31,7 +31,7 @@ class Tokenizer:
 
     def encode_ids(self, text: str) -> list[int]:
         """The ids of `text` as a plain list: what `encode` wraps, and what a one-shot query
-        (`tracetui count --substring`) uses without numpy (see `index_tools.lean`)."""
+        (`tracetui count --substring`) uses without numpy (see `tracetui.lazy_imports`)."""
         raise NotImplementedError
 
     def encode(self, text: str) -> np.ndarray:
