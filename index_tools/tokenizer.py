@@ -157,6 +157,11 @@ class ByteTokenizer(Tokenizer):
     def encode_ids(self, text: str) -> list[int]:
         return list(text.encode("utf-8"))
 
+    def encode(self, text: str) -> np.ndarray:
+        # the builder encodes whole corpora through here: the bytes as an array in one step,
+        # not an int object per byte (what `encode_ids` gives a one-shot query)
+        return np.frombuffer(text.encode("utf-8"), dtype=np.uint8).astype(np.int64)
+
     def encode_with_offsets(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         data = text.encode("utf-8")
         ids = np.frombuffer(data, dtype=np.uint8).astype(np.int64)
