@@ -637,7 +637,7 @@ class Index(RangeCounts, DocumentIds):
     def _query(self, ids: np.ndarray | Sequence[int]) -> bytes:
         """A token sequence as the little-endian bytes of the token file (what `Shard.find_one`
         compares with): through `array`, so a list of ids needs no numpy."""
-        q = array(_ARRAY_CODES[self.width], (int(i) for i in ids))
+        q = array(_ARRAY_CODES[self.width], ids)  # numpy integers convert through __index__
         if sys.byteorder != "little":
             q.byteswap()
         return q.tobytes()
